@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration over the library steps in mint_iqa."""

@@ -1,0 +1,1 @@
+"""Data: reference photographs, proxy synthesis, adapters for real datasets, splits, manifest."""

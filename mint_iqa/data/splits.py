@@ -1,0 +1,56 @@
+"""Evaluation protocols.
+
+* `paper`: random by image, as in the released MINT-IQA code (prompts and references are shared
+  between train and test, so it measures fit more than generalisation).
+* `strict`: content-disjoint: references (proxy) or prompts (real data) are dealt into k folds; the
+  test fold and the validation fold (the next one) never share content with training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mint_iqa.config import SplitConfig
+
+SPLITS = ("train", "val", "test")
+
+
+def paper_split(n: int, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
+    order = np.random.default_rng([seed, 0x5A9E]).permutation(n)
+    n_test = int(round(n * fractions[2]))
+    n_val = int(round(n * fractions[1]))
+    split = np.full(n, "train", dtype=object)
+    split[order[:n_test]] = "test"
+    split[order[n_test:n_test + n_val]] = "val"
+    return split
+
+
+def strict_folds(groups: pd.Series, folds: int, seed: int) -> pd.Series:
+    """Fold of each row: unique content groups shuffled and dealt round-robin into `folds` folds."""
+    unique = sorted(groups.unique())
+    order = np.random.default_rng([seed, 0x57C7]).permutation(len(unique))
+    fold_of = {unique[i]: rank % folds for rank, i in enumerate(order)}
+    return groups.map(fold_of).astype(int)
+
+
+def strict_split(fold: pd.Series, folds: int, test_fold: int) -> pd.Series:
+    """train / val / test for one choice of test fold (validation = the following fold)."""
+    val_fold = (test_fold + 1) % folds
+    return fold.map(lambda f: "test" if f == test_fold else "val" if f == val_fold else "train")
+
+
+def assign(df: pd.DataFrame, cfg: SplitConfig, seed: int) -> pd.DataFrame:
+    """Add `split_paper`, `strict_fold` and `split_strict` columns (grouping by `ref_id`)."""
+    p = cfg.paper
+    df = df.copy()
+    df["split_paper"] = paper_split(len(df), (p.train, p.val, p.test), seed)
+    df["strict_fold"] = strict_folds(df["ref_id"], cfg.strict.folds, seed)
+    df["split_strict"] = strict_split(df["strict_fold"], cfg.strict.folds, cfg.strict.test_fold)
+    return df
+
+
+def split_column(protocol: str) -> str:
+    if protocol not in ("paper", "strict"):
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'paper' or 'strict'")
+    return f"split_{protocol}"

@@ -1,0 +1,36 @@
+"""A short account of what the pipeline produced and where (printed at the end of `make demo`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mint_iqa.config import Params
+
+
+def _size(path: Path) -> str:
+    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    return f"{total / 1e6:.1f} MB"
+
+
+def summarise(params: Params) -> str:
+    lines = ["mint-iqa: what was produced"]
+    raw = Path(params.data.raw_dir)
+    if raw.exists():
+        lines.append(f"  raw data         {raw}/ ({len(list((raw / 'references').glob('*.png')))} reference photographs,"
+                     f" {_size(raw)}; tracked by data.dvc)")
+    prepared = Path(params.prepare.out_dir)
+    if (prepared / "dataset.json").exists():
+        meta = json.loads((prepared / "dataset.json").read_text())
+        lines.append(f"  prepared set     {prepared}/ ({meta['images']} images, {meta['instructions']} "
+                     f"instruction records, source={meta['source']}, {_size(prepared)})")
+    report = Path(params.validation.metrics)
+    if report.exists():
+        r = json.loads(report.read_text())
+        state = "passed" if r["success"] else "FAILED"
+        lines.append(f"  validation       {state}: {r['expectations']} expectations on {r['rows']} rows "
+                     f"({report}, {Path(params.validation.out_dir) / 'summary.md'})")
+    sheet = Path("plots/degradations.png")
+    if sheet.exists():
+        lines.append(f"  contact sheet    {sheet}")
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Shared fixtures. Tests run on CPU, offline, with every tool's state kept in temp folders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(scope="session")
+def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference photographs, materialised once per session."""
+    from mint_iqa.data.references import fetch
+
+    path = tmp_path_factory.mktemp("raw") / "data"
+    fetch(path)
+    return path
+
+
+def small_params(raw_dir: Path, out_dir: Path, **prepare: object):
+    from mint_iqa.config import Params
+
+    return Params.model_validate({
+        "data": {"raw_dir": str(raw_dir)},
+        "prepare": {**_project_prepare(), "out_dir": str(out_dir), "images_per_reference": 10, "workers": 1,
+                    **prepare},
+        "validate": {"out_dir": str(out_dir.parent / "validation"),
+                     "metrics": str(out_dir.parent / "metrics" / "validation.json")},
+    })
+
+
+def _project_prepare() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["prepare"]
+
+
+@pytest.fixture(scope="session")
+def prepared(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small proxy set (10 images per reference) built with the project's degradation ladders."""
+    from mint_iqa.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "prepared"
+    prepare(small_params(raw_dir, out))
+    return out
+
+
+@pytest.fixture
+def prepared_copy(prepared: Path, tmp_path: Path) -> Path:
+    """A private copy of the small proxy set that a test may corrupt."""
+    dst = tmp_path / "prepared"
+    shutil.copytree(prepared, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def aigciqa_dir() -> Path:
+    path = SHARED / "aigciqa2023plus"
+    if not path.exists():
+        pytest.skip(f"real AIGCIQA2023+ annotation files not found at {path} (../shared is absent)")
+    return path
+
+
+def tool(name: str) -> str:
+    """A console script from the running interpreter's environment (dvc, mlflow, prefect, mint-iqa)."""
+    import sys
+
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
