@@ -70,6 +70,22 @@ def data_sheet(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None
     console.print(f"contact sheet written to {path}")
 
 
+@data_app.command("calibrate")
+def data_calibrate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
+                   samples: Annotated[int, typer.Option(help="Level-5 renders per distortion type.")] = 100) -> None:
+    """Measure each distortion's level-5 damage and print `prepare.labels.damage_scale` for params.yaml."""
+    import numpy as np
+    import yaml
+
+    from mint_iqa.data.references import load_references
+    from mint_iqa.data.synth import Synthesiser
+
+    p = _params(params, overrides)
+    synth = Synthesiser(load_references(p.data.raw_dir), p.prepare)
+    scales = synth.calibrate(np.random.default_rng([p.seed, 0xCA1]), samples)
+    print(yaml.safe_dump({"damage_scale": scales}, default_flow_style=None, sort_keys=False).strip())
+
+
 @app.command()
 def prepare(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Build artifacts/prepared: images, manifest, splits, instructions."""
@@ -101,6 +117,63 @@ def validate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
         _fail(str(exc))
     console.print(f"validate: {len(report.results)} expectations passed on {report.rows} rows "
                   f"-> {p.validation.metrics}")
+
+
+@app.command("train-scorer")
+def train_scorer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
+                 protocol: Annotated[list[str] | None, typer.Option(help="Protocol(s) to train (default: train.protocols).")] = None,
+                 resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False) -> None:
+    """Stage 1: train the multi-perspective scorer with DeepSpeed, one model per protocol."""
+    from mint_iqa.train.launch import in_worker, relaunch
+    from mint_iqa.train.scorer import train_scorer as run
+
+    p = _params(params, overrides)
+    protocols = protocol or list(p.train.protocols)
+    if p.train.num_procs > 1 and not in_worker():
+        argv = [a for a in sys.argv[1:] if a]
+        raise typer.Exit(relaunch(p.train.num_procs, argv, p.train.threads))
+    for name in protocols:
+        try:
+            best = run(p, name, resume=resume)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        console.print(f"train-scorer[{name}]: best weights -> {best}/")
+
+
+@app.command()
+def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Score each protocol's test split; write metrics/scorer.json and plots; log to MLflow."""
+    from mint_iqa.evaluate import evaluate as run, table
+
+    p = _params(params, overrides)
+    try:
+        results = run(p)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    print(table(results))
+    console.print(f"evaluate: metrics -> {p.evaluate.metrics}, plots -> {p.evaluate.plots}/")
+
+
+@app.command()
+def score(manifest: Annotated[Path, typer.Option("--manifest", "-m", help="CSV with columns image,prompt.")],
+          out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
+          model: Annotated[Path, typer.Option(help="Trained scorer folder.")] = Path("artifacts/scorer/paper/best"),
+          batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+          force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
+    """Score the (image, prompt) rows of a manifest; one output row per input row, in order.
+
+    Image paths are relative to the manifest's folder and may not leave it. A bad row gets a status
+    message instead of scores; the exit code is 1 when any row failed.
+    """
+    from mint_iqa.predict import score_manifest
+
+    try:
+        result = score_manifest(manifest, out, model, batch_size=batch_size, force=force)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        _fail(str(exc))
+    failed = int((result["status"] != "ok").sum())
+    console.print(f"score: {len(result)} rows -> {out} ({failed} failed)")
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command()

@@ -30,12 +30,25 @@ class DataConfig(Strict):
 
 
 class LabelConfig(Strict):
+    """MOS-like labels in [0, 1]. A distorted image is labelled by the damage actually done to it (1 - SSIM
+    against its pristine crop, see `degradations.damage`) divided by its distortion type's `damage_scale`,
+    so that what the label says is what a viewer can see; prompt mismatches by their ladder level."""
+
     pristine: float = Field(0.9, gt=0, le=1)
     floor: float = Field(0.1, ge=0, lt=1)
+    damage_scale: dict[str, float] = {}
 
     def for_level(self, level: int) -> float:
-        """MOS-like label of a distortion level: 0 is pristine, LEVELS is the floor, linear between."""
+        """Label of a ladder level: 0 is pristine, LEVELS is the floor, linear between."""
         return self.pristine - (self.pristine - self.floor) * level / LEVELS
+
+    def for_damage(self, distortion: str, damage: float) -> float:
+        """Label of a measured damage: 0 is pristine, `damage_scale[distortion]` or more is the floor."""
+        if distortion not in self.damage_scale:
+            raise ValueError(f"prepare.labels.damage_scale has no entry for {distortion!r}; "
+                             "run `mint-iqa data calibrate`")
+        severity = min(1.0, max(0.0, damage / self.damage_scale[distortion]))
+        return self.pristine - (self.pristine - self.floor) * severity
 
 
 class PaperSplit(Strict):
@@ -108,11 +121,61 @@ class ValidateConfig(Strict):
     examples: int = 3
 
 
+class ModelConfig(Strict):
+    preset: str = "tiny"                       # tiny | clip-<open_clip model> | paper
+    overrides: dict[str, Any] = {}             # merged into the preset, e.g. {vision: {layers: 2}}
+
+
+class LossConfig(Strict):
+    l1: float = 1.0          # L1 to the labels
+    plcc: float = 0.5        # 1 - Pearson correlation per dimension within a batch (rank-aware, scale-free)
+    rank: float = 0.0        # pairwise margin ranking loss
+    aux: float = 0.1         # auxiliary distortion-type classification
+
+
+class TrainConfig(Strict):
+    out_dir: Path = Path("artifacts/scorer")
+    checkpoint_dir: Path = Path("artifacts/checkpoints")  # DeepSpeed checkpoints for --resume (not a DVC output)
+    protocols: list[Literal["paper", "strict"]] = ["paper", "strict"]
+    epochs: int = Field(6, ge=1)
+    steps_per_epoch: int = Field(150, ge=1)
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    zero_stage: int = Field(0, ge=0, le=3)
+    bf16: bool = False
+    fix_rate: float = Field(0.0, ge=0, le=1)   # fraction of vision blocks frozen (0.6 in the paper)
+    crop: int | None = None                    # train on random crops of this size (None: whole images)
+    synthetic_fraction: float = Field(0.75, ge=0, le=1)  # on-the-fly samples vs prepared train images
+    augment: bool = True                       # recolour pristine crops before distorting (content diversity)
+    reuse: int = Field(1, ge=1, le=8)          # views (flips / 90-degree turns) per synthesised sample
+    autocast: bool = False                     # bf16 autocast for the forward pass (CPU AVX512-BF16, GPUs)
+    workers: int = Field(1, ge=0)              # data-loader processes synthesising samples
+    threads: int = Field(2, ge=1)              # torch intra-op threads
+    num_procs: int = Field(1, ge=1)            # >1: launched through the deepspeed launcher
+    checkpoint_every: int = Field(0, ge=0)     # extra checkpoints every N steps (0: once per epoch)
+    loss: LossConfig = LossConfig()
+
+
+class EvaluateConfig(Strict):
+    metrics: Path = Path("metrics/scorer.json")
+    plots: Path = Path("plots/scorer")
+    bootstrap: int = 1000
+    batch_size: int = 32
+
+
 class Params(Strict):
     seed: int = 0
     data: DataConfig = DataConfig()
     prepare: PrepareConfig = PrepareConfig()
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

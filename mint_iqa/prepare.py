@@ -13,16 +13,16 @@ import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image
-from mint_iqa.progress import progress
 
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import adapters, manifest, splits
 from mint_iqa.data.references import load_references
 from mint_iqa.data.synth import Plan, Synthesiser
 from mint_iqa.io import atomic_dir
-import numpy as np
+from mint_iqa.progress import progress
 
 _WORKER: dict[str, Any] = {}
 
@@ -42,7 +42,7 @@ def _render(job: tuple[int, int, Plan]) -> dict[str, Any]:
     return {
         "id": name, "image": f"images/{name}.png", "prompt": sample.prompt, "ref_id": sample.ref_id,
         "source": "proxy", "family": sample.family, "distortion": sample.distortion, "level": sample.level,
-        **sample.labels, **{manifest.ANSWER_COLUMNS[k]: v for k, v in sample.answers.items()},
+        **sample.labels, "damage": sample.damage, **{manifest.ANSWER_COLUMNS[k]: v for k, v in sample.answers.items()},
         "licence": synth.refs[ref_index].licence,
     }
 

@@ -182,6 +182,36 @@ DEFECT_NAMES: dict[str, str] = {
 }
 
 
+def damage_map(pristine: np.ndarray, degraded: np.ndarray) -> np.ndarray:
+    """Per-pixel structural dissimilarity (1 - SSIM, 7x7 windows) averaged over Y, I and Q channels.
+
+    Computing it in a luma/chroma space makes colour defects count as well as structural ones.
+    """
+    import cv2
+
+    a = np.ascontiguousarray(pristine @ _YIQ.T, dtype=np.float32)
+    b = np.ascontiguousarray(degraded @ _YIQ.T, dtype=np.float32)
+    c1, c2 = 0.01**2, 0.03**2
+    box = lambda x: cv2.blur(x, (7, 7), borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    mu_a, mu_b = box(a), box(b)
+    var_a = box(a * a) - mu_a**2
+    var_b = box(b * b) - mu_b**2
+    cov = box(a * b) - mu_a * mu_b
+    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return np.clip(1.0 - ssim, 0.0, 2.0).mean(axis=-1)
+
+
+def damage(pristine: np.ndarray, degraded: np.ndarray, local: bool) -> float:
+    """How much a distortion actually changed this image: mean dissimilarity over the whole image
+    (global defects) or over its most damaged 5% (local defects, which people notice wherever they are)."""
+    dmap = damage_map(pristine, degraded)
+    if not local:
+        return float(dmap.mean())
+    flat = dmap.ravel()
+    k = max(1, flat.size // 20)
+    return float(np.partition(flat, flat.size - k)[-k:].mean())
+
+
 def apply(img: np.ndarray, family: str, name: str, level: int, ladders: dict[str, dict[str, list[float]]],
           rng: np.random.Generator) -> np.ndarray:
     """Apply distortion `name` of `family` at `level` (1-5) with that level's parameters, clipped to [0, 1]."""

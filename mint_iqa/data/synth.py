@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from mint_iqa.config import DIMENSIONS, LEVELS, PrepareConfig
 from mint_iqa.data import degradations
@@ -27,18 +27,45 @@ class Sample:
     family: str                    # pristine | quality | authenticity | correspondence
     distortion: str                # registry name, mismatch kind, or "none"
     level: int                     # 0 (pristine) .. 5
+    damage: float = 0.0            # measured damage of the distortion (0 for pristine and mismatches)
     labels: dict[str, float] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
 
 
 Plan = tuple[str, str, int]        # (family, distortion, level)
 
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_RGB = np.linalg.inv(_YIQ).astype(np.float32)
+
+
+def recolour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Training-time content augmentation of a *pristine* crop: a global hue turn, saturation change or
+    grey conversion. A whole-image colour change is still a plausible photograph, so labels stay; it
+    stops a model from learning "this reference is orange" instead of "this region's colour is off"."""
+    if rng.random() < 0.5:
+        return img
+    yiq = img @ _YIQ.T
+    if rng.random() < 0.2:
+        yiq[..., 1:] = 0.0
+    else:
+        theta = rng.uniform(-np.pi, np.pi)
+        rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], np.float32)
+        yiq[..., 1:] = yiq[..., 1:] @ rot.T * rng.uniform(0.6, 1.3)
+    return np.clip(yiq @ _RGB.T, 0.0, 1.0).astype(np.float32)
+
 
 class Synthesiser:
-    def __init__(self, references: list[tuple[Reference, np.ndarray]], cfg: PrepareConfig):
+    """`out_size` < `cfg.image_size` renders a window of what a full `image_size` sample would show, at the
+    same pixel scale (training crops: four times cheaper, and the label stays true because the defect
+    is rendered inside the window)."""
+
+    def __init__(self, references: list[tuple[Reference, np.ndarray]], cfg: PrepareConfig,
+                 out_size: int | None = None, augment: bool = False):
+        self.augment = augment
         self.refs = [ref for ref, _ in references]
         self.pixels = [pixels for _, pixels in references]
         self.cfg = cfg
+        self.out_size = out_size or cfg.image_size
         self.grids: dict[str, list[tuple[str, int]]] = {
             family: [(name, level) for name in getattr(cfg, family) for level in range(1, LEVELS + 1)]
             for family in degradations.REGISTRY
@@ -56,11 +83,15 @@ class Synthesiser:
         h, w = pixels.shape[:2]
         size, short = self.cfg.image_size, min(h, w)
         side = int(rng.uniform(min(size, short), short + 1)) if short > size else short
+        side = max(1, round(side * self.out_size / size))  # window of a full-size sample, same pixel scale
+        size = self.out_size
         y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        patch = Image.fromarray(pixels[y:y + side, x:x + side])
-        if side != size:
-            patch = patch.resize((size, size), Image.Resampling.LANCZOS)
-        arr = np.asarray(patch, dtype=np.float32) / 255.0
+        patch = pixels[y:y + side, x:x + side]
+        if side != size:  # area averaging when shrinking (no aliasing), bicubic in the rare enlargement
+            patch = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+        arr = patch.astype(np.float32) / 255.0
+        if self.augment:
+            arr = recolour(arr, rng)
         return arr[:, ::-1].copy() if rng.random() < 0.5 else arr
 
     def plan(self, n: int, rng: np.random.Generator) -> list[Plan]:
@@ -92,17 +123,35 @@ class Synthesiser:
         labels = {dim: self.cfg.labels.for_level(0) for dim in DIMENSIONS}
         defects: dict[str, str] = {}
         prompt = make_prompt(ref, self.refs, level if family == "correspondence" else 0, rng)
+        damage = 0.0
         if family in degradations.REGISTRY:
             ladders = getattr(self.cfg, family)
+            pristine = img
             img = degradations.apply(img, family, distortion, level, ladders, rng)
+            damage = degradations.damage(pristine, img, local=family == "authenticity")
+            labels[family] = self.cfg.labels.for_damage(distortion, damage)
             defects[family] = degradations.DEFECT_NAMES[distortion]
         if family == "correspondence":
             distortion = prompt.mismatch
             defects[family] = prompt.explanation
-        if family != "pristine":
             labels[family] = self.cfg.labels.for_level(level)
         image = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
-        return Sample(image, prompt.text, ref.id, family, distortion, level, labels, answers(labels, defects))
+        return Sample(image, prompt.text, ref.id, family, distortion, level, round(damage, 6), labels,
+                      answers(labels, defects))
+
+    def calibrate(self, rng: np.random.Generator, samples: int = 100) -> dict[str, float]:
+        """A `damage_scale` per distortion: the 90th percentile of the damage its level 5 does to random
+        crops, so that level-5 damage maps onto (or near) the label floor."""
+        scales = {}
+        for family, grid in self.grids.items():
+            for name in dict.fromkeys(n for n, _ in grid):
+                hits = []
+                for _ in range(samples):
+                    base = self.crop(int(rng.integers(len(self.refs))), rng)
+                    out = degradations.apply(base, family, name, LEVELS, getattr(self.cfg, family), rng)
+                    hits.append(degradations.damage(base, out, local=family == "authenticity"))
+                scales[name] = round(float(np.percentile(hits, 90)), 3)
+        return scales
 
     def random(self, rng: np.random.Generator, ref_indices: list[int] | None = None) -> Sample:
         """A fresh sample from one of `ref_indices` (all references by default), plan drawn at random."""

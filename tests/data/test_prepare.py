@@ -15,7 +15,8 @@ from mint_iqa.data.answers import parse_grades, grade
 from mint_iqa.data.references import REFERENCES
 from mint_iqa.io import sha256_file, load_image
 from mint_iqa.prepare import prepare
-from tests.conftest import small_params
+from mint_iqa.config import load_params
+from tests.conftest import ROOT, small_params
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +42,28 @@ def test_family_balance_per_reference(frame: pd.DataFrame) -> None:
     assert (counts[["quality", "authenticity", "correspondence"]] == 3).all().all()
 
 
-def test_labels_follow_family_and_level(frame: pd.DataFrame) -> None:
+def test_labels_follow_family_and_damage(frame: pd.DataFrame) -> None:
+    scale = load_params(ROOT / "params.yaml").prepare.labels.damage_scale
     for row in frame.itertuples():
         for dim in DIMENSIONS:
-            expected = 0.9 - 0.8 * row.level / 5 if row.family == dim else 0.9
-            assert getattr(row, dim) == pytest.approx(expected)
+            if row.family != dim:
+                expected = 0.9
+            elif dim == "correspondence":
+                expected = 0.9 - 0.8 * row.level / 5
+            else:
+                expected = 0.9 - 0.8 * min(1.0, row.damage / scale[row.distortion])
+            assert getattr(row, dim) == pytest.approx(expected, abs=1e-5)  # damage is stored rounded
+        assert (row.damage > 0) == (row.family in ("quality", "authenticity"))
         grades = parse_grades(row.answer_all)
         assert grades == {dim: grade(getattr(row, dim)) for dim in DIMENSIONS}
+
+
+def test_damage_labels_fall_with_level(frame: pd.DataFrame) -> None:
+    """Measured damage follows the nominal ladder on average (per family, level 1 vs level 5)."""
+    for family in ("quality", "authenticity"):
+        sub = frame[frame["family"] == family]
+        by_level = sub.groupby("level")[family].mean()
+        assert by_level[1] > by_level[5] + 0.15
 
 
 def test_images_match_manifest(prepared: Path, frame: pd.DataFrame) -> None:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, tool
+from tests.model.conftest import TINY
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -30,6 +31,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "mint_iqa", repo / "mint_iqa", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["prepare"]["images_per_reference"] = 6
+    params["model"]["overrides"] = TINY
+    params["train"].update(epochs=1, steps_per_epoch=3, batch_size=8, crop=64, workers=0, threads=1)
+    params["evaluate"]["bootstrap"] = 50
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = _env(repo)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -41,7 +45,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _env(repo: Path) -> dict[str, str]:
     bin_dir = str(Path(tool("dvc")).parent)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(repo / ".site")}
+    clean = {k: v for k, v in os.environ.items()
+             if k not in {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE"}}
+    return {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(repo / ".site"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
 
 
 def _repro(repo: Path, *args: str) -> str:
@@ -50,12 +57,23 @@ def _repro(repo: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_repro_builds_validates_then_is_a_noop(repo: Path) -> None:
+STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "evaluate"}
+
+
+def test_repro_runs_the_whole_pipeline_then_is_a_noop(repo: Path) -> None:
     data_dvc = (repo / "data.dvc").read_text()
     first = _repro(repo)
-    assert _ran(first) == {"prepare", "validate"}
+    assert _ran(first) == STAGES
     assert (repo / "artifacts/prepared/manifest.parquet").exists()
     assert yaml.safe_load((repo / "metrics/validation.json").read_text())["success"] is True
+    metrics = yaml.safe_load((repo / "metrics/scorer.json").read_text())
+    assert set(metrics) == {"paper", "strict"}
+    for protocol in metrics.values():
+        assert set(protocol) == {"quality", "authenticity", "correspondence"}
+        for m in protocol.values():
+            assert set(m) == {"srcc", "plcc", "krcc", "rmse", "srcc_ci95"} and len(m["srcc_ci95"]) == 2
+    assert (repo / "artifacts/scorer/paper/best/model.safetensors").exists()
+    assert (repo / "plots/scorer/strict.png").exists()
     assert (repo / "data.dvc").read_text() == data_dvc  # the materialised data hash as committed
     second = _repro(repo)
     assert _ran(second) == set()

@@ -1,0 +1,84 @@
+"""MINT-IQA stage 1: vision tower -> Q-Former (learned queries + segmented prompt) -> three heads.
+
+The Q-Former (HF `InstructBlipQFormerModel`) lets learned query tokens attend jointly with the
+prompt tokens and cross-attend to the image's patch features; each query then feeds three small
+heads (quality, authenticity, correspondence) and a dimension's score is the mean over queries, as
+in the released MINT-IQA code. The query outputs are also returned: stage 2 (the explainer) takes
+them as feedback. An optional auxiliary head classifies the distortion type, which gives the
+queries a reason to look for specific defects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from mint_iqa.config import DIMENSIONS
+
+
+@dataclass
+class ScorerConfig:
+    """Everything needed to rebuild a scorer; saved as JSON next to its safetensors weights."""
+
+    preset: str = "tiny"
+    vision: dict[str, Any] = field(default_factory=dict)      # tower type + its kwargs
+    qformer: dict[str, Any] = field(default_factory=dict)     # InstructBlipQFormerConfig kwargs
+    num_query_tokens: int = 8
+    text: dict[str, Any] = field(default_factory=dict)        # tokenizer + segmenter
+    head_hidden: int = 64
+    aux_classes: list[str] = field(default_factory=list)      # distortion classes of the auxiliary head
+    train_size: int | None = None                             # crop size used in training (tiny tower)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScorerConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown scorer config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class ScorerOutput(ModelOutput):
+    scores: torch.Tensor | None = None          # (B, 3): quality, authenticity, correspondence
+    query_embeds: torch.Tensor | None = None    # (B, Q, H): Q-Former query outputs (stage-2 feedback)
+    aux_logits: torch.Tensor | None = None      # (B, C) distortion classes, if the aux head exists
+
+
+class MintScorer(nn.Module):
+    def __init__(self, config: ScorerConfig, vision: nn.Module, qformer: nn.Module, query_tokens: torch.Tensor):
+        super().__init__()
+        self.config = config
+        self.vision = vision
+        self.qformer = qformer
+        self.query_tokens = nn.Parameter(query_tokens)
+        hidden = qformer.config.hidden_size
+        self.heads = nn.ModuleDict({dim: nn.Sequential(nn.Linear(hidden, config.head_hidden), nn.GELU(),
+                                                       nn.Linear(config.head_hidden, 1)) for dim in DIMENSIONS})
+        self.aux = nn.Linear(hidden, len(config.aux_classes)) if config.aux_classes else None
+
+    def encode(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Query outputs (B, Q, H) for images in [0, 1] and tokenised (segmented) prompts."""
+        from mint_iqa.models.vision import resize_for
+
+        feats = self.vision(resize_for(self.vision, images))
+        queries = self.query_tokens.expand(feats.shape[0], -1, -1)
+        mask = torch.cat([torch.ones(queries.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device),
+                          attention_mask], dim=1)
+        out = self.qformer(input_ids=input_ids, attention_mask=mask, query_embeds=queries,
+                           encoder_hidden_states=feats,
+                           encoder_attention_mask=torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device))
+        return out.last_hidden_state[:, : queries.shape[1]]
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ScorerOutput:
+        q = self.encode(images, input_ids, attention_mask)
+        scores = torch.cat([self.heads[dim](q).mean(dim=1) for dim in DIMENSIONS], dim=-1)
+        aux = self.aux(q.mean(dim=1)) if self.aux is not None else None
+        return ScorerOutput(scores=scores, query_embeds=q, aux_logits=aux)

@@ -1,0 +1,168 @@
+"""Vision towers: image in [0, 1] (B, 3, H, W) -> patch features (B, N, D) for the Q-Former.
+
+* `TinyTower` (preset `tiny`): a convolutional stem (keeps pixel-level evidence such as noise, JPEG
+  blocks and grids that a plain patchify would average away) + an open_clip `Transformer`, with a
+  fixed MSCN channel (locally normalised luminance, the classic NR-IQA input) beside RGB. Learned
+  position embeddings are interpolated, so it reads 128-px training crops and full 256-px images.
+* `OpenClipTower` (presets `clip-*`): an open_clip vision transformer, pretrained tag or local file.
+* `InstructBlipTower` (preset `paper`): InstructBLIP's EVA ViT-g (`InstructBlipVisionModel`).
+
+Each tower normalises its own input, reports `dim`, `image_size` (None: any size) and supports
+`freeze(fix_rate)` — freezing the first fraction of its blocks, as the MINT-IQA recipe does.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class MSCN(nn.Module):
+    """Mean-subtracted contrast-normalised luminance (a fixed, non-learned filter).
+
+    With `products=True` it also returns the products of neighbouring MSCN coefficients (horizontal,
+    vertical, both diagonals) and the local contrast map: the statistics BRISQUE builds on, whose
+    distributions blur, noise and compression reshape in characteristic ways.
+    """
+
+    def __init__(self, sigma: float = 7 / 6, size: int = 7, c: float = 1 / 255, products: bool = False):
+        super().__init__()
+        ax = torch.arange(size, dtype=torch.float32) - size // 2
+        g = torch.exp(-(ax**2) / (2 * sigma**2))
+        kernel = torch.outer(g, g) / torch.outer(g, g).sum()
+        self.register_buffer("kernel", kernel[None, None], persistent=False)
+        self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
+        self.c = c
+        self.products = products
+        self.channels = 6 if products else 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x * self.luma).sum(1, keepdim=True)
+        b, _, h, w = y.shape
+        pad = self.kernel.shape[-1] // 2
+        # Blur y and y^2 for the whole batch as one depthwise convolution (batch folded into channels):
+        # about 10x faster on CPU than a single-channel convolution over a batch.
+        stacked = F.pad(torch.cat([y, y * y], dim=1), (pad,) * 4, mode="reflect").reshape(1, 2 * b, h + 2 * pad,
+                                                                                          w + 2 * pad)
+        blurred = F.conv2d(stacked, self.kernel.expand(2 * b, 1, -1, -1), groups=2 * b).reshape(b, 2, h, w)
+        mu, mean_sq = blurred[:, :1], blurred[:, 1:]
+        sigma = (mean_sq - mu * mu).clamp_min(0).sqrt()
+        m = (y - mu) / (sigma + self.c)
+        if not self.products:
+            return m
+        p = F.pad(m, (1, 1, 1, 1), mode="replicate")
+        pairs = [m * p[..., 1:-1, 2:], m * p[..., 2:, 1:-1], m * p[..., 2:, 2:], m * p[..., 2:, :-2]]
+        return torch.cat([m, *pairs, sigma * 8.0], dim=1)
+
+
+def _freeze(modules: list[nn.Module], fix_rate: float, stem: list[nn.Module]) -> None:
+    n = int(round(len(modules) * fix_rate))
+    for module in (stem if n > 0 else []) + modules[:n]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+
+class TinyTower(nn.Module):
+    def __init__(self, stem: list[int], width: int, layers: int, heads: int, mlp_ratio: float = 2.0,
+                 mscn: bool = True, grid: int = 16, mscn_products: bool = False, **_: Any):
+        super().__init__()
+        from open_clip.transformer import Transformer
+
+        self.mscn = MSCN(products=mscn_products) if mscn else None
+        channels = [3 + (self.mscn.channels if self.mscn else 0), *stem]
+        convs: list[nn.Module] = []
+        for c_in, c_out in zip(channels, channels[1:]):
+            # GroupNorm, not BatchNorm: no running statistics that would differ between training crops and
+            # full images, or between data-parallel ranks
+            convs += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
+        self.stem = nn.Sequential(*convs)
+        self.proj = nn.Conv2d(channels[-1], width, 2, stride=2)   # total stride 2**(len(stem)+1)
+        # grid 0: no absolute positions (quality evidence is translation-invariant; crops and full
+        # images then look alike to the transformer)
+        self.pos = nn.Parameter(torch.randn(1, width, grid, grid) * 0.02) if grid else None
+        self.transformer = Transformer(width, layers, heads, mlp_ratio=mlp_ratio)
+        self.ln = nn.LayerNorm(width)
+        self.dim, self.image_size = width, None
+        self.register_buffer("mean", torch.tensor((0.5, 0.5, 0.5)).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / 0.25
+        if self.mscn is not None:
+            x = torch.cat([x, self.mscn(images)], dim=1)
+        x = self.proj(self.stem(x))
+        if self.pos is not None:
+            x = x + (self.pos if self.pos.shape[-2:] == x.shape[-2:] else F.interpolate(
+                self.pos, size=x.shape[-2:], mode="bicubic", align_corners=False))
+        x = x.flatten(2).transpose(1, 2)
+        return self.ln(self.transformer(x))
+
+    def freeze(self, fix_rate: float) -> None:
+        _freeze(list(self.transformer.resblocks), fix_rate, [self.stem, self.proj])
+
+
+class OpenClipTower(nn.Module):
+    def __init__(self, model: str, pretrained: str | None = None, **_: Any):
+        super().__init__()
+        import open_clip
+
+        if pretrained and Path(pretrained).suffix and Path(pretrained).suffix != ".safetensors":
+            raise ValueError(f"{pretrained}: local open_clip weights must be a .safetensors file (no pickles)")
+        clip = open_clip.create_model(model, pretrained=pretrained or None, load_weights=bool(pretrained))
+        self.visual = clip.visual
+        self.visual.output_tokens = True
+        size = self.visual.image_size
+        self.image_size = size[0] if isinstance(size, (tuple, list)) else size
+        self.dim = self.visual.transformer.width
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _, tokens = self.visual((images - self.mean) / self.std)
+        return tokens
+
+    def freeze(self, fix_rate: float) -> None:
+        v = self.visual
+        _freeze(list(v.transformer.resblocks), fix_rate, [v.conv1, v.ln_pre])
+        if fix_rate > 0:
+            v.class_embedding.requires_grad_(False)
+            v.positional_embedding.requires_grad_(False)
+
+
+class InstructBlipTower(nn.Module):
+    """EVA ViT-g of InstructBLIP; built from a config, weights loaded by `models.registry`."""
+
+    def __init__(self, vision_config: Any, **_: Any):
+        super().__init__()
+        from transformers import InstructBlipVisionModel
+
+        self.model = InstructBlipVisionModel(vision_config)
+        self.image_size = vision_config.image_size
+        self.dim = vision_config.hidden_size
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=(images - self.mean) / self.std).last_hidden_state
+
+    def freeze(self, fix_rate: float) -> None:
+        _freeze(list(self.model.encoder.layers), fix_rate, [self.model.embeddings])
+
+
+def resize_for(tower: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Fixed-size towers get bicubic-resized input; the tiny tower reads any size as is."""
+    size = getattr(tower, "image_size", None)
+    if size is None or images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+
+
+def token_grid(n: int) -> int:
+    return int(math.isqrt(n))

@@ -1,0 +1,228 @@
+"""The one training loop, on DeepSpeed, shared by the scorer (stage 1) and the explainer (stage 2).
+
+A `Task` says what a batch is, what the loss is and how to score a checkpoint on the validation split;
+`fit` does the rest: DeepSpeed engine from `params.yaml` (ZeRO stage, bf16, accumulation and clipping
+always written explicitly, since DeepSpeed silently defaults unknown keys), cosine schedule with
+warm-up, a checkpoint every epoch (model, optimizer, scheduler, data position, RNG, history), best
+epoch chosen on validation only, `resume=True` to continue after an interruption.
+
+Single process on CPU by default: the distributed environment DeepSpeed expects is set up here.
+Several processes are started by the `deepspeed` launcher (`mint_iqa.train.launch`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from mint_iqa.config import TrainConfig
+from mint_iqa.io import write_text
+from mint_iqa.progress import progress
+
+
+class Task(Protocol):
+    def batches(self, epoch: int, start_step: int) -> Iterator[Any]:
+        """Training batches of `epoch`, from step `start_step` on (deterministic per epoch)."""
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss to minimise and scalars to log."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics; must contain `score` (higher is better) used to pick the best epoch."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint_dir: Path | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_distributed_env() -> None:
+    """Variables a single-process DeepSpeed run needs (else it goes looking for MPI)."""
+    if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
+        return
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
+                      LOCAL_RANK="0", LOCAL_SIZE="1")
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int = 1) -> dict[str, Any]:
+    """The DeepSpeed config, every behaviour we rely on written out explicitly."""
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "train_batch_size": cfg.batch_size * cfg.grad_accum * world_size,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": cfg.bf16},
+        "fp16": {"enabled": False},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _prune(ckpt_dir: Path, keep: str) -> None:
+    """Keep only the newest checkpoint: resuming needs nothing older, and each holds optimizer state."""
+    import shutil
+
+    for tag in ckpt_dir.iterdir() if ckpt_dir.exists() else []:
+        if tag.is_dir() and tag.name != keep:
+            shutil.rmtree(tag, ignore_errors=True)
+
+
+def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckpt_dir: str | Path, *,
+        seed: int = 0, resume: bool = False, on_epoch_end: Any = None, on_best: Any = None) -> FitResult:
+    """Train `model` on `task`; DeepSpeed checkpoints in `ckpt_dir`, history in `out_dir/history.json`.
+
+    `on_best(model, epoch)` is called whenever validation improves (export the weights there);
+    `on_epoch_end(record)` sees each epoch's record (log it to MLflow there).
+    """
+    import deepspeed
+
+    setup_distributed_env()
+    torch.set_num_threads(cfg.threads)
+    seed_everything(seed)
+    out_dir, ckpt_dir = Path(out_dir), Path(ckpt_dir)
+    rank = int(os.environ.get("RANK", "0"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    scheduler = cosine_schedule(optimizer, cfg, total_steps)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=deepspeed_config(cfg, world))
+    start_epoch, start_step, history, best = 0, 0, [], (-1, -math.inf)
+    if resume and (ckpt_dir / "latest").exists():
+        _, client = engine.load_checkpoint(str(ckpt_dir))
+        start_epoch, start_step = client["epoch"], client["step"]
+        history, best = client["history"], tuple(client["best"])
+        _set_rng_state(client["rng"])
+    for epoch in range(start_epoch, cfg.epochs):
+        engine.train()
+        started, logs = time.time(), []
+        bar = progress(total=cfg.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       unit="step", disable=rank != 0)
+        for step, batch in enumerate(task.batches(epoch, start_step), start=start_step):
+            loss, scalars = task.loss(engine, batch)
+            engine.backward(loss)
+            engine.step()
+            logs.append(scalars)
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}")
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps_per_epoch:
+                tag = f"epoch{epoch}-step{step + 1}"
+                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={
+                    "epoch": epoch, "step": step + 1, "history": history, "best": list(best), "rng": _rng_state()})
+                if rank == 0:
+                    _prune(ckpt_dir, tag)
+        bar.close()
+        start_step = 0
+        engine.eval()
+        with torch.no_grad():
+            val = task.validate(engine.module)
+        record = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
+                  "lr": scheduler.get_last_lr()[0],
+                  **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
+                  **{f"val_{k}": v for k, v in val.items()}}
+        history.append(record)
+        if val["score"] > best[1]:
+            best = (epoch + 1, val["score"])
+            if on_best is not None and rank == 0:
+                on_best(engine.module, epoch + 1)
+        if on_epoch_end is not None and rank == 0:
+            on_epoch_end(record)
+        engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch + 1}", client_state={
+            "epoch": epoch + 1, "step": 0, "history": history, "best": list(best), "rng": _rng_state()})
+        if rank == 0:
+            _prune(ckpt_dir, f"epoch{epoch + 1}")
+            write_text(out_dir / "history.json", json.dumps(history, indent=2) + "\n")
+            print(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items()
+                                                     if isinstance(v, float)), flush=True)
+    _write_param_digest(engine.module, out_dir, rank)
+    return FitResult(best_epoch=best[0], best_score=best[1], history=history, checkpoint_dir=ckpt_dir)
+
+
+@contextmanager
+def tracked_run(params: Any, name: str, out_dir: Path, resume: bool, tags: dict[str, str]) -> Iterator[Any]:
+    """An MLflow run for one training (reopened on resume); yields a per-epoch logging callback.
+    The run id is kept in `out_dir/mlflow_run.json` so evaluation logs into the same run."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield None
+        return
+    import mlflow
+
+    from mint_iqa import tracking
+
+    run_file = out_dir / "mlflow_run.json"
+    run_id = json.loads(run_file.read_text())["run_id"] if resume and run_file.exists() else None
+    with tracking.run(name, run_id=run_id, tags=tags) as active:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_file, json.dumps({"run_id": active.info.run_id}) + "\n")
+        if run_id is None:
+            mlflow.log_params(tracking.flatten(params.model_dump(mode="json", by_alias=True)))
+
+        def log(record: dict[str, Any]) -> None:
+            mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+
+        yield log
+
+
+def _write_param_digest(model: nn.Module, out_dir: Path, rank: int) -> None:
+    """Each rank records a digest of its final parameters: data-parallel ranks must agree exactly."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(p.detach().float().cpu().numpy().tobytes())
+    write_text(out_dir / f"params.rank{rank}.sha256", digest.hexdigest() + "\n")

@@ -1,0 +1,225 @@
+"""Step `train-scorer`: stage 1 of MINT-IQA for one protocol, through the shared DeepSpeed engine.
+
+Training samples are synthesised on the fly from the protocol's *training* references only (fresh
+crop, distortion, level and prompt every time: the model never sees one sample twice), mixed with
+the prepared images of the protocol's train split. The prepared validation split picks the best
+epoch; the test split is never read here. Output: `<train.out_dir>/<protocol>/` with the best
+weights (safetensors + config.json), `history.json` and DeepSpeed checkpoints for `--resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from mint_iqa.config import DIMENSIONS, Params
+from mint_iqa.data import degradations, manifest
+from mint_iqa.data.references import load_references
+from mint_iqa.data.splits import split_column
+from mint_iqa.data.synth import Synthesiser
+from mint_iqa.inference import score_arrays, to_tensor
+from mint_iqa.io import load_image
+from mint_iqa.metrics import srcc
+from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
+from mint_iqa.models.text import segmenter
+from mint_iqa.io import write_text
+from mint_iqa.train.engine import fit, seed_everything, tracked_run
+
+AUX_CLASSES = ["none", *degradations.QUALITY, *degradations.AUTHENTICITY, "mismatch"]
+
+
+def aux_class(family: str, distortion: str) -> int:
+    if family == "correspondence":
+        return AUX_CLASSES.index("mismatch")
+    return AUX_CLASSES.index(distortion) if distortion in AUX_CLASSES else 0
+
+
+@dataclass
+class Split:
+    """Prepared images of one split, decoded once (small: a few hundred 256-px images)."""
+
+    frame: pd.DataFrame
+    images: list[np.ndarray]
+
+    @classmethod
+    def load(cls, prepared: Path, protocol: str, split: str) -> Split:
+        df, meta = manifest.read(prepared)
+        root = manifest.image_root(prepared, meta)
+        df = df[df[split_column(protocol)] == split].reset_index(drop=True)
+        return cls(df, [np.asarray(load_image(root / rel)) for rel in df["image"]])
+
+    def labels(self) -> np.ndarray:
+        return self.frame[list(DIMENSIONS)].to_numpy(np.float32)
+
+
+class TrainStream(Dataset):
+    """`length` training items of one epoch, each a function of (seed, epoch, rank, index) only, so resuming
+    is exact. Every synthesised sample is used `reuse` times under different flips / 90-degree turns,
+    spread over a window of `window` items (a small cache in the loader process keeps the window), which
+    halves the synthesis cost per item at `reuse=2` without putting two views in one batch."""
+
+    def __init__(self, synth: Synthesiser, ref_indices: list[int], fixed: Split, seed: int, epoch: int,
+                 length: int, synthetic_fraction: float, crop: int | None, reuse: int = 1, window: int = 256):
+        self.synth, self.refs, self.fixed = synth, ref_indices, fixed
+        self.seed, self.epoch, self.length = seed, epoch, length
+        self.synthetic_fraction, self.crop = synthetic_fraction, crop
+        self.reuse, self.window = reuse, window - window % reuse
+        self.rank = int(os.environ.get("RANK", "0"))  # each data-parallel rank draws its own samples
+        self._cache: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _sample(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
+        if not len(self.fixed.frame) or rng.random() < self.synthetic_fraction:
+            s = self.synth.random(rng, self.refs)
+            image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
+                aux_class(s.family, s.distortion)
+        else:
+            j = int(rng.integers(len(self.fixed.frame)))
+            row = self.fixed.frame.iloc[j]
+            image, prompt = self.fixed.images[j], row["prompt"]
+            labels, cls = [row[d] for d in DIMENSIONS], aux_class(row["family"], row["distortion"])
+        if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
+            y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
+            image = image[y:y + self.crop, x:x + self.crop]
+        return {"image": image, "prompt": prompt, "labels": torch.tensor(labels, dtype=torch.float32), "aux": cls}
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        window, pos = divmod(j, self.window)
+        order = np.random.default_rng([self.seed, self.epoch, self.rank, window, 0x5EED]).permutation(self.window)
+        local, view = divmod(int(order[pos]), self.reuse)
+        i = window * (self.window // self.reuse) + local
+        if i not in self._cache:
+            if len(self._cache) > self.window:
+                self._cache.clear()
+            self._cache[i] = self._sample(i)
+        item = self._cache[i]
+        image = np.rot90(item["image"], k=view % 4) if view else item["image"]
+        image = image[:, ::-1] if view >= 4 else image
+        return {**item, "image": to_tensor(image)}
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"images": torch.stack([i["image"] for i in items]), "prompts": [i["prompt"] for i in items],
+            "labels": torch.stack([i["labels"] for i in items]), "aux": torch.tensor([i["aux"] for i in items])}
+
+
+def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - Pearson correlation, per column with some label spread in the batch, averaged."""
+    losses = []
+    for d in range(pred.shape[1]):
+        p, t = pred[:, d], target[:, d]
+        if t.std() < 1e-6:
+            continue
+        p, t = p - p.mean(), t - t.mean()
+        losses.append(1 - (p * t).sum() / (p.norm() * t.norm() + 1e-8))
+    return torch.stack(losses).mean() if losses else pred.sum() * 0
+
+
+def rank_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.05) -> torch.Tensor:
+    """Pairwise hinge: for label pairs that differ, the prediction order must agree by a margin."""
+    dp = pred[:, None, :] - pred[None, :, :]
+    dt = target[:, None, :] - target[None, :, :]
+    sign = torch.sign(dt)
+    mask = dt.abs() > 1e-6
+    return (F.relu(margin - sign * dp) * mask).sum() / mask.sum().clamp_min(1)
+
+
+class ScorerTask:
+    def __init__(self, params: Params, protocol: str, segment: Any):
+        self.params, self.protocol, self.cfg = params, protocol, params.train
+        self.segment = segment
+        self.tokenizer: Any = None
+        prepared = Path(params.prepare.out_dir)
+        self.fixed = Split.load(prepared, protocol, "train")
+        self.val = Split.load(prepared, protocol, "val")
+        refs = load_references(params.data.raw_dir)
+        if protocol == "strict":  # the synthesiser never sees a validation or test reference, not even its caption
+            refs = [(r, px) for r, px in refs if r.id in set(self.fixed.frame["ref_id"])]
+        self.refs = [r for r, _ in refs]
+        self.synth = Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment)
+        self.ref_indices = list(range(len(refs)))
+
+    def corpus(self) -> list[str]:
+        """Text the tokenizer is trained on: training prompts, answers and reference captions."""
+        from mint_iqa.data.prompts import caption
+
+        rng = np.random.default_rng(self.params.seed)
+        frame = self.fixed.frame
+        texts = [self.segment(p) for p in frame["prompt"]]
+        texts += [a for col in manifest.ANSWER_COLUMNS.values() for a in frame[col] if a]
+        texts += [self.segment(caption(r, rng)) for r in self.refs for _ in range(4)]
+        return texts
+
+    def batches(self, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
+        cfg = self.cfg
+        stream = TrainStream(self.synth, self.ref_indices, self.fixed, self.params.seed, epoch,
+                             cfg.steps_per_epoch * cfg.batch_size, cfg.synthetic_fraction, cfg.crop, cfg.reuse)
+        indices = list(range(start_step * cfg.batch_size, len(stream)))
+        loader = DataLoader(torch.utils.data.Subset(stream, indices), batch_size=cfg.batch_size, shuffle=False,
+                            num_workers=cfg.workers, collate_fn=_collate, persistent_workers=False,
+                            multiprocessing_context="fork" if cfg.workers else None, prefetch_factor=4 if cfg.workers else None)
+        yield from loader
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        enc = self.tokenizer([self.segment(p) for p in batch["prompts"]])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.autocast):
+            out = model(batch["images"], enc["input_ids"], enc["attention_mask"])
+        pred, target, w = out.scores.float(), batch["labels"], self.cfg.loss
+        parts = {"l1": F.l1_loss(pred, target), "plcc": plcc_loss(pred, target), "rank": rank_loss(pred, target)}
+        if out.aux_logits is not None:
+            parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])
+        total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
+        return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
+
+    def validate(self, model: Any) -> dict[str, float]:
+        pred = score_arrays(model, self.tokenizer, self.val.images, list(self.val.frame["prompt"]),
+                            self.params.evaluate.batch_size)
+        labels = self.val.labels()
+        out = {f"srcc_{d}": srcc(pred[:, i], labels[:, i]) for i, d in enumerate(DIMENSIONS)}
+        out["score"] = float(np.mean(list(out.values())))
+        return out
+
+
+def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
+    """Train the scorer for `protocol`; returns the folder holding the best weights."""
+    out_dir = Path(params.train.out_dir) / protocol
+    ckpt_dir = Path(params.train.checkpoint_dir) / "scorer" / protocol
+    if not resume:
+        for folder in (out_dir, ckpt_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+    config = preset_config(params.model.preset, params.model.overrides)
+    config.aux_classes = AUX_CLASSES if params.train.loss.aux > 0 else []
+    config.train_size = params.train.crop
+    seed_everything(params.seed)  # same initial weights on every run and every rank
+    task = ScorerTask(params, protocol, segmenter(config.text.get("segmenter", "rules")))
+    tokenizer = build_tokenizer(config.text, corpus=task.corpus())
+    model, tokenizer = build_scorer(config, tokenizer=tokenizer)
+    task.tokenizer = tokenizer
+    if params.train.fix_rate > 0:
+        model.vision.freeze(params.train.fix_rate)
+    best_dir = out_dir / "best"
+
+    def on_best(module: Any, epoch: int) -> None:
+        save_scorer(module, tokenizer, best_dir)
+        write_text(best_dir / "epoch.json", json.dumps({"epoch": epoch}) + "\n")
+
+    with tracked_run(params, f"scorer-{protocol}", out_dir, resume, {"protocol": protocol, "stage": "scorer"}) as log:
+        result = fit(model, task, params.train, out_dir, ckpt_dir, seed=params.seed, resume=resume,
+                     on_best=on_best, on_epoch_end=log)
+    write_text(out_dir / "result.json", json.dumps({"protocol": protocol, "best_epoch": result.best_epoch,
+                                                    "best_val_score": result.best_score}, indent=2) + "\n")
+    return best_dir

@@ -1,0 +1,78 @@
+"""Batch scoring: `Scorer.score` and `mint-iqa score --manifest` keep order and record per-row failures."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mint_iqa.inference import Scorer
+from mint_iqa.models.registry import save_scorer
+from tests.conftest import tool
+
+
+@pytest.fixture
+def scorer_dir(tiny_scorer, tmp_path: Path) -> Path:
+    model, tok = tiny_scorer
+    return save_scorer(model, tok, tmp_path / "model")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (64 + 8 * i, 80, 3), dtype=np.uint8)).save(images / f"ok{i}.png")
+    (images / "corrupt.png").write_bytes((images / "ok0.png").read_bytes()[:200])
+    return images
+
+
+def test_scorer_api_batches_and_keeps_order(scorer_dir: Path, folder: Path) -> None:
+    scorer = Scorer.load(scorer_dir, input_size=64)
+    files = [folder / f"ok{i}.png" for i in range(5)]
+    batched = scorer.score(files, "a photo of a cat", batch_size=2)
+    single = pd.concat([scorer.score([f], "a photo of a cat", batch_size=1) for f in files], ignore_index=True)
+    assert list(batched["status"]) == ["ok"] * 5
+    np.testing.assert_allclose(batched[["quality", "authenticity", "correspondence"]].to_numpy(),
+                               single[["quality", "authenticity", "correspondence"]].to_numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="2 images but 3 prompts"):
+        scorer.score(files[:2], ["a", "b", "c"])
+
+
+def test_cli_score_manifest_with_bad_rows(scorer_dir: Path, folder: Path, tmp_path: Path) -> None:
+    rows = [("images/ok0.png", "a cat"), ("images/corrupt.png", "a cat"), ("images/ok1.png", "a rocket"),
+            ("images/missing.png", "x"), ("../outside.png", "y"), ("images/ok2.png", "")]
+    manifest = tmp_path / "M.csv"
+    pd.DataFrame(rows, columns=["image", "prompt"]).to_csv(manifest, index=False)
+    out = tmp_path / "P.csv"
+    cmd = [tool("mint-iqa"), "score", "--manifest", str(manifest), "--out", str(out), "--model", str(scorer_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # partial failure
+    result = pd.read_csv(out, keep_default_na=False)
+    assert list(result.columns) == ["image", "prompt", "quality", "authenticity", "correspondence", "status"]
+    assert list(result["image"]) == [r[0] for r in rows]
+    status = list(result["status"])
+    assert status[0] == status[2] == status[5] == "ok"
+    assert "truncated or corrupt" in status[1] and "no such file" in status[3] and "escapes" in status[4]
+    assert result.loc[[0, 2, 5], "quality"].astype(float).notna().all()
+    assert (result.loc[[1, 3, 4], "quality"] == "").all()
+
+    before = out.read_bytes()
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr and out.read_bytes() == before
+    forced = subprocess.run([*cmd, "--force"], capture_output=True, text=True)
+    assert forced.returncode == 1
+
+
+def test_cli_score_rejects_bad_manifest(scorer_dir: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "M.csv"
+    manifest.write_text("path,text\na.png,x\n")
+    proc = subprocess.run([tool("mint-iqa"), "score", "-m", str(manifest), "-o", str(tmp_path / "P.csv"),
+                           "--model", str(scorer_dir)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "missing column(s) ['image', 'prompt']" in proc.stderr
+    assert not (tmp_path / "P.csv").exists()

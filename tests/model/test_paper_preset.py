@@ -1,0 +1,84 @@
+"""The `paper` preset (HF InstructBLIP) through the loading path real weights use, with a tiny random
+checkpoint of the same classes saved to disk and read back offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def instructblip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import (BertTokenizerFast, InstructBlipConfig, InstructBlipForConditionalGeneration,
+                              InstructBlipQFormerConfig, InstructBlipVisionConfig, LlamaConfig)
+
+    folder = tmp_path_factory.mktemp("instructblip-tiny")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "content", "style", "scene", "a", "photo", "of",
+             "cat", "rocket", ":", "|", "-", ",", "on", "sofa", "soft", "light"]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder / "qformer_tokenizer")
+    (folder / "vocab.txt").unlink()
+    config = InstructBlipConfig(
+        vision_config=InstructBlipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                               num_attention_heads=2, image_size=56, patch_size=14).to_dict(),
+        qformer_config=InstructBlipQFormerConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2,
+                                                 num_attention_heads=2, intermediate_size=64).to_dict(),
+        text_config=LlamaConfig(vocab_size=160, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=2, num_key_value_heads=2).to_dict(),
+        num_query_tokens=4, image_token_index=159)
+    torch.manual_seed(0)
+    InstructBlipForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+def test_paper_preset_loads_stage1_parts_offline(instructblip_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors import safe_open
+
+    from mint_iqa.inference import Scorer
+    from mint_iqa.models.registry import build_scorer, preset_config, save_scorer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = preset_config("paper", {"vision": {"pretrained": str(instructblip_dir)}})
+    model, tokenizer = build_scorer(config)
+    with safe_open(str(instructblip_dir / "model.safetensors"), "pt") as fh:
+        saved_patch = fh.get_tensor("vision_model.embeddings.patch_embedding.weight")
+        saved_queries = fh.get_tensor("query_tokens")
+        n_language = sum(k.startswith("language_model.") for k in fh.keys())
+    assert n_language > 0  # the checkpoint has a language model ...
+    assert not any("language" in name for name, _ in model.named_parameters())  # ... stage 1 does not load it
+    assert torch.equal(model.vision.model.embeddings.patch_embedding.weight, saved_patch)
+    assert torch.equal(model.query_tokens.data, saved_queries)
+    assert config.num_query_tokens == 4 and config.vision["vision_config"]["hidden_size"] == 32
+
+    # one training step moves the weights and lowers nothing to NaN
+    model.train()
+    model.vision.freeze(0.6)
+    enc = tokenizer(["content: a cat | style: a photo | scene: on a sofa", "content: a rocket | style: - | scene: -"])
+    images, target = torch.rand(2, 3, 70, 70), torch.tensor([[0.9, 0.8, 0.7], [0.2, 0.3, 0.1]])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    before = model.heads["quality"][0].weight.clone()
+    loss = torch.nn.functional.l1_loss(model(images, enc["input_ids"], enc["attention_mask"]).scores, target)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and not torch.equal(before, model.heads["quality"][0].weight)
+    assert model.vision.model.embeddings.patch_embedding.weight.grad is None  # frozen part untouched
+
+    # saved as a scorer folder (config + safetensors + tokenizer), reloaded, scoring real files
+    folder = save_scorer(model, tokenizer, tmp_path / "paper-scorer")
+    files = []
+    for i in range(3):
+        path = tmp_path / f"img{i}.png"
+        from PIL import Image
+
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    result = Scorer.load(folder, input_size=56).score(files, "a photo of a cat")
+    assert list(result["status"]) == ["ok"] * 3 and result[["quality", "authenticity", "correspondence"]].notna().all().all()
