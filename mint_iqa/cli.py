@@ -140,6 +140,53 @@ def train_scorer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = No
         console.print(f"train-scorer[{name}]: best weights -> {best}/")
 
 
+@app.command("train-explainer")
+def train_explainer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
+                    protocol: Annotated[list[str] | None, typer.Option(help="Protocol(s) (default: train.protocols).")] = None,
+                    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False) -> None:
+    """Stage 2: instruction-tune the explainer over the protocol's trained scorer (DeepSpeed)."""
+    from mint_iqa.train.explainer import train_explainer as run
+    from mint_iqa.train.launch import in_worker, relaunch
+
+    p = _params(params, overrides)
+    if p.train.num_procs > 1 and not in_worker():
+        raise typer.Exit(relaunch(p.train.num_procs, [a for a in sys.argv[1:] if a], p.train.threads))
+    for name in protocol or list(p.train.protocols):
+        try:
+            best = run(p, name, resume=resume)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        console.print(f"train-explainer[{name}]: assessor (scorer + explainer) -> {best}/")
+
+
+@app.command("evaluate-explainer")
+def evaluate_explainer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Explain each protocol's test images; write metrics/explainer.json (level accuracy, consistency, ...)."""
+    from mint_iqa.evaluate import evaluate_explainer as run
+
+    p = _params(params, overrides)
+    try:
+        results = run(p)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    print(json.dumps(results, indent=2))
+    console.print(f"evaluate-explainer: metrics -> {p.explain.metrics}")
+
+
+@app.command()
+def explain(image: Annotated[Path, typer.Argument(help="Image file.")],
+            prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt the image was generated from.")],
+            question: Annotated[str | None, typer.Option(help="Question (default: all three perspectives).")] = None,
+            model: Annotated[Path, typer.Option(help="Assessor folder.")] = Path("artifacts/explainer/paper/best")) -> None:
+    """Explain one image's quality, authenticity and correspondence in words."""
+    from mint_iqa.assess import Assessor
+
+    try:
+        print(Assessor.load(model).explain(image, prompt, question))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Score each protocol's test split; write metrics/scorer.json and plots; log to MLflow."""
@@ -157,7 +204,8 @@ def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
 @app.command()
 def score(manifest: Annotated[Path, typer.Option("--manifest", "-m", help="CSV with columns image,prompt.")],
           out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
-          model: Annotated[Path, typer.Option(help="Trained scorer folder.")] = Path("artifacts/scorer/paper/best"),
+          model: Annotated[Path | None, typer.Option(help="Scorer folder, or assessor folder with --explain.")] = None,
+          explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
           batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
           force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
     """Score the (image, prompt) rows of a manifest; one output row per input row, in order.
@@ -168,7 +216,8 @@ def score(manifest: Annotated[Path, typer.Option("--manifest", "-m", help="CSV w
     from mint_iqa.predict import score_manifest
 
     try:
-        result = score_manifest(manifest, out, model, batch_size=batch_size, force=force)
+        default = Path("artifacts/explainer/paper/best" if explain else "artifacts/scorer/paper/best")
+        result = score_manifest(manifest, out, model or default, batch_size=batch_size, force=force, explain=explain)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
     failed = int((result["status"] != "ok").sum())

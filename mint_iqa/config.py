@@ -124,6 +124,7 @@ class ValidateConfig(Strict):
 class ModelConfig(Strict):
     preset: str = "tiny"                       # tiny | clip-<open_clip model> | paper
     overrides: dict[str, Any] = {}             # merged into the preset, e.g. {vision: {layers: 2}}
+    explainer: dict[str, Any] = {}             # merged into the preset's explainer section, e.g. {lm: {num_hidden_layers: 2}}
 
 
 class LossConfig(Strict):
@@ -161,6 +162,21 @@ class TrainConfig(Strict):
     loss: LossConfig = LossConfig()
 
 
+class ExplainConfig(Strict):
+    """Stage 2. Batches, crops, threads, ZeRO and clipping are shared with `train`."""
+
+    out_dir: Path = Path("artifacts/explainer")
+    epochs: int = Field(4, ge=1)
+    steps_per_epoch: int = Field(100, ge=1)
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    feedback: bool = True                      # stage-1 query embeddings -> zero-initialised projection
+    val_images: int = Field(96, ge=1)          # validation images answered per epoch (best-epoch choice)
+    metrics: Path = Path("metrics/explainer.json")
+    test_images: int | None = None             # test images explained by evaluation (None: all)
+    num_beams: int = Field(1, ge=1)            # 1: greedy decoding
+
+
 class EvaluateConfig(Strict):
     metrics: Path = Path("metrics/scorer.json")
     plots: Path = Path("plots/scorer")
@@ -175,6 +191,7 @@ class Params(Strict):
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    explain: ExplainConfig = ExplainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

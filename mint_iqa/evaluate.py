@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS, Params
@@ -113,3 +114,81 @@ def table(results: dict[str, Any]) -> str:
                          f"{m['rmse']:6.3f}  [{m['srcc_ci95'][0]:.3f}, {m['srcc_ci95'][1]:.3f}]")
     return "\n".join(lines)
 
+
+
+# ------------------------------------------------------------------ stage 2: explanations
+
+def explanation_metrics(frame: pd.DataFrame, answers: list[str], scores: Any) -> dict[str, Any]:
+    """Level accuracy per dimension, defect mention, ROUGE-L / BLEU-4 against the reference answers, and
+    consistency: the level stated in words against the level implied by the stage-1 score."""
+    from mint_iqa.data.answers import grade, parse_grades, split_answer
+    from mint_iqa.data.degradations import DEFECT_NAMES
+    from mint_iqa.metrics import bleu4, rouge_l
+
+    level: dict[str, list[bool]] = {d: [] for d in DIMENSIONS}
+    consistent, mentions = [], []
+    for text, score, (_, row) in zip(answers, scores, frame.iterrows()):
+        stated = parse_grades(text)
+        for i, dim in enumerate(DIMENSIONS):
+            level[dim].append(stated[dim] == grade(row[dim]))
+            if stated[dim] is not None:
+                consistent.append(stated[dim] == grade(min(1.0, max(0.0, float(score[i])))))
+        if row["family"] in ("quality", "authenticity") and row[row["family"]] < 0.8:  # a visible defect
+            part = split_answer(text)[row["family"]].lower()
+            named = {d for d, phrase in DEFECT_NAMES.items() if phrase in part}
+            true = DEFECT_NAMES[row["distortion"]]
+            mentions.append(true in part and all(DEFECT_NAMES[d] in true for d in named))
+    return {
+        "level_accuracy": {d: round(float(np.mean(v)), 4) for d, v in level.items()},
+        "defect_mention_accuracy": round(float(np.mean(mentions)), 4) if mentions else None,
+        "rouge_l": round(rouge_l(answers, list(frame["answer_all"])), 4),
+        "bleu4": round(bleu4(answers, list(frame["answer_all"])), 4),
+        "consistency": round(float(np.mean(consistent)), 4) if consistent else None,
+    }
+
+
+def evaluate_explainer(params: Params) -> dict[str, Any]:
+    """Explain each protocol's test images ('all three' question) and write `explain.metrics`."""
+    from mint_iqa.assess import Assessor
+    from mint_iqa.data.answers import QUESTIONS
+    from mint_iqa.progress import progress
+    from mint_iqa.train.explainer import explain_batch
+
+    results, examples = {}, {}
+    for protocol in params.train.protocols:
+        prepared = Path(params.prepare.out_dir)
+        df, meta = manifest.read(prepared)
+        root = manifest.image_root(prepared, meta)
+        df = df[df[split_column(protocol)] == "test"].reset_index(drop=True)
+        if params.explain.test_images:
+            df = df.sample(n=min(len(df), params.explain.test_images), random_state=params.seed).reset_index(drop=True)
+        assessor = Assessor.load(Path(params.explain.out_dir) / protocol / "best", num_beams=params.explain.num_beams)
+        answers, scores = [], []
+        for start in progress(range(0, len(df), 32), desc=f"explaining {protocol} test images", unit="batch"):
+            chunk = df.iloc[start:start + 32]
+            images = assessor.scorer.decode([root / p for p in chunk["image"]])
+            texts, s = explain_batch(assessor.explainer, assessor.texts, images, list(chunk["prompt"]),
+                                     [QUESTIONS["all"]] * len(chunk), params.explain.num_beams)
+            answers += texts
+            scores.append(s)
+        results[protocol] = explanation_metrics(df, answers, np.concatenate(scores))
+        examples[protocol] = [{"image": row["image"], "prompt": row["prompt"], "reference": row["answer_all"],
+                               "generated": text} for text, (_, row) in list(zip(answers, df.iterrows()))[:12]]
+        _log_explainer(params, protocol, results[protocol])
+    write_text(params.explain.metrics, json.dumps(results, indent=2) + "\n")
+    write_text(Path(params.explain.metrics).with_name(Path(params.explain.metrics).stem + "_examples.json"),
+               json.dumps(examples, indent=2, ensure_ascii=False) + "\n")
+    return results
+
+
+def _log_explainer(params: Params, protocol: str, metrics: dict[str, Any]) -> None:
+    import mlflow
+
+    from mint_iqa import tracking
+
+    run_file = Path(params.explain.out_dir) / protocol / "mlflow_run.json"
+    run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
+    flat = {**{f"test_level_acc_{d}": v for d, v in metrics["level_accuracy"].items()},
+            **{f"test_{k}": v for k, v in metrics.items() if k != "level_accuracy" and v is not None}}
+    with tracking.run(f"explainer-{protocol}", run_id=run_id):
+        mlflow.log_metrics({k: float(v) for k, v in flat.items()})

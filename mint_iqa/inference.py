@@ -66,6 +66,11 @@ class Scorer:
         out = self.model(x, enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
         return out.scores.float().cpu().numpy()
 
+    def decode(self, images: Sequence[ImageInput]) -> list[np.ndarray | str]:
+        """Decoded, resized uint8 arrays — or the error message — for each input, in order."""
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images))
+
     def _batches(self, images: Sequence[ImageInput], batch_size: int) -> Iterator[list[np.ndarray | str]]:
         with ThreadPoolExecutor(max_workers=2) as pool:
             decoded = pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images)

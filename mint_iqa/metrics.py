@@ -53,3 +53,51 @@ def agreement(pred: np.ndarray, label: np.ndarray, n_boot: int = 1000, seed: int
 
 def srcc(pred: np.ndarray, label: np.ndarray) -> float:
     return _corr(stats.spearmanr, np.asarray(pred, float), np.asarray(label, float))
+
+
+# ------------------------------------------------------------------ text agreement (explanations)
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def rouge_l(candidates: list[str], references: list[str]) -> float:
+    """Mean ROUGE-L F1 (longest common subsequence of words)."""
+    scores = []
+    for cand, ref in zip(candidates, references):
+        a, b = _words(cand), _words(ref)
+        if not a or not b:
+            scores.append(0.0)
+            continue
+        row = [0] * (len(b) + 1)
+        for x in a:
+            prev = 0
+            for j, y in enumerate(b, 1):
+                prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
+        lcs = row[-1]
+        p, r = lcs / len(a), lcs / len(b)
+        scores.append(0.0 if lcs == 0 else 2 * p * r / (p + r))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def bleu4(candidates: list[str], references: list[str]) -> float:
+    """Corpus BLEU-4 (uniform weights, brevity penalty, add-one smoothing of higher orders)."""
+    from collections import Counter
+
+    matches, totals = [0] * 4, [0] * 4
+    cand_len = ref_len = 0
+    for cand, ref in zip(candidates, references):
+        a, b = _words(cand), _words(ref)
+        cand_len, ref_len = cand_len + len(a), ref_len + len(b)
+        for n in range(1, 5):
+            ca = Counter(tuple(a[i:i + n]) for i in range(len(a) - n + 1))
+            cb = Counter(tuple(b[i:i + n]) for i in range(len(b) - n + 1))
+            matches[n - 1] += sum(min(c, cb[g]) for g, c in ca.items())
+            totals[n - 1] += max(0, len(a) - n + 1)
+    if cand_len == 0:
+        return 0.0
+    logs = [np.log((m + (n > 0)) / (t + (n > 0))) if t else -np.inf for n, (m, t) in enumerate(zip(matches, totals))]
+    brevity = 1.0 if cand_len > ref_len else np.exp(1 - ref_len / cand_len)
+    return float(brevity * np.exp(np.mean(logs)))

@@ -42,7 +42,9 @@ def check_output(out: Path, force: bool) -> None:
         raise FileNotFoundError(f"{out.parent}: output folder does not exist")
 
 
-def score_manifest(manifest: Path, out: Path, model: Path, batch_size: int = 32, force: bool = False) -> pd.DataFrame:
+def score_manifest(manifest: Path, out: Path, model: Path, batch_size: int = 32, force: bool = False,
+                   explain: bool = False) -> pd.DataFrame:
+    """Score (and with `explain`, explain) every row of `manifest` into `out`; see the module docstring."""
     check_output(out, force)
     df = read_manifest(manifest)
     root = manifest.resolve().parent
@@ -53,16 +55,24 @@ def score_manifest(manifest: Path, out: Path, model: Path, batch_size: int = 32,
             paths[i] = confined(root, rel)
         except ValueError as exc:
             status[i] = str(exc)
-    scorer = Scorer.load(model)
-    result = pd.DataFrame({"image": df["image"], "prompt": df["prompt"],
-                           **{d: np.nan for d in DIMENSIONS}}, index=df.index)
+    if explain:
+        from mint_iqa.assess import EXPLANATION_COLUMNS, Assessor
+
+        runner, extra = Assessor.load(model), EXPLANATION_COLUMNS
+    else:
+        runner, extra = Scorer.load(model), []
+    result = pd.DataFrame({"image": df["image"], "prompt": df["prompt"], **{d: np.nan for d in DIMENSIONS},
+                           **{c: "" for c in extra}}, index=df.index)
     if paths:
         index = list(paths)
-        scores = scorer.score([paths[i] for i in index], [df.at[i, "prompt"] for i in index], batch_size)
+        images, prompts = [paths[i] for i in index], [df.at[i, "prompt"] for i in index]
+        scores = runner.assess(images, prompts, batch_size) if explain else runner.score(images, prompts, batch_size)
         scores.index = index
-        result.loc[index, list(DIMENSIONS)] = scores[list(DIMENSIONS)].to_numpy()
+        columns = [*DIMENSIONS, *extra]
+        result.loc[index, columns] = scores[columns].to_numpy()
         status[index] = scores["status"].to_numpy()
     result["status"] = status
+    columns = [*OUTPUT_COLUMNS, *extra]
     with atomic_write(out, "w", encoding="utf-8", newline="") as fh:
-        result[OUTPUT_COLUMNS].to_csv(fh, index=False)
-    return result[OUTPUT_COLUMNS]
+        result[columns].to_csv(fh, index=False)
+    return result[columns]

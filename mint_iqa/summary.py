@@ -30,7 +30,19 @@ def summarise(params: Params) -> str:
         state = "passed" if r["success"] else "FAILED"
         lines.append(f"  validation       {state}: {r['expectations']} expectations on {r['rows']} rows "
                      f"({report}, {Path(params.validation.out_dir) / 'summary.md'})")
+    for protocol in params.train.protocols:
+        best = Path(params.train.out_dir) / protocol / "best"
+        if (best / "model.safetensors").exists():
+            epoch = json.loads((best / "epoch.json").read_text())["epoch"] if (best / "epoch.json").exists() else "?"
+            lines.append(f"  scorer [{protocol:6s}] {best}/ (best epoch {epoch} on validation, {_size(best)})")
+    metrics = Path(params.evaluate.metrics)
+    if metrics.exists():
+        results = json.loads(metrics.read_text())
+        lines.append(f"  test metrics     {metrics} (SRCC; plots in {params.evaluate.plots}/)")
+        for protocol, dims in results.items():
+            lines.append(f"    {protocol:8s} " + "  ".join(f"{d} {m['srcc']:.3f}" for d, m in dims.items()))
     sheet = Path("plots/degradations.png")
     if sheet.exists():
         lines.append(f"  contact sheet    {sheet}")
+    lines.append("  score images     mint-iqa score --manifest M.csv --out P.csv   (columns image,prompt)")
     return "\n".join(lines)

@@ -82,3 +82,17 @@ def parse_grades(text: str) -> dict[str, int | None]:
         out[dim] = _WORD_GRADE[match.group(1).lower()] if match else None
     return out
 
+
+
+def split_answer(text: str) -> dict[str, str]:
+    """The sentence about each dimension in an 'all three' answer ("" where there is none)."""
+    out = {}
+    for dim in DIMENSIONS:
+        start = text.lower().find(_INTRO[dim].lower())
+        if start < 0:
+            out[dim] = ""
+            continue
+        ends = [text.lower().find(_INTRO[other].lower(), start + 1) for other in DIMENSIONS if other != dim]
+        end = min([e for e in ends if e > start] or [len(text)])
+        out[dim] = text[start:end].strip()
+    return out

@@ -42,6 +42,7 @@ def preset_config(name: str, overrides: dict[str, Any] | None = None) -> ScorerC
         data = json.loads(file.read_text())
     else:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+    data.pop("explainer", None)  # stage 2's section: see explainer_config
     for key, value in (overrides or {}).items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return ScorerConfig.from_dict({"preset": name, **data})
@@ -171,3 +172,101 @@ def load_scorer(folder: str | Path, map_location: str = "cpu") -> tuple[MintScor
     model, tokenizer = build_scorer(config, load_weights=False, tokenizer=tokenizer)
     model.load_state_dict(load_file(str(folder / WEIGHTS), device=map_location))
     return model.eval(), tokenizer
+
+
+# ------------------------------------------------------------------ stage 2: explainer
+
+EXPLAINER_DIR, SCORER_DIR = "explainer", "scorer"
+
+
+def explainer_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The `explainer` section of a preset file, with `overrides` merged one level deep."""
+    from mint_iqa.models.explainer import ExplainerConfig
+
+    file = PRESETS / f"{'clip' if name.startswith('clip-') and not (PRESETS / f'{name}.json').exists() else name}.json"
+    if not file.exists():
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
+    data = dict(json.loads(file.read_text()).get("explainer", {}))
+    for key, value in (overrides or {}).items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return ExplainerConfig.from_dict({"preset": name, **data})
+
+
+def build_explainer(scorer: MintScorer, tokenizer: Any, config: Any, load_weights: bool = True) -> tuple[Any, Any]:
+    """The stage-2 model over a trained (frozen) scorer, and the tokenizer its language model uses."""
+    from torch import nn
+    from transformers import AutoModelForCausalLM, InstructBlipQFormerConfig, InstructBlipQFormerModel, LlamaConfig
+
+    from mint_iqa.models.explainer import MintExplainer
+
+    if scorer.config.vision.get("type") == "instructblip":
+        return _build_paper_explainer(scorer, config, load_weights)
+    qcfg = InstructBlipQFormerConfig(vocab_size=tokenizer.vocab_size, encoder_hidden_size=scorer.vision.dim,
+                                     pad_token_id=tokenizer.pad_id, **config.qformer)
+    lm_config = LlamaConfig(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
+                            eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id, **config.lm)
+    lm = AutoModelForCausalLM.from_config(lm_config)
+    query_tokens = torch.randn(1, config.num_query_tokens, qcfg.hidden_size) * qcfg.initializer_range
+    model = MintExplainer(config, scorer, InstructBlipQFormerModel(qcfg), query_tokens,
+                          nn.Linear(qcfg.hidden_size, lm_config.hidden_size), lm)
+    return model, tokenizer
+
+
+def _build_paper_explainer(scorer: MintScorer, config: Any, load_weights: bool) -> tuple[Any, Any]:
+    """InstructBLIP's own Q-Former, query tokens, projection and language model (its vision model is
+    dropped: stage 2 reads the frozen stage-1 tower's features)."""
+    from transformers import AutoTokenizer, InstructBlipConfig, InstructBlipForConditionalGeneration
+
+    from mint_iqa.models.explainer import MintExplainer
+
+    source = scorer.config.vision["pretrained"]
+    if load_weights:
+        full = InstructBlipForConditionalGeneration.from_pretrained(source)
+    else:
+        full = InstructBlipForConditionalGeneration(InstructBlipConfig.from_pretrained(source))
+    config.num_query_tokens = full.config.num_query_tokens
+    model = MintExplainer(config, scorer, full.qformer, full.query_tokens.data.clone(), full.language_projection,
+                          full.language_model)
+    del full.vision_model
+    return model, AutoTokenizer.from_pretrained(source)
+
+
+def save_assessor(explainer: Any, scorer_tokenizer: Any, folder: str | Path) -> Path:
+    """Both stages in one folder: `scorer/` (a scorer folder) and `explainer/` (config + stage-2 weights)."""
+    folder = Path(folder)
+    save_scorer(explainer.scorer, scorer_tokenizer, folder / SCORER_DIR)
+    state, seen = {}, set()
+    for key, value in explainer.state_dict().items():  # tied tensors (LM head = embeddings) are saved once
+        if key.startswith("scorer.") or value.data_ptr() in seen:
+            continue
+        seen.add(value.data_ptr())
+        state[key] = value.detach().contiguous().cpu()
+    (folder / EXPLAINER_DIR).mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / EXPLAINER_DIR / WEIGHTS))
+    write_text(folder / EXPLAINER_DIR / CONFIG, json.dumps(explainer.config.to_dict(), indent=2) + "\n")
+    return folder
+
+
+def _tied_to(model: Any, loaded: dict[str, Any]) -> set[str]:
+    """Names whose tensor shares storage with a loaded one (so loading that one filled them too)."""
+    state = model.state_dict()
+    loaded_ptrs = {state[k].data_ptr() for k in loaded if k in state}
+    return {k for k, v in state.items() if k not in loaded and v.data_ptr() in loaded_ptrs}
+
+
+def load_assessor(folder: str | Path) -> tuple[Any, Any]:
+    """(explainer with its frozen scorer, tokenizer) from a folder written by `save_assessor`."""
+    from mint_iqa.models.explainer import ExplainerConfig
+
+    folder = Path(folder)
+    if not (folder / EXPLAINER_DIR / WEIGHTS).exists():
+        raise FileNotFoundError(f"{folder}: not an assessor folder (needs {EXPLAINER_DIR}/{WEIGHTS})")
+    scorer, tokenizer = load_scorer(folder / SCORER_DIR)
+    config = ExplainerConfig.from_dict(json.loads((folder / EXPLAINER_DIR / CONFIG).read_text()))
+    model, lm_tokenizer = build_explainer(scorer, tokenizer, config, load_weights=False)
+    state = load_file(str(folder / EXPLAINER_DIR / WEIGHTS))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = _tied_to(model, state)
+    if unexpected or any(not k.startswith("scorer.") and k not in tied for k in missing):
+        raise ValueError(f"{folder}: explainer weights do not match its config")
+    return model.eval(), lm_tokenizer

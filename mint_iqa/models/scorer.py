@@ -1,10 +1,11 @@
 """MINT-IQA stage 1: vision tower -> Q-Former (learned queries + segmented prompt) -> three heads.
 
 The Q-Former (HF `InstructBlipQFormerModel`) lets learned query tokens attend jointly with the
-prompt tokens and cross-attend to the image's patch features; each query then feeds three small
-heads (quality, authenticity, correspondence) and a dimension's score is the mean over queries, as
-in the released MINT-IQA code. The query outputs are also returned: stage 2 (the explainer) takes
-them as feedback. An optional auxiliary head classifies the distortion type, which gives the
+prompt tokens and cross-attend to the image's patch features; each query then feeds small heads
+(quality, authenticity, correspondence) and a dimension's score is the mean over queries, as in the
+released MINT-IQA code. The Q-Former runs twice over the same image features: without the prompt for
+quality and authenticity, with it for correspondence (see `forward`). The query outputs of both
+passes are also returned: stage 2 (the explainer) takes them as feedback. An optional auxiliary head classifies the distortion type, which gives the
 queries a reason to look for specific defects.
 """
 
@@ -48,7 +49,7 @@ class ScorerConfig:
 @dataclass
 class ScorerOutput(ModelOutput):
     scores: torch.Tensor | None = None          # (B, 3): quality, authenticity, correspondence
-    query_embeds: torch.Tensor | None = None    # (B, Q, H): Q-Former query outputs (stage-2 feedback)
+    query_embeds: torch.Tensor | None = None    # (B, 2Q, H): prompt-free and prompt-reading query outputs
     aux_logits: torch.Tensor | None = None      # (B, C) distortion classes, if the aux head exists
 
 
@@ -64,21 +65,32 @@ class MintScorer(nn.Module):
                                                        nn.Linear(config.head_hidden, 1)) for dim in DIMENSIONS})
         self.aux = nn.Linear(hidden, len(config.aux_classes)) if config.aux_classes else None
 
-    def encode(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Query outputs (B, Q, H) for images in [0, 1] and tokenised (segmented) prompts."""
-        from mint_iqa.models.vision import resize_for
-
-        feats = self.vision(resize_for(self.vision, images))
+    def _queries(self, feats: torch.Tensor, input_ids: torch.Tensor | None,
+                 attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Q-Former query outputs (B, Q, H) over image features, with the prompt tokens or without."""
         queries = self.query_tokens.expand(feats.shape[0], -1, -1)
-        mask = torch.cat([torch.ones(queries.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device),
-                          attention_mask], dim=1)
+        ones = torch.ones(queries.shape[:2], dtype=torch.long, device=feats.device)
+        mask = ones if input_ids is None else torch.cat([ones, attention_mask.to(ones.dtype)], dim=1)
         out = self.qformer(input_ids=input_ids, attention_mask=mask, query_embeds=queries,
                            encoder_hidden_states=feats,
                            encoder_attention_mask=torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device))
         return out.last_hidden_state[:, : queries.shape[1]]
 
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ScorerOutput:
-        q = self.encode(images, input_ids, attention_mask)
-        scores = torch.cat([self.heads[dim](q).mean(dim=1) for dim in DIMENSIONS], dim=-1)
-        aux = self.aux(q.mean(dim=1)) if self.aux is not None else None
-        return ScorerOutput(scores=scores, query_embeds=q, aux_logits=aux)
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch features (B, N, D) of images in [0, 1] (resized if the tower needs a fixed size)."""
+        from mint_iqa.models.vision import resize_for
+
+        return self.vision(resize_for(self.vision, images))
+
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                feats: torch.Tensor | None = None) -> ScorerOutput:
+        """Quality and authenticity read a prompt-free pass of the Q-Former (an image's quality must not
+        change with its prompt, and a caption must not become a shortcut to a memorised reference);
+        correspondence reads the pass where the queries attend to the segmented prompt."""
+        feats = self.features(images) if feats is None else feats
+        seen = self._queries(feats, None, None)
+        read = self._queries(feats, input_ids, attention_mask)
+        scores = torch.cat([self.heads["quality"](seen).mean(dim=1), self.heads["authenticity"](seen).mean(dim=1),
+                            self.heads["correspondence"](read).mean(dim=1)], dim=-1)
+        aux = self.aux(seen.mean(dim=1)) if self.aux is not None else None
+        return ScorerOutput(scores=scores, query_embeds=torch.cat([seen, read], dim=1), aux_logits=aux)

@@ -160,9 +160,10 @@ class BPETokenizer:
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode([i for i in ids if i > self.eos_id]).strip()
 
-    def __call__(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        return _pad([[self.bos_id, *self.encode(t)[: (max_length or self.max_length) - 2], self.eos_id]
-                     for t in texts], self.pad_id)
+    def __call__(self, texts: list[str], max_length: int | None = None, bos: bool = True,
+                 eos: bool = True) -> dict[str, torch.Tensor]:
+        n = (max_length or self.max_length) - bos - eos
+        return _pad([[self.bos_id] * bos + self.encode(t)[:n] + [self.eos_id] * eos for t in texts], self.pad_id)
 
 
 def _pad(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -192,9 +193,10 @@ class OpenClipTokenizer:
         ids = [i for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id)]
         return self._tok.decode(ids).strip()
 
-    def __call__(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        n = max_length or self.max_length
-        return _pad([[self.bos_id, *self.encode(t)[: n - 2], self.eos_id] for t in texts], self.pad_id)
+    def __call__(self, texts: list[str], max_length: int | None = None, bos: bool = True,
+                 eos: bool = True) -> dict[str, torch.Tensor]:
+        n = (max_length or self.max_length) - bos - eos
+        return _pad([[self.bos_id] * bos + self.encode(t)[:n] + [self.eos_id] * eos for t in texts], self.pad_id)
 
 
 class HFTokenizer:
@@ -207,12 +209,20 @@ class HFTokenizer:
         self._tok = AutoTokenizer.from_pretrained(path, **kwargs)
         self.max_length = max_length
         self.vocab_size = len(self._tok)
-        self.pad_id = self._tok.pad_token_id or 0
+        self.pad_id = self._tok.pad_token_id if self._tok.pad_token_id is not None else 0
+        self.bos_id, self.eos_id = self._tok.bos_token_id, self._tok.eos_token_id
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True).strip()
 
-    def __call__(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
-        enc = self._tok(texts, padding=True, truncation=True, max_length=max_length or self.max_length,
-                        return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    def __call__(self, texts: list[str], max_length: int | None = None, bos: bool | None = None,
+                 eos: bool | None = None) -> dict[str, torch.Tensor]:
+        """The tokenizer's own special tokens by default (BERT: [CLS] ... [SEP]); with `bos` / `eos`
+        given, exactly those (a causal LM's instruction and answer pieces)."""
+        n = max_length or self.max_length
+        if bos is None and eos is None:
+            enc = self._tok(texts, padding=True, truncation=True, max_length=n, return_tensors="pt")
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        body = self._tok(texts, add_special_tokens=False, truncation=True, max_length=n - bool(bos) - bool(eos))
+        return _pad([[self.bos_id] * bool(bos) + ids + [self.eos_id] * bool(eos) for ids in body["input_ids"]],
+                    self.pad_id)

@@ -72,7 +72,7 @@ def _freeze(modules: list[nn.Module], fix_rate: float, stem: list[nn.Module]) ->
 
 class TinyTower(nn.Module):
     def __init__(self, stem: list[int], width: int, layers: int, heads: int, mlp_ratio: float = 2.0,
-                 mscn: bool = True, grid: int = 16, mscn_products: bool = False, **_: Any):
+                 mscn: bool = True, grid: int = 16, mscn_products: bool = False, stem_depth: int = 1, **_: Any):
         super().__init__()
         from open_clip.transformer import Transformer
 
@@ -81,8 +81,10 @@ class TinyTower(nn.Module):
         convs: list[nn.Module] = []
         for c_in, c_out in zip(channels, channels[1:]):
             # GroupNorm, not BatchNorm: no running statistics that would differ between training crops and
-            # full images, or between data-parallel ranks
-            convs += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
+            # full images, or between data-parallel ranks. Each stage: a strided conv, then stem_depth - 1 more.
+            for k in range(stem_depth):
+                convs += [nn.Conv2d(c_in if k == 0 else c_out, c_out, 3, stride=2 if k == 0 else 1, padding=1),
+                          nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
         self.stem = nn.Sequential(*convs)
         self.proj = nn.Conv2d(channels[-1], width, 2, stride=2)   # total stride 2**(len(stem)+1)
         # grid 0: no absolute positions (quality evidence is translation-invariant; crops and full

@@ -76,3 +76,23 @@ def test_cli_score_rejects_bad_manifest(scorer_dir: Path, tmp_path: Path) -> Non
                            "--model", str(scorer_dir)], capture_output=True, text=True)
     assert proc.returncode == 2 and "missing column(s) ['image', 'prompt']" in proc.stderr
     assert not (tmp_path / "P.csv").exists()
+
+
+def test_cli_score_explain_adds_columns(tiny_scorer, folder: Path, tmp_path: Path) -> None:
+    from mint_iqa.models.registry import build_explainer, explainer_config, save_assessor
+    from tests.model.test_explainer import SMALL
+
+    scorer, tok = tiny_scorer
+    explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
+    assessor = save_assessor(explainer, tok, tmp_path / "assessor")
+    manifest = tmp_path / "M.csv"
+    pd.DataFrame([("images/ok0.png", "a cat"), ("images/corrupt.png", "a cat")],
+                 columns=["image", "prompt"]).to_csv(manifest, index=False)
+    out = tmp_path / "P.csv"
+    proc = subprocess.run([tool("mint-iqa"), "score", "-m", str(manifest), "-o", str(out), "--explain",
+                           "--model", str(assessor)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    result = pd.read_csv(out, keep_default_na=False)
+    assert list(result.columns) == ["image", "prompt", "quality", "authenticity", "correspondence", "status",
+                                    "explanation_quality", "explanation_authenticity", "explanation_correspondence"]
+    assert result["status"][0] == "ok" and "corrupt" in result["status"][1]

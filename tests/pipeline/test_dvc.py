@@ -13,6 +13,7 @@ import yaml
 
 from tests.conftest import ROOT, tool
 from tests.model.conftest import TINY
+from tests.model.test_explainer import SMALL
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -34,6 +35,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["model"]["overrides"] = TINY
     params["train"].update(epochs=1, steps_per_epoch=3, batch_size=8, crop=64, workers=0, threads=1)
     params["evaluate"]["bootstrap"] = 50
+    params["model"]["explainer"] = SMALL
+    params["explain"].update(epochs=1, steps_per_epoch=3, val_images=8, test_images=8)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = _env(repo)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -57,7 +60,8 @@ def _repro(repo: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "evaluate"}
+STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "evaluate",
+          "train_explainer@paper", "train_explainer@strict", "evaluate_explainer"}
 
 
 def test_repro_runs_the_whole_pipeline_then_is_a_noop(repo: Path) -> None:
@@ -74,6 +78,12 @@ def test_repro_runs_the_whole_pipeline_then_is_a_noop(repo: Path) -> None:
             assert set(m) == {"srcc", "plcc", "krcc", "rmse", "srcc_ci95"} and len(m["srcc_ci95"]) == 2
     assert (repo / "artifacts/scorer/paper/best/model.safetensors").exists()
     assert (repo / "plots/scorer/strict.png").exists()
+    explained = yaml.safe_load((repo / "metrics/explainer.json").read_text())
+    assert set(explained) == {"paper", "strict"}
+    for m in explained.values():
+        assert set(m) == {"level_accuracy", "defect_mention_accuracy", "rouge_l", "bleu4", "consistency"}
+        assert set(m["level_accuracy"]) == {"quality", "authenticity", "correspondence"}
+    assert (repo / "artifacts/explainer/paper/best/explainer/model.safetensors").exists()
     assert (repo / "data.dvc").read_text() == data_dvc  # the materialised data hash as committed
     second = _repro(repo)
     assert _ran(second) == set()

@@ -1,0 +1,74 @@
+"""One API for both stages: `Assessor.load(folder).assess(images, prompts)` -> three scores and one
+explanation per dimension, batched, models loaded once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mint_iqa.config import DIMENSIONS
+from mint_iqa.data.answers import QUESTIONS, split_answer
+from mint_iqa.inference import OK, Scorer
+from mint_iqa.io import ImageInput
+from mint_iqa.models.registry import load_assessor
+from mint_iqa.models.text import segmenter
+from mint_iqa.train.explainer import Texts, explain_batch
+
+EXPLANATION_COLUMNS = [f"explanation_{d}" for d in DIMENSIONS]
+
+
+@dataclass
+class Assessor:
+    explainer: Any
+    texts: Texts
+    scorer: Scorer
+    num_beams: int = 1
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "cpu", num_beams: int = 1) -> Assessor:
+        model, lm_tokenizer = load_assessor(folder)
+        model = model.to(device)
+        scorer = Scorer.load(Path(folder) / "scorer", device=device)
+        seg = segmenter(model.scorer.config.text.get("segmenter", "rules"))
+        return cls(model, Texts(scorer.tokenizer, lm_tokenizer, seg, model.config), scorer, num_beams)
+
+    def explain(self, image: ImageInput, prompt: str, question: str | None = None) -> str:
+        """The answer to `question` (default: all three perspectives) about one image."""
+        [decoded] = self.scorer.decode([image])
+        if isinstance(decoded, str):
+            raise ValueError(decoded)
+        with torch.no_grad():
+            answers, _ = explain_batch(self.explainer, self.texts, [decoded], [prompt],
+                                       [question or QUESTIONS["all"]], self.num_beams)
+        return answers[0]
+
+    def assess(self, images: list[ImageInput], prompts: list[str] | str, batch_size: int = 16) -> pd.DataFrame:
+        """One row per image: quality, authenticity, correspondence, status and an explanation per dimension."""
+        prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(images), batch_size):
+            chunk = self.scorer.decode(images[start:start + batch_size])
+            good = [i for i, item in enumerate(chunk) if not isinstance(item, str)]
+            texts: list[str] = []
+            scores = np.zeros((0, 3))
+            if good:
+                with torch.no_grad():
+                    texts, scores = explain_batch(self.explainer, self.texts, [chunk[i] for i in good],
+                                                  [prompts[start + i] for i in good],
+                                                  [QUESTIONS["all"]] * len(good), self.num_beams)
+            by_index = {i: (t, s) for i, t, s in zip(good, texts, scores)}
+            for i, item in enumerate(chunk):
+                if i in by_index:
+                    text, score = by_index[i]
+                    parts = split_answer(text)
+                    rows.append({**dict(zip(DIMENSIONS, map(float, score))), "status": OK,
+                                 **{f"explanation_{d}": parts[d] for d in DIMENSIONS}})
+                else:
+                    rows.append({**{d: np.nan for d in DIMENSIONS}, "status": item,
+                                 **{c: "" for c in EXPLANATION_COLUMNS}})
+        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *EXPLANATION_COLUMNS])

@@ -1,0 +1,112 @@
+"""Training data shared by both stages: prepared splits and the on-the-fly sample stream."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from mint_iqa.config import DIMENSIONS
+from mint_iqa.data import degradations, manifest
+from mint_iqa.data.splits import split_column
+from mint_iqa.data.synth import Synthesiser
+from mint_iqa.inference import to_tensor
+from mint_iqa.io import load_image
+
+AUX_CLASSES = ["none", *degradations.QUALITY, *degradations.AUTHENTICITY, "mismatch"]
+
+
+def aux_class(family: str, distortion: str) -> int:
+    if family == "correspondence":
+        return AUX_CLASSES.index("mismatch")
+    return AUX_CLASSES.index(distortion) if distortion in AUX_CLASSES else 0
+
+
+@dataclass
+class Split:
+    """Prepared images of one split, decoded once (small: a few hundred 256-px images)."""
+
+    frame: pd.DataFrame
+    images: list[np.ndarray]
+
+    @classmethod
+    def load(cls, prepared: Path, protocol: str, split: str) -> Split:
+        df, meta = manifest.read(prepared)
+        root = manifest.image_root(prepared, meta)
+        df = df[df[split_column(protocol)] == split].reset_index(drop=True)
+        return cls(df, [np.asarray(load_image(root / rel)) for rel in df["image"]])
+
+    def labels(self) -> np.ndarray:
+        return self.frame[list(DIMENSIONS)].to_numpy(np.float32)
+
+
+class TrainStream(Dataset):
+    """`length` training items of one epoch, each a function of (seed, epoch, rank, index) only, so resuming
+    is exact. Every synthesised sample is used `reuse` times under different flips / 90-degree turns,
+    spread over a window of `window` items (a small cache in the loader process keeps the window), which
+    halves the synthesis cost per item at `reuse=2` without putting two views in one batch."""
+
+    def __init__(self, synth: Synthesiser, ref_indices: list[int], fixed: Split, seed: int, epoch: int,
+                 length: int, synthetic_fraction: float, crop: int | None, reuse: int = 1, window: int = 256):
+        self.synth, self.refs, self.fixed = synth, ref_indices, fixed
+        self.seed, self.epoch, self.length = seed, epoch, length
+        self.synthetic_fraction, self.crop = synthetic_fraction, crop
+        self.reuse, self.window = reuse, window - window % reuse
+        self.rank = int(os.environ.get("RANK", "0"))  # each data-parallel rank draws its own samples
+        self._cache: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _sample(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
+        if not len(self.fixed.frame) or rng.random() < self.synthetic_fraction:
+            s = self.synth.random(rng, self.refs)
+            image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
+                aux_class(s.family, s.distortion)
+            answers = s.answers
+        else:
+            j = int(rng.integers(len(self.fixed.frame)))
+            row = self.fixed.frame.iloc[j]
+            image, prompt = self.fixed.images[j], row["prompt"]
+            labels, cls = [row[d] for d in DIMENSIONS], aux_class(row["family"], row["distortion"])
+            answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
+        if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
+            y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
+            image = image[y:y + self.crop, x:x + self.crop]
+        return {"image": image, "prompt": prompt, "labels": torch.tensor(labels, dtype=torch.float32), "aux": cls,
+                "answers": answers, "pick": int(rng.integers(1 << 30))}
+
+    def __getitem__(self, j: int) -> dict[str, Any]:
+        window, pos = divmod(j, self.window)
+        order = np.random.default_rng([self.seed, self.epoch, self.rank, window, 0x5EED]).permutation(self.window)
+        local, view = divmod(int(order[pos]), self.reuse)
+        i = window * (self.window // self.reuse) + local
+        if i not in self._cache:
+            if len(self._cache) > self.window:
+                self._cache.clear()
+            self._cache[i] = self._sample(i)
+        item = self._cache[i]
+        image = np.rot90(item["image"], k=view % 4) if view else item["image"]
+        image = image[:, ::-1] if view >= 4 else image
+        return {**item, "image": to_tensor(image)}
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"images": torch.stack([i["image"] for i in items]), "prompts": [i["prompt"] for i in items],
+            "labels": torch.stack([i["labels"] for i in items]), "aux": torch.tensor([i["aux"] for i in items]),
+            "answers": [i["answers"] for i in items], "picks": [i["pick"] for i in items]}
+
+
+def loader(stream: Dataset, start_step: int, cfg: Any) -> DataLoader:
+    """Batches of `stream` from step `start_step` on, in order (the stream itself is shuffled)."""
+    indices = list(range(start_step * cfg.batch_size, len(stream)))
+    return DataLoader(Subset(stream, indices), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+                      collate_fn=collate, multiprocessing_context="fork" if cfg.workers else None,
+                      prefetch_factor=4 if cfg.workers else None)

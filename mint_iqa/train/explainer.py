@@ -1,0 +1,146 @@
+"""Step `train-explainer`: stage 2 of MINT-IQA for one protocol, through the same DeepSpeed engine.
+
+Instruction data: every training sample (synthesised on the fly from the protocol's training references,
+as in stage 1) comes with answers to the four questions; each item asks one of them. The stage-1 scorer
+of the same protocol is loaded frozen and feeds its query embeddings back. Validation generates answers
+for the validation split and scores the level words they state. Output: `<explain.out_dir>/<protocol>/
+best/`, an assessor folder (`scorer/` + `explainer/`) that `mint_iqa.Assessor.load` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mint_iqa.config import DIMENSIONS, Params
+from mint_iqa.data.answers import QUESTIONS, grade, parse_grades
+from mint_iqa.data.references import load_references
+from mint_iqa.data.synth import Synthesiser
+from mint_iqa.inference import to_tensor
+from mint_iqa.io import write_text
+from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
+from mint_iqa.models.text import segmenter
+from mint_iqa.train.data import Split, TrainStream, loader
+from mint_iqa.train.engine import fit, seed_everything, tracked_run
+
+KEYS = list(QUESTIONS)
+
+
+def instruction(question: str, segmented_prompt: str) -> str:
+    """What the Q-Former and the language model read before answering."""
+    return f"{question} prompt: {segmented_prompt} answer:"
+
+
+class Texts:
+    """Tokenises the pieces of an explainer batch (Q-Former and LM share the tokenizer for `tiny`)."""
+
+    def __init__(self, scorer_tokenizer: Any, lm_tokenizer: Any, segment: Any, cfg: Any):
+        self.scorer_tok, self.lm_tok, self.segment, self.cfg = scorer_tokenizer, lm_tokenizer, segment, cfg
+
+    def encode(self, prompts: list[str], questions: list[str], answers: list[str] | None = None) -> dict[str, Any]:
+        seg = [self.segment(p) for p in prompts]
+        prompt = self.scorer_tok(seg)
+        inst = [instruction(q, s) for q, s in zip(questions, seg)]
+        qf = self.scorer_tok(inst, self.cfg.max_instruction_tokens)
+        lm = self.lm_tok(inst, self.cfg.max_instruction_tokens, bos=True, eos=False)
+        out = {"prompt_ids": prompt["input_ids"], "prompt_mask": prompt["attention_mask"],
+               "qformer_ids": qf["input_ids"], "qformer_mask": qf["attention_mask"],
+               "instruction_ids": lm["input_ids"], "instruction_mask": lm["attention_mask"]}
+        if answers is not None:  # answers start with <bos> (as generation does) and end with <eos>
+            ans = self.lm_tok(answers, self.cfg.max_answer_tokens, bos=True, eos=True)
+            out.update(answer_ids=ans["input_ids"], answer_mask=ans["attention_mask"])
+        return out
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        return [self.lm_tok.decode(row.tolist()) for row in ids]
+
+
+def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: list[str], questions: list[str],
+                  num_beams: int = 1) -> tuple[list[str], np.ndarray]:
+    """Generated answers and the stage-1 scores for a batch of uint8 images."""
+    enc = texts.encode(prompts, questions)
+    x = torch.stack([to_tensor(i) for i in images])
+    tok = texts.lm_tok
+    ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                                 num_beams=num_beams)
+    return texts.decode(ids), scores.float().numpy()
+
+
+class ExplainerTask:
+    def __init__(self, params: Params, protocol: str, texts: Texts):
+        self.params, self.protocol, self.cfg, self.texts = params, protocol, params.train, texts
+        prepared = Path(params.prepare.out_dir)
+        self.fixed = Split.load(prepared, protocol, "train")
+        self.val = Split.load(prepared, protocol, "val")
+        refs = load_references(params.data.raw_dir)
+        if protocol == "strict":
+            refs = [(r, px) for r, px in refs if r.id in set(self.fixed.frame["ref_id"])]
+        self.synth = Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment)
+
+    def batches(self, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
+        cfg, e = self.cfg, self.params.explain
+        stream = TrainStream(self.synth, list(range(len(self.synth.refs))), self.fixed, self.params.seed + 1, epoch,
+                             e.steps_per_epoch * cfg.batch_size, cfg.synthetic_fraction, cfg.crop, cfg.reuse)
+        for batch in loader(stream, start_step, cfg):
+            keys = [KEYS[pick % len(KEYS)] for pick in batch["picks"]]
+            answers = [a[k] for a, k in zip(batch["answers"], keys)]
+            yield {"images": batch["images"],
+                   **self.texts.encode(batch["prompts"], [QUESTIONS[k] for k in keys], answers)}
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(**batch)
+        return out.loss, {"loss": out.loss.item()}
+
+    def validate(self, model: Any) -> dict[str, float]:
+        """Level accuracy of the 'all three' answer on (up to `explain.val_images`) validation images."""
+        n = min(len(self.val.images), self.params.explain.val_images)
+        hits = {d: [] for d in DIMENSIONS}
+        for start in range(0, n, 32):
+            end = min(n, start + 32)
+            frame = self.val.frame.iloc[start:end]
+            answers, _ = explain_batch(model, self.texts, self.val.images[start:end], list(frame["prompt"]),
+                                       [QUESTIONS["all"]] * (end - start))
+            for text, (_, row) in zip(answers, frame.iterrows()):
+                stated = parse_grades(text)
+                for d in DIMENSIONS:
+                    hits[d].append(stated[d] == grade(row[d]))
+        out = {f"level_acc_{d}": float(np.mean(v)) for d, v in hits.items()}
+        out["score"] = float(np.mean(list(out.values())))
+        return out
+
+
+def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path:
+    """Train the explainer of `protocol` over that protocol's trained scorer; returns the assessor folder."""
+    e = params.explain
+    out_dir, ckpt_dir = Path(e.out_dir) / protocol, Path(params.train.checkpoint_dir) / "explainer" / protocol
+    if not resume:
+        for folder in (out_dir, ckpt_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+    scorer, tokenizer = load_scorer(Path(params.train.out_dir) / protocol / "best")
+    config = explainer_config(scorer.config.preset, params.model.explainer)
+    config.feedback = e.feedback
+    seed_everything(params.seed + 1)
+    model, lm_tokenizer = build_explainer(scorer, tokenizer, config)
+    texts = Texts(tokenizer, lm_tokenizer, segmenter(scorer.config.text.get("segmenter", "rules")), config)
+    task = ExplainerTask(params, protocol, texts)
+    best_dir = out_dir / "best"
+
+    def on_best(module: Any, epoch: int) -> None:
+        save_assessor(module, tokenizer, best_dir)
+        write_text(best_dir / "epoch.json", json.dumps({"epoch": epoch}) + "\n")
+
+    cfg = params.train.model_copy(update={"epochs": e.epochs, "steps_per_epoch": e.steps_per_epoch, "lr": e.lr,
+                                          "warmup_steps": e.warmup_steps})
+    tags = {"protocol": protocol, "stage": "explainer", "feedback": str(e.feedback)}
+    with tracked_run(params, f"explainer-{protocol}", out_dir, resume, tags) as log:
+        result = fit(model, task, cfg, out_dir, ckpt_dir, seed=params.seed + 1, resume=resume, on_best=on_best,
+                     on_epoch_end=log)
+    write_text(out_dir / "result.json", json.dumps({"protocol": protocol, "best_epoch": result.best_epoch,
+                                                    "best_val_score": result.best_score}, indent=2) + "\n")
+    return best_dir

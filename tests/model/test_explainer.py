@@ -1,0 +1,90 @@
+"""Stage 2: the explainer's contract, the zero-initialised feedback, generation, the assessor folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mint_iqa.models.registry import build_explainer, explainer_config, load_assessor, save_assessor
+from mint_iqa.models.text import segmenter
+from mint_iqa.train.explainer import Texts, explain_batch
+
+SMALL = {"qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+         "lm": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "num_key_value_heads": 2},
+         "num_query_tokens": 8, "max_answer_tokens": 12}
+ANSWERS = ["The image quality is good: blur is slightly visible.", "The image authenticity is excellent."]
+
+
+@pytest.fixture
+def explainer(tiny_scorer):
+    scorer, tok = tiny_scorer
+    model, lm_tok = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
+    return model, Texts(tok, lm_tok, segmenter("rules"), model.config)
+
+
+def _batch(texts: Texts, answers: list[str] | None = ANSWERS):
+    enc = texts.encode(["a photo of a cat", "a rocket at dawn"], ["What is the quality of the image?"] * 2, answers)
+    return torch.rand(2, 3, 64, 64), enc
+
+
+def test_loss_on_answer_tokens_only_and_stage1_frozen(explainer) -> None:
+    model, texts = explainer
+    images, enc = _batch(texts)
+    out = model(images, **enc)
+    assert torch.isfinite(out.loss) and out.scores.shape == (2, 3)
+    out.loss.backward()
+    assert all(p.grad is None for p in model.scorer.parameters())  # stage 1 stays frozen
+    assert model.query_tokens.grad is not None and model.language_model.get_input_embeddings().weight.grad is not None
+    # changing the instruction padding positions' labels cannot matter: only answer tokens are scored
+    n_answer = int(enc["answer_mask"].sum())
+    assert out.logits.shape[1] == 8 + enc["instruction_ids"].shape[1] + enc["answer_ids"].shape[1]
+    assert n_answer > 0
+
+
+def test_feedback_changes_nothing_at_initialisation(explainer) -> None:
+    model, texts = explainer
+    model.eval()
+    images, enc = _batch(texts)
+    with torch.no_grad():
+        with_feedback = model(images, **enc).logits
+        model.config.feedback = False
+        without = model(images, **enc).logits
+        model.config.feedback = True
+        torch.nn.init.normal_(model.feedback.weight)  # once trained, the feedback path does matter
+        changed = model(images, **enc).logits
+    assert torch.equal(with_feedback, without)
+    assert not torch.allclose(with_feedback, changed)
+
+
+def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path) -> None:
+    from mint_iqa.assess import EXPLANATION_COLUMNS, Assessor
+
+    model, texts = explainer
+    model.eval()
+    images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    answers, scores = explain_batch(model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)
+    assert len(answers) == 2 and scores.shape == (2, 3) and all(isinstance(a, str) for a in answers)
+    beams, _ = explain_batch(model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2,
+                             num_beams=3)
+    assert len(beams) == 2
+
+    folder = save_assessor(model, tiny_scorer[1], tmp_path / "assessor")
+    again, _ = load_assessor(folder)
+    assert explain_batch(again, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[0] \
+        == answers
+    files = []
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    (tmp_path / "bad.png").write_text("nope")
+    assessor = Assessor.load(folder)
+    assessor.scorer.input_size = 64
+    table = assessor.assess([*files, tmp_path / "bad.png"], "a photo of a cat")
+    assert list(table.columns) == ["quality", "authenticity", "correspondence", "status", *EXPLANATION_COLUMNS]
+    assert list(table["status"])[:2] == ["ok", "ok"] and "not a recognised image format" in table["status"][2]
+    assert isinstance(assessor.explain(files[0], "a photo of a cat"), str)
