@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install data repro sheet train-full clean help
+.PHONY: demo test install data repro sheet train-full serve clean help
 
 help:
 	@echo "make demo   build the venv, materialise data/, run the DVC pipeline, print what was produced"
@@ -41,6 +41,12 @@ demo: $(STAMP)
 	@start=$$(date +%s); \
 	mint-iqa data fetch && dvc repro && mint-iqa data sheet && mint-iqa summary; \
 	rc=$$?; echo "demo finished in $$(( $$(date +%s) - start )) s (install excluded)"; exit $$rc
+
+# REST endpoint for the champion (POST /invocations with base64 images + prompts); see README.
+PORT ?= 5001
+serve: $(STAMP)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
+	mlflow models serve -m models:/mint-iqa@champion --env-manager local --host 127.0.0.1 --port $(PORT) --workers 1
 
 test: $(STAMP)
 	python -m pytest

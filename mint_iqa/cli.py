@@ -21,6 +21,8 @@ app = typer.Typer(help="Explainable, multi-perspective quality assessment for AI
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Raw data: materialise, inspect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+registry_app = typer.Typer(help="The MLflow model registry: show lineage, roll back.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
 console = Console(stderr=True)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameter file.")]
@@ -223,6 +225,61 @@ def score(manifest: Annotated[Path, typer.Option("--manifest", "-m", help="CSV w
     failed = int((result["status"] != "ok").sum())
     console.print(f"score: {len(result)} rows -> {out} ({failed} failed)")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def register(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Log the trained assessor to MLflow, register a new version of the model, alias it `challenger`."""
+    from mint_iqa.registry import register as run
+
+    p = _params(params, overrides)
+    try:
+        version = run(p)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    from mint_iqa.io import write_text
+
+    write_text(p.registry.record, json.dumps({"model": p.registry.model_name, "version": version.version,
+                                              "run_id": version.run_id}, indent=2) + "\n")
+    console.print(f"register: {p.registry.model_name} version {version.version} -> alias challenger")
+
+
+@app.command()
+def promote(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Gate the challenger against the champion on held-out images; move `champion` only if it passes."""
+    from mint_iqa.registry import promote as run
+
+    p = _params(params, overrides)
+    try:
+        decision = run(p)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    print(decision.markdown())
+    console.print(f"promote: decision -> {p.registry.decision}")
+
+
+@registry_app.command("show")
+def registry_show(alias: Annotated[str, typer.Argument(help="champion | challenger | previous")] = "champion",
+                  params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Version, aliases, commit, data hash, params, metrics and promotion decision behind an alias."""
+    from mint_iqa.registry import show
+
+    try:
+        print(show(_params(params, overrides), alias))
+    except Exception as exc:  # noqa: BLE001 - MLflow reports a missing alias as a generic MlflowException
+        _fail(f"{alias}: {str(exc).splitlines()[0]}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Give `champion` back to the version holding `previous`."""
+    from mint_iqa.registry import rollback
+
+    try:
+        version = rollback(_params(params, overrides))
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"rollback: {str(exc).splitlines()[0]}")
+    console.print(f"rollback: champion -> version {version}")
 
 
 @app.command()

@@ -184,6 +184,19 @@ class EvaluateConfig(Strict):
     batch_size: int = 32
 
 
+class RegisterConfig(Strict):
+    """The MLflow registry and its promotion gate."""
+
+    model_name: str = "mint-iqa"
+    protocol: Literal["paper", "strict"] = "paper"   # the assessor that is the product (paper: all references)
+    epsilon: float = Field(0.02, ge=0)        # no dimension's held-out SRCC may drop by more than this
+    delta: float = Field(0.005, ge=0)         # mean held-out SRCC must improve by at least this
+    minimums: dict[str, float] = {"quality": 0.3, "authenticity": 0.2, "correspondence": 0.2}  # first model
+    holdout_images: int = Field(160, ge=10)   # images of the protocol's test split both models score
+    record: Path = Path("artifacts/registry/registered.json")
+    decision: Path = Path("artifacts/registry/decision.md")
+
+
 class Params(Strict):
     seed: int = 0
     data: DataConfig = DataConfig()
@@ -193,6 +206,7 @@ class Params(Strict):
     train: TrainConfig = TrainConfig()
     explain: ExplainConfig = ExplainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegisterConfig = Field(RegisterConfig(), alias="register")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

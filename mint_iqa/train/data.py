@@ -36,11 +36,16 @@ class Split:
     images: list[np.ndarray]
 
     @classmethod
-    def load(cls, prepared: Path, protocol: str, split: str) -> Split:
+    def load(cls, prepared: Path, protocol: str, split: str, size: int = 256) -> Split:
+        """Rows of one split with their images decoded, squashed to `size` like inference does."""
         df, meta = manifest.read(prepared)
         root = manifest.image_root(prepared, meta)
         df = df[df[split_column(protocol)] == split].reset_index(drop=True)
-        return cls(df, [np.asarray(load_image(root / rel)) for rel in df["image"]])
+        images = []
+        for rel in df["image"]:
+            img = load_image(root / rel)
+            images.append(np.asarray(img if img.size == (size, size) else img.resize((size, size), 3)))
+        return cls(df, images)
 
     def labels(self) -> np.ndarray:
         return self.frame[list(DIMENSIONS)].to_numpy(np.float32)
@@ -52,7 +57,7 @@ class TrainStream(Dataset):
     spread over a window of `window` items (a small cache in the loader process keeps the window), which
     halves the synthesis cost per item at `reuse=2` without putting two views in one batch."""
 
-    def __init__(self, synth: Synthesiser, ref_indices: list[int], fixed: Split, seed: int, epoch: int,
+    def __init__(self, synth: Synthesiser | None, ref_indices: list[int], fixed: Split, seed: int, epoch: int,
                  length: int, synthetic_fraction: float, crop: int | None, reuse: int = 1, window: int = 256):
         self.synth, self.refs, self.fixed = synth, ref_indices, fixed
         self.seed, self.epoch, self.length = seed, epoch, length
@@ -66,7 +71,7 @@ class TrainStream(Dataset):
 
     def _sample(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
-        if not len(self.fixed.frame) or rng.random() < self.synthetic_fraction:
+        if self.synth is not None and (not len(self.fixed.frame) or rng.random() < self.synthetic_fraction):
             s = self.synth.random(rng, self.refs)
             image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
                 aux_class(s.family, s.distortion)
@@ -75,7 +80,8 @@ class TrainStream(Dataset):
             j = int(rng.integers(len(self.fixed.frame)))
             row = self.fixed.frame.iloc[j]
             image, prompt = self.fixed.images[j], row["prompt"]
-            labels, cls = [row[d] for d in DIMENSIONS], aux_class(row["family"], row["distortion"])
+            labels = [row[d] if row[d] == row[d] else -1.0 for d in DIMENSIONS]  # NaN (no label) -> -1, masked
+            cls = aux_class(row["family"], row["distortion"])
             answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
         if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
             y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
@@ -110,3 +116,17 @@ def loader(stream: Dataset, start_step: int, cfg: Any) -> DataLoader:
     return DataLoader(Subset(stream, indices), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
                       collate_fn=collate, multiprocessing_context="fork" if cfg.workers else None,
                       prefetch_factor=4 if cfg.workers else None)
+
+
+def training_synthesiser(params: Any, fixed: Split, protocol: str) -> Synthesiser | None:
+    """The on-the-fly sample source of a protocol: the proxy set's training references only (strict: never a
+    validation or test reference, not even its caption). Real datasets have no references: None."""
+    from mint_iqa.data.references import load_references
+
+    _, meta = manifest.read(params.prepare.out_dir)
+    if meta.get("source") != "proxy":
+        return None
+    refs = load_references(params.data.raw_dir)
+    if protocol == "strict":
+        refs = [(r, px) for r, px in refs if r.id in set(fixed.frame["ref_id"])]
+    return Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment)

@@ -158,7 +158,7 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
             engine.step()
             logs.append(scalars)
             bar.update(1)
-            bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}")
+            bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}", refresh=False)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps_per_epoch:
                 tag = f"epoch{epoch}-step{step + 1}"
                 engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={

@@ -20,13 +20,11 @@ import torch
 
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data.answers import QUESTIONS, grade, parse_grades
-from mint_iqa.data.references import load_references
-from mint_iqa.data.synth import Synthesiser
 from mint_iqa.inference import to_tensor
 from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
 from mint_iqa.models.text import segmenter
-from mint_iqa.train.data import Split, TrainStream, loader
+from mint_iqa.train.data import Split, TrainStream, loader, training_synthesiser
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
 KEYS = list(QUESTIONS)
@@ -72,23 +70,31 @@ def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: l
     return texts.decode(ids), scores.float().numpy()
 
 
+def pick_question(pick: int, labels: list[float]) -> str:
+    """Which question a training item asks. Most dimensions of most images are flawless, so uniform questions
+    would teach the prior ("excellent") and little else: an image with a visible defect is asked about that
+    dimension three times out of five, otherwise any of the four questions."""
+    flawed = [d for d, label in zip(DIMENSIONS, labels) if 0 <= label < 0.8]
+    if flawed and pick % 5 < 3:
+        return flawed[(pick // 5) % len(flawed)]
+    return KEYS[(pick // 5) % len(KEYS)]
+
+
 class ExplainerTask:
     def __init__(self, params: Params, protocol: str, texts: Texts):
         self.params, self.protocol, self.cfg, self.texts = params, protocol, params.train, texts
         prepared = Path(params.prepare.out_dir)
         self.fixed = Split.load(prepared, protocol, "train")
         self.val = Split.load(prepared, protocol, "val")
-        refs = load_references(params.data.raw_dir)
-        if protocol == "strict":
-            refs = [(r, px) for r, px in refs if r.id in set(self.fixed.frame["ref_id"])]
-        self.synth = Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment)
+        self.synth = training_synthesiser(params, self.fixed, protocol)
 
     def batches(self, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
         cfg, e = self.cfg, self.params.explain
-        stream = TrainStream(self.synth, list(range(len(self.synth.refs))), self.fixed, self.params.seed + 1, epoch,
+        refs = list(range(len(self.synth.refs))) if self.synth else []
+        stream = TrainStream(self.synth, refs, self.fixed, self.params.seed + 1, epoch,
                              e.steps_per_epoch * cfg.batch_size, cfg.synthetic_fraction, cfg.crop, cfg.reuse)
         for batch in loader(stream, start_step, cfg):
-            keys = [KEYS[pick % len(KEYS)] for pick in batch["picks"]]
+            keys = [pick_question(pick, labels) for pick, labels in zip(batch["picks"], batch["labels"].tolist())]
             answers = [a[k] for a, k in zip(batch["answers"], keys)]
             yield {"images": batch["images"],
                    **self.texts.encode(batch["prompts"], [QUESTIONS[k] for k in keys], answers)}

@@ -22,22 +22,23 @@ from torch.utils.data import DataLoader, Subset
 
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import manifest
-from mint_iqa.data.references import load_references
-from mint_iqa.data.synth import Synthesiser
 from mint_iqa.inference import score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
 from mint_iqa.models.text import segmenter
-from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, loader
+from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, loader, training_synthesiser
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
 
-def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def plcc_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
     """1 - Pearson correlation, per column with some label spread in the batch, averaged."""
     losses = []
     for d in range(pred.shape[1]):
-        p, t = pred[:, d], target[:, d]
+        rows = known[:, d] if known is not None else slice(None)
+        p, t = pred[rows, d], target[rows, d]
+        if p.numel() < 3:
+            continue
         if t.std() < 1e-6:
             continue
         p, t = p - p.mean(), t - t.mean()
@@ -45,12 +46,15 @@ def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.stack(losses).mean() if losses else pred.sum() * 0
 
 
-def rank_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.05) -> torch.Tensor:
+def rank_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None,
+              margin: float = 0.05) -> torch.Tensor:
     """Pairwise hinge: for label pairs that differ, the prediction order must agree by a margin."""
     dp = pred[:, None, :] - pred[None, :, :]
     dt = target[:, None, :] - target[None, :, :]
     sign = torch.sign(dt)
     mask = dt.abs() > 1e-6
+    if known is not None:
+        mask = mask & known[:, None, :] & known[None, :, :]
     return (F.relu(margin - sign * dp) * mask).sum() / mask.sum().clamp_min(1)
 
 
@@ -62,12 +66,9 @@ class ScorerTask:
         prepared = Path(params.prepare.out_dir)
         self.fixed = Split.load(prepared, protocol, "train")
         self.val = Split.load(prepared, protocol, "val")
-        refs = load_references(params.data.raw_dir)
-        if protocol == "strict":  # the synthesiser never sees a validation or test reference, not even its caption
-            refs = [(r, px) for r, px in refs if r.id in set(self.fixed.frame["ref_id"])]
-        self.refs = [r for r, _ in refs]
-        self.synth = Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment)
-        self.ref_indices = list(range(len(refs)))
+        self.synth = training_synthesiser(params, self.fixed, protocol)
+        self.refs = self.synth.refs if self.synth else []
+        self.ref_indices = list(range(len(self.refs)))
 
     def corpus(self) -> list[str]:
         """Text the tokenizer is trained on: training prompts, answers and reference captions."""
@@ -91,7 +92,10 @@ class ScorerTask:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.autocast):
             out = model(batch["images"], enc["input_ids"], enc["attention_mask"])
         pred, target, w = out.scores.float(), batch["labels"], self.cfg.loss
-        parts = {"l1": F.l1_loss(pred, target), "plcc": plcc_loss(pred, target), "rank": rank_loss(pred, target)}
+        known = target >= 0  # a dataset without some label (AGIQA-3K: authenticity) marks it -1
+        pred, target = torch.where(known, pred, target.detach()), target  # unlabelled entries cost nothing
+        parts = {"l1": (pred - target).abs().sum() / known.sum().clamp_min(1), "plcc": plcc_loss(pred, target, known),
+                 "rank": rank_loss(pred, target, known)}
         if out.aux_logits is not None:
             parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])
         total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
@@ -101,7 +105,8 @@ class ScorerTask:
         pred = score_arrays(model, self.tokenizer, self.val.images, list(self.val.frame["prompt"]),
                             self.params.evaluate.batch_size)
         labels = self.val.labels()
-        out = {f"srcc_{d}": srcc(pred[:, i], labels[:, i]) for i, d in enumerate(DIMENSIONS)}
+        out = {f"srcc_{d}": srcc(pred[:, i], labels[:, i]) for i, d in enumerate(DIMENSIONS)
+               if not np.isnan(labels[:, i]).any()}
         out["score"] = float(np.mean(list(out.values())))
         return out
 

@@ -22,14 +22,13 @@ def _ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A git + DVC repository with the project's pipeline files and a small prepare budget."""
-    repo = tmp_path_factory.mktemp("dvc") / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", "data.dvc", ".dvcignore"):
+def build_repo(repo: Path) -> Path:
+    """A git + DVC repository with the project's pipeline files, flows and a tiny configuration."""
+    repo.mkdir(parents=True)
+    for name in ("dvc.yaml", "data.dvc", ".dvcignore", "prefect.yaml"):
         shutil.copy(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "mint_iqa", repo / "mint_iqa", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("mint_iqa", "flows"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["prepare"]["images_per_reference"] = 6
     params["model"]["overrides"] = TINY
@@ -37,6 +36,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["evaluate"]["bootstrap"] = 50
     params["model"]["explainer"] = SMALL
     params["explain"].update(epochs=1, steps_per_epoch=3, val_images=8, test_images=8)
+    params["register"].update(holdout_images=20, minimums={"quality": -1, "authenticity": -1, "correspondence": -1})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = _env(repo)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -44,6 +44,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([tool("dvc"), "config", "core.analytics", "false"], cwd=repo, check=True, env=env)
     subprocess.run([tool("mint-iqa"), "data", "fetch"], cwd=repo, check=True, env=env)
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_repo(tmp_path_factory.mktemp("dvc") / "repo")
 
 
 def _env(repo: Path) -> dict[str, str]:
@@ -61,7 +66,7 @@ def _repro(repo: Path, *args: str) -> str:
 
 
 STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "evaluate",
-          "train_explainer@paper", "train_explainer@strict", "evaluate_explainer"}
+          "train_explainer@paper", "train_explainer@strict", "evaluate_explainer", "register", "promote"}
 
 
 def test_repro_runs_the_whole_pipeline_then_is_a_noop(repo: Path) -> None:
@@ -84,6 +89,10 @@ def test_repro_runs_the_whole_pipeline_then_is_a_noop(repo: Path) -> None:
         assert set(m) == {"level_accuracy", "defect_mention_accuracy", "rouge_l", "bleu4", "consistency"}
         assert set(m["level_accuracy"]) == {"quality", "authenticity", "correspondence"}
     assert (repo / "artifacts/explainer/paper/best/explainer/model.safetensors").exists()
+    assert "version 1 PROMOTED" in (repo / "artifacts/registry/decision.md").read_text()
+    shown = subprocess.run([tool("mint-iqa"), "registry", "show", "champion"], cwd=repo, env=_env(repo),
+                           capture_output=True, text=True)
+    assert shown.returncode == 0 and "mint-iqa version 1" in shown.stdout, shown.stderr
     assert (repo / "data.dvc").read_text() == data_dvc  # the materialised data hash as committed
     second = _repro(repo)
     assert _ran(second) == set()

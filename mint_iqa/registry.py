@@ -1,0 +1,225 @@
+"""Steps `register` and `promote`: the MLflow model registry with aliases, a promotion gate and lineage.
+
+* `register` logs the product assessor (scorer + explainer of `register.protocol`) as an MLflow 3
+  LoggedModel with the pyfunc flavour from code (`serving/pyfunc_model.py`, weights as safetensors
+  artifacts), registers a new version of `register.model_name`, tags it with its lineage (git commit,
+  `data.dvc` hash, params hash, evaluation metrics) and gives it the alias `challenger`.
+* `promote` scores challenger and champion on the same held-out images and moves `champion` only when
+  the gate passes: no dimension's SRCC drops by more than `epsilon` and the mean SRCC improves by at
+  least `delta` (the first model only needs the absolute `minimums`). The replaced champion keeps the
+  alias `previous`; `rollback` restores it. Every decision is a version tag and a markdown summary.
+
+Registry stages are deprecated in MLflow 3; only aliases and tags are used here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mint_iqa.config import DIMENSIONS, Params
+from mint_iqa.data import manifest
+from mint_iqa.data.splits import split_column
+from mint_iqa.io import write_text
+from mint_iqa.metrics import srcc
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+PYFUNC_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
+
+
+def _client() -> Any:
+    from mlflow import MlflowClient
+
+    from mint_iqa import tracking
+
+    tracking._setup(tracking.EXPERIMENT)
+    return MlflowClient()
+
+
+def lineage(params: Params, params_file: str | Path = "params.yaml") -> dict[str, str]:
+    """Which code, data and parameters made a model: git commit, data.dvc hash, params hash."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    data_dvc = Path("data.dvc")
+    data_hash = yaml.safe_load(data_dvc.read_text())["outs"][0]["md5"] if data_dvc.exists() else "unknown"
+    canonical = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return {"git_commit": commit + ("-dirty" if dirty and dirty != "unknown" else ""), "data_dvc_md5": data_hash,
+            "params_sha256": hashlib.sha256(canonical.encode()).hexdigest()[:16], "protocol": params.registry.protocol}
+
+
+def _example(params: Params) -> pd.DataFrame:
+    prepared = Path(params.prepare.out_dir)
+    df, meta = manifest.read(prepared)
+    row = df.iloc[0]
+    encoded = base64.b64encode((manifest.image_root(prepared, meta) / row["image"]).read_bytes()).decode()
+    return pd.DataFrame({"image": [encoded], "prompt": [row["prompt"]]})
+
+
+def register(params: Params) -> Any:
+    """Log and register the assessor of `register.protocol`; returns the new model version (alias challenger)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from mint_iqa import tracking
+
+    cfg = params.registry
+    folder = Path(params.explain.out_dir) / cfg.protocol / "best"
+    if not (folder / "explainer").exists():
+        raise FileNotFoundError(f"{folder}: no trained assessor; run `dvc repro train_explainer@{cfg.protocol}`")
+    metrics = {}
+    for path in (params.evaluate.metrics, params.explain.metrics):
+        if Path(path).exists():
+            metrics[Path(path).stem] = json.loads(Path(path).read_text()).get(cfg.protocol, {})
+    example = _example(params)
+    output = pd.DataFrame({**{d: [0.5] for d in DIMENSIONS}, "status": ["ok"],
+                           **{f"explanation_{d}": ["..."] for d in DIMENSIONS}})
+    tags = lineage(params)
+    with tracking.run("register", tags={"stage": "register", **tags}):
+        info = mlflow.pyfunc.log_model(
+            name="assessor", python_model=str(PYFUNC_CODE), artifacts={"assessor": str(folder)},
+            signature=infer_signature(example, output), input_example=example,
+            code_paths=[str(Path(__file__).parent)], pip_requirements=_requirements(),
+            registered_model_name=cfg.model_name)
+        mlflow.log_dict(metrics, "evaluation_metrics.json")
+    client = _client()
+    version = info.registered_model_version
+    flat = {f"metric.{stage}.{dim}.srcc": str(m["srcc"]) for stage, dims in metrics.items()
+            for dim, m in dims.items() if isinstance(m, dict) and "srcc" in m}
+    for key, value in {**tags, **flat, "model_uri": info.model_uri}.items():
+        client.set_model_version_tag(cfg.model_name, str(version), key, value)
+    client.set_registered_model_alias(cfg.model_name, CHALLENGER, str(version))
+    return client.get_model_version(cfg.model_name, str(version))
+
+
+def _requirements() -> list[str]:
+    lock = Path("requirements.lock")
+    wanted = {"torch", "torchvision", "transformers", "open-clip-torch", "open_clip_torch", "mlflow", "pandas",
+              "numpy", "scipy", "pillow", "opencv-python", "safetensors", "tokenizers", "pydantic", "pyyaml"}
+    if not lock.exists():
+        return sorted(wanted)
+    return [line.strip() for line in lock.read_text().splitlines()
+            if line.split("==")[0].strip().lower() in wanted]
+
+
+def holdout_scores(params: Params, model_uri: str) -> dict[str, float]:
+    """SRCC per dimension of a registered model on the held-out images (the protocol's test split)."""
+    import mlflow
+
+    prepared = Path(params.prepare.out_dir)
+    df, meta = manifest.read(prepared)
+    root = manifest.image_root(prepared, meta)
+    df = df[df[split_column(params.registry.protocol)] == "test"]
+    df = df.sample(n=min(len(df), params.registry.holdout_images), random_state=params.seed)
+    batch = pd.DataFrame({"image": [base64.b64encode((root / p).read_bytes()).decode() for p in df["image"]],
+                          "prompt": list(df["prompt"])})
+    pred = mlflow.pyfunc.load_model(model_uri).predict(batch)
+    return {d: round(srcc(pred[d].to_numpy(), df[d].to_numpy()), 4) for d in DIMENSIONS}
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    challenger: str
+    champion: str | None
+    challenger_scores: dict[str, float]
+    champion_scores: dict[str, float] | None
+    reasons: list[str]
+
+    def markdown(self) -> str:
+        verdict = "PROMOTED" if self.promoted else "NOT promoted"
+        lines = [f"# Promotion: version {self.challenger} {verdict}", "",
+                 f"Champion before: {self.champion or 'none'}", "",
+                 "| dimension | challenger SRCC | champion SRCC |", "|---|---|---|"]
+        for d in DIMENSIONS:
+            old = self.champion_scores[d] if self.champion_scores else float("nan")
+            lines.append(f"| {d} | {self.challenger_scores[d]:.4f} | {old:.4f} |")
+        return "\n".join(lines + ["", *[f"- {r}" for r in self.reasons]]) + "\n"
+
+
+def gate(new: dict[str, float], old: dict[str, float] | None, params: Params) -> tuple[bool, list[str]]:
+    """The promotion rule of `register` in params.yaml; returns (passed, reasons)."""
+    cfg = params.registry
+    reasons = []
+    if old is None:
+        low = [f"{d} SRCC {new[d]:.4f} < minimum {cfg.minimums[d]}" for d in DIMENSIONS if new[d] < cfg.minimums[d]]
+        return not low, low or ["first model: every dimension meets its minimum"]
+    drops = [f"{d} SRCC drops by {old[d] - new[d]:.4f} > epsilon {cfg.epsilon}" for d in DIMENSIONS
+             if old[d] - new[d] > cfg.epsilon]
+    gain = float(np.mean([new[d] for d in DIMENSIONS]) - np.mean([old[d] for d in DIMENSIONS]))
+    if gain < cfg.delta:
+        reasons.append(f"mean SRCC improves by {gain:+.4f} < delta {cfg.delta}")
+    reasons = drops + reasons
+    return not reasons, reasons or [f"mean SRCC improves by {gain:+.4f}; no dimension drops more than {cfg.epsilon}"]
+
+
+def promote(params: Params) -> Decision:
+    """Apply the gate to the current challenger; move the aliases only if it passes."""
+    cfg, client = params.registry, _client()
+    challenger = client.get_model_version_by_alias(cfg.model_name, CHALLENGER)
+    try:
+        champion = client.get_model_version_by_alias(cfg.model_name, CHAMPION)
+    except Exception:  # noqa: BLE001 - MLflow raises a generic MlflowException when the alias is unset
+        champion = None
+    if champion is not None and champion.version == challenger.version:
+        raise ValueError(f"version {challenger.version} is already the champion; register a new challenger first")
+    new = holdout_scores(params, f"models:/{cfg.model_name}/{challenger.version}")
+    old = holdout_scores(params, f"models:/{cfg.model_name}/{champion.version}") if champion else None
+    passed, reasons = gate(new, old, params)
+    decision = Decision(passed, str(challenger.version), str(champion.version) if champion else None, new, old,
+                        reasons)
+    if passed:
+        if champion is not None:
+            client.set_registered_model_alias(cfg.model_name, PREVIOUS, champion.version)
+        client.set_registered_model_alias(cfg.model_name, CHAMPION, challenger.version)
+    for key, value in {"promotion.decision": "promoted" if passed else "rejected",
+                       "promotion.reasons": "; ".join(reasons),
+                       "promotion.holdout_srcc": json.dumps(new),
+                       "promotion.compared_with": decision.champion or "none"}.items():
+        client.set_model_version_tag(cfg.model_name, challenger.version, key, value)
+    write_text(Path(cfg.decision), decision.markdown())
+    return decision
+
+
+def rollback(params: Params) -> str:
+    """Give `champion` back to the version holding `previous`; returns that version."""
+    cfg, client = params.registry, _client()
+    previous = client.get_model_version_by_alias(cfg.model_name, PREVIOUS)
+    current = client.get_model_version_by_alias(cfg.model_name, CHAMPION)
+    client.set_registered_model_alias(cfg.model_name, CHAMPION, previous.version)
+    client.delete_registered_model_alias(cfg.model_name, PREVIOUS)
+    client.set_model_version_tag(cfg.model_name, current.version, "promotion.rolled_back", "true")
+    return previous.version
+
+
+def show(params: Params, alias: str = CHAMPION) -> str:
+    """Lineage of the version behind `alias`: version, aliases, commit, data hash, params, metrics, decision."""
+    cfg, client = params.registry, _client()
+    version = client.get_model_version_by_alias(cfg.model_name, alias)
+    model = client.get_registered_model(cfg.model_name)
+    aliases = sorted(a for a, v in model.aliases.items() if v == version.version)
+    tags = version.tags
+    lines = [f"{cfg.model_name} version {version.version}  (aliases: {', '.join(aliases) or '-'})",
+             f"  source run        {version.run_id}",
+             f"  git commit        {tags.get('git_commit', '?')}",
+             f"  data.dvc md5      {tags.get('data_dvc_md5', '?')}",
+             f"  params sha256     {tags.get('params_sha256', '?')}  (protocol {tags.get('protocol', '?')})",
+             "  metrics           " + ", ".join(f"{k.removeprefix('metric.')}={v}" for k, v in sorted(tags.items())
+                                               if k.startswith("metric.")),
+             f"  promotion         {tags.get('promotion.decision', 'not evaluated')}: "
+             f"{tags.get('promotion.reasons', '')}"]
+    return "\n".join(lines)

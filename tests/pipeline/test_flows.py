@@ -1,0 +1,136 @@
+"""Prefect for real: the pipeline flow under `prefect_test_harness`, batch scoring on threads and Dask,
+and the scheduled deployment on a real `prefect server` executed by a real worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from tests.conftest import tool
+from tests.pipeline.test_dvc import build_repo
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+DIST = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE"}
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in DIST:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    return tmp_path
+
+
+def test_pipeline_flow_reproduces_dvc_metrics(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.pipeline import pipeline
+
+    by_dvc = build_repo(clean_env / "by-dvc")
+    proc = subprocess.run([tool("dvc"), "repro"], cwd=by_dvc, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{by_dvc / 'mlflow.db'}"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    by_flow = build_repo(clean_env / "by-flow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{by_flow / 'mlflow.db'}")
+    with prefect_test_harness(server_startup_timeout=90):
+        result = pipeline(project=str(by_flow))
+    assert result.promoted and result.champion_version == result.challenger_version == "1"
+    for name in ("scorer.json", "explainer.json"):
+        flow_metrics = json.loads((by_flow / "metrics" / name).read_text())
+        dvc_metrics = json.loads((by_dvc / "metrics" / name).read_text())
+        for protocol in ("paper", "strict"):
+            a, b = flow_metrics[protocol], dvc_metrics[protocol]
+            if name == "scorer.json":
+                for dim in a:
+                    assert abs(a[dim]["srcc"] - b[dim]["srcc"]) <= 0.005, (protocol, dim)
+            else:
+                for dim in a["level_accuracy"]:
+                    assert abs(a["level_accuracy"][dim] - b["level_accuracy"][dim]) <= 0.005
+    assert result.metrics["scorer"] == json.loads((by_flow / "metrics" / "scorer.json").read_text())
+
+
+def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, prepared: Path,
+                                                         assessors: dict[str, Path]) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.score import score
+
+    model = str(assessors["C"] / "paper" / "best")
+    with prefect_test_harness(server_startup_timeout=90):
+        threads = score(str(prepared / "images"), str(clean_env / "threads.parquet"), runner="threads",
+                        prompt="a photo", model=model, chunk_size=40)
+        dask = score(str(prepared / "images"), str(clean_env / "dask.parquet"), runner="dask", workers=2,
+                     prompt="a photo", model=model, chunk_size=40)
+        a, b = pd.read_parquet(threads.out), pd.read_parquet(dask.out)
+        assert len(a) == len(list((prepared / "images").glob("*.png"))) and (a["status"] == "ok").all()
+        assert list(a["image"]) == list(b["image"])
+        pd.testing.assert_frame_equal(a[["quality", "authenticity", "correspondence"]],
+                                      b[["quality", "authenticity", "correspondence"]], atol=1e-5)
+        assert threads.images_per_second > 0
+
+        # an interrupted run: two chunk parts survive, the final file does not; the rerun scores only the rest
+        parts = Path(threads.out + ".parts")
+        for part in sorted(parts.glob("chunk-*.parquet"))[2:]:
+            part.unlink()
+        Path(threads.out).unlink()
+        again = score(str(prepared / "images"), threads.out, runner="threads", prompt="a photo", model=model,
+                      chunk_size=40)
+        assert again.skipped_chunks == 2 and again.chunks == threads.chunks
+        pd.testing.assert_frame_equal(pd.read_parquet(again.out), a)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scheduled_deployment_on_a_real_prefect_server(clean_env: Path) -> None:
+    project = build_repo(clean_env / "project")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in DIST}
+    env.update(PREFECT_API_URL=f"http://127.0.0.1:{port}/api", MINT_IQA_PROJECT=str(project), COLUMNS="250",
+               MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}", PREFECT_HOME=str(clean_env / "ph"))
+    server = subprocess.Popen([tool("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        run = lambda *args: subprocess.run([tool("prefect"), *args], cwd=project, env=env,  # noqa: E731
+                                           capture_output=True, text=True, timeout=900)
+        created = run("work-pool", "create", "mint-iqa", "--type", "process")
+        assert created.returncode == 0, created.stdout + created.stderr
+        deployed = run("deploy", "--all", "--no-prompt")
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        listed = run("deployment", "ls")
+        assert "retrain/weekly" in listed.stdout and "on-demand" in listed.stdout, listed.stdout
+        inspected = run("deployment", "inspect", "retrain/weekly")
+        assert "0 3 * * 1" in inspected.stdout
+        triggered = run("deployment", "run", "retrain/weekly")
+        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+        worker = run("worker", "start", "--pool", "mint-iqa", "--run-once")
+        assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+        assert json.loads((project / "metrics" / "scorer.json").read_text())["paper"]
+        assert (project / "artifacts" / "registry" / "decision.md").exists()
+        runs = run("flow-run", "ls", "--flow-name", "retrain")
+        assert "COMPLETED" in runs.stdout, runs.stdout
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

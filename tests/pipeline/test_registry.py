@@ -1,0 +1,137 @@
+"""The MLflow registry for real (sqlite store): register, gate, aliases, rollback, lineage."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mint_iqa.config import Params
+from mint_iqa.registry import gate
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _params(**register: object) -> Params:
+    return Params.model_validate({"register": {"epsilon": 0.02, "delta": 0.005, **register}})
+
+
+def test_gate_first_model_needs_minimums() -> None:
+    params = _params(minimums={"quality": 0.5, "authenticity": 0.3, "correspondence": 0.3})
+    ok, _ = gate({"quality": 0.6, "authenticity": 0.4, "correspondence": 0.35}, None, params)
+    low, reasons = gate({"quality": 0.6, "authenticity": 0.2, "correspondence": 0.35}, None, params)
+    assert ok and not low and "authenticity SRCC 0.2000 < minimum 0.3" in reasons[0]
+
+
+def test_gate_against_champion() -> None:
+    params = _params()
+    old = {"quality": 0.70, "authenticity": 0.50, "correspondence": 0.60}
+    better = {"quality": 0.75, "authenticity": 0.49, "correspondence": 0.62}    # small drop, mean up
+    dropped = {"quality": 0.90, "authenticity": 0.45, "correspondence": 0.70}   # one dimension drops 0.05
+    flat = {"quality": 0.70, "authenticity": 0.50, "correspondence": 0.604}     # mean up 0.0013 < delta
+    assert gate(better, old, params)[0]
+    passed, reasons = gate(dropped, old, params)
+    assert not passed and "authenticity SRCC drops by 0.0500 > epsilon 0.02" in reasons[0]
+    passed, reasons = gate(flat, old, params)
+    assert not passed and "< delta 0.005" in reasons[0]
+
+
+def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from mint_iqa.registry import promote, register, rollback, show
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(__file__).parents[2] / "data.dvc", tmp_path / "data.dvc")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def params(name: str) -> Params:
+        return Params.model_validate({
+            "prepare": {"out_dir": str(prepared)}, "explain": {"out_dir": str(assessors[name])},
+            "register": {"epsilon": 0.5, "delta": 0.005, "holdout_images": 34, "decision": str(tmp_path / "d.md"),
+                         "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1}}})
+
+    version_a = register(params("A")).version
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    alias = lambda a: client.get_model_version_by_alias("mint-iqa", a).version  # noqa: E731
+    assert alias("challenger") == version_a
+    first = promote(params("A"))
+    assert first.promoted and alias("champion") == version_a
+
+    version_b = register(params("B")).version
+    worse = promote(params("B"))
+    assert not worse.promoted and alias("champion") == version_a and alias("challenger") == version_b
+    assert client.get_model_version("mint-iqa", version_b).tags["promotion.decision"] == "rejected"
+    assert "NOT promoted" in (tmp_path / "d.md").read_text()
+
+    version_c = register(params("C")).version
+    better = promote(params("C"))
+    assert better.promoted, better.reasons
+    assert alias("champion") == version_c and alias("previous") == version_a
+    mean = lambda scores: sum(scores.values()) / len(scores)  # noqa: E731
+    assert mean(better.challenger_scores) > 0 > mean(worse.challenger_scores)
+
+    assert rollback(params("C")) == version_a
+    assert alias("champion") == version_a
+    lineage = show(params("C"), "champion")
+    assert f"version {version_a}" in lineage and "git commit" in lineage and "data.dvc md5" in lineage
+    tags = client.get_model_version("mint-iqa", version_a).tags
+    assert tags["data_dvc_md5"] != "unknown" and len(tags["params_sha256"]) == 16
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real `mlflow server` on loopback (sqlite backend, proxied artifact store), stopped afterwards."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import requests
+
+    from tests.conftest import tool
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen([tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                             "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_register_and_promote_against_a_real_mlflow_server(assessors: dict[str, Path], prepared: Path,
+                                                           mlflow_server: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from mint_iqa.registry import promote, register
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    params = Params.model_validate({
+        "prepare": {"out_dir": str(prepared)}, "explain": {"out_dir": str(assessors["C"])},
+        "register": {"holdout_images": 20, "decision": str(tmp_path / "d.md"),
+                     "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1}}})
+    version = register(params).version
+    assert promote(params).promoted
+    model = mlflow.pyfunc.load_model("models:/mint-iqa@champion")
+    assert model.metadata.run_id and version == "1"
+    assert not any((tmp_path / "mlruns").glob("*"))  # artifacts went to the server, not to a local folder
