@@ -48,6 +48,12 @@ def dvc_pull(project: Path) -> None:
     _dvc("pull", cwd=project)
 
 
+@task(name="dvc-push", retries=2, retry_delay_seconds=10)
+def dvc_push(project: Path) -> None:
+    """Send the pipeline's outputs to the DVC remote (infrastructure: retried)."""
+    _dvc("push", cwd=project)
+
+
 @task(name="validation-report")
 def publish_validation(project: Path, params_file: str) -> bool:
     params = load_params(project / params_file)
@@ -112,12 +118,16 @@ def run_stages(project: Path, params_file: str) -> dict[str, Any]:
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(project: str = ".", params_file: str = "params.yaml", pull: bool = False) -> PipelineResult:
-    """Reproduce the pipeline with DVC, register the assessor, promote it if it beats the champion."""
+def pipeline(project: str = ".", params_file: str = "params.yaml", pull: bool = False,
+             push: bool = False) -> PipelineResult:
+    """Reproduce the pipeline with DVC (`pull` inputs from / `push` outputs to the DVC remote), register the
+    assessor, promote it if it beats the champion."""
     root = Path(project).resolve()
     if pull:
         dvc_pull(root)
     metrics = run_stages(root, params_file)
+    if push:
+        dvc_push(root)
     challenger = register_task(root, params_file)
     decision = promote_task(root, params_file)
     champion = decision["challenger"] if decision["promoted"] else decision["champion"]

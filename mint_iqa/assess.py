@@ -13,7 +13,7 @@ import torch
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data.answers import QUESTIONS, split_answer
-from mint_iqa.inference import OK, Scorer
+from mint_iqa.inference import OK, Scorer, check_prompt, to_scale
 from mint_iqa.io import ImageInput
 from mint_iqa.models.registry import load_assessor
 from mint_iqa.models.text import segmenter
@@ -30,10 +30,11 @@ class Assessor:
     num_beams: int = 1
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu", num_beams: int = 1) -> Assessor:
+    def load(cls, folder: str | Path, device: str = "cpu", num_beams: int = 1,
+             dtype: torch.dtype = torch.float32) -> Assessor:
         model, lm_tokenizer = load_assessor(folder)
-        model = model.to(device)
-        scorer = Scorer.load(Path(folder) / "scorer", device=device)
+        model = model.to(device=device, dtype=dtype)
+        scorer = Scorer.load(Path(folder) / "scorer", device=device, dtype=dtype)
         seg = segmenter(model.scorer.config.text.get("segmenter", "rules"))
         return cls(model, Texts(scorer.tokenizer, lm_tokenizer, seg, model.config), scorer, num_beams)
 
@@ -42,25 +43,33 @@ class Assessor:
         [decoded] = self.scorer.decode([image])
         if isinstance(decoded, str):
             raise ValueError(decoded)
+        problem = check_prompt(prompt)
+        if problem:
+            raise ValueError(problem)
         with torch.no_grad():
             answers, _ = explain_batch(self.explainer, self.texts, [decoded], [prompt],
                                        [question or QUESTIONS["all"]], self.num_beams)
         return answers[0]
 
-    def assess(self, images: list[ImageInput], prompts: list[str] | str, batch_size: int = 16) -> pd.DataFrame:
+    def assess(self, images: list[ImageInput], prompts: list[str] | str, batch_size: int = 16,
+               scale: str = "mos") -> pd.DataFrame:
         """One row per image: quality, authenticity, correspondence, status and an explanation per dimension."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
+        if len(prompts) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         rows: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
-            chunk = self.scorer.decode(images[start:start + batch_size])
+            chunk = [check_prompt(prompts[start + i]) or item if not isinstance(item, str) else item
+                     for i, item in enumerate(self.scorer.decode(images[start:start + batch_size]))]
             good = [i for i, item in enumerate(chunk) if not isinstance(item, str)]
             texts: list[str] = []
             scores = np.zeros((0, 3))
             if good:
                 with torch.no_grad():
-                    texts, scores = explain_batch(self.explainer, self.texts, [chunk[i] for i in good],
-                                                  [prompts[start + i] for i in good],
-                                                  [QUESTIONS["all"]] * len(good), self.num_beams)
+                    texts, raw = explain_batch(self.explainer, self.texts, [chunk[i] for i in good],
+                                               [prompts[start + i] for i in good],
+                                               [QUESTIONS["all"]] * len(good), self.num_beams)
+                scores = to_scale(raw, self.scorer.calibration, scale)
             by_index = {i: (t, s) for i, t, s in zip(good, texts, scores)}
             for i, item in enumerate(chunk):
                 if i in by_index:

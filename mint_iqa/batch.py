@@ -15,16 +15,18 @@ from typing import Any
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.io import atomic_write, confined
+from mint_iqa.inference import OK
+from mint_iqa.io import atomic_write
+from mint_iqa.predict import IMAGE_SUFFIXES, read_manifest, score_table
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-_MODELS: dict[tuple[str, bool], Any] = {}
+_MODELS: dict[str, Any] = {}
 
 
 @dataclass
 class Item:
     image: str      # local path, or s3://bucket/key
     prompt: str
+    status: str = OK  # why the item cannot be scored, found while listing (e.g. a path outside the manifest's root)
 
 
 def list_inputs(source: str, prompt: str | None = None) -> list[Item]:
@@ -39,17 +41,9 @@ def list_inputs(source: str, prompt: str | None = None) -> list[Item]:
     path = Path(source)
     if path.is_dir():
         return [Item(str(p), prompt or "") for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-    from mint_iqa.predict import read_manifest
-
     df = read_manifest(path)
-    root = path.resolve().parent
-    items = []
-    for rel, text in zip(df["image"], df["prompt"]):
-        try:
-            items.append(Item(str(confined(root, rel)), text))
-        except ValueError:
-            items.append(Item(str(root / "__outside__" / rel), text))  # scored as a failed row, not read
-    return items
+    return [Item(str(p) if p is not None else image, text, status)
+            for image, text, p, status in zip(df["image"], df["prompt"], df["path"], df["status"])]
 
 
 def _s3() -> Any:
@@ -60,29 +54,13 @@ def _s3() -> Any:
     return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
 
 
-def resolve_model(model: str) -> Path:
-    """A local assessor/scorer folder for a path or an MLflow model URI (models:/mint-iqa@champion)."""
-    if "://" not in model and ":" not in model.split("/")[0]:
-        return Path(model)
-    import mlflow
+def _model(model: str) -> Any:
+    """The worker's copy of the model (`mint_iqa.load`: a folder or an MLflow URI), loaded once."""
+    if model not in _MODELS:
+        from mint_iqa.api import load
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
-    return local / "artifacts" / "assessor" if (local / "artifacts" / "assessor").exists() else local
-
-
-def _runner(model: str, explain: bool) -> Any:
-    key = (model, explain)
-    if key not in _MODELS:
-        folder = resolve_model(model)
-        if explain:
-            from mint_iqa.assess import Assessor
-
-            _MODELS[key] = Assessor.load(folder)
-        else:
-            from mint_iqa.inference import Scorer
-
-            _MODELS[key] = Scorer.load(folder / "scorer" if (folder / "scorer").exists() else folder)
-    return _MODELS[key]
+        _MODELS[model] = load(model)
+    return _MODELS[model]
 
 
 def score_chunk(index: int, items: list[Item], model: str, parts: Path, explain: bool = False) -> dict[str, Any]:
@@ -90,17 +68,16 @@ def score_chunk(index: int, items: list[Item], model: str, parts: Path, explain:
     part = parts / f"chunk-{index:06d}.parquet"
     if part.exists():
         return {"chunk": index, "rows": len(items), "skipped": True}
-    runner = _runner(model, explain)
     with tempfile.TemporaryDirectory() as tmp:
-        images = [_fetch(item.image, Path(tmp)) for item in items]
-        prompts = [item.prompt for item in items]
-        result = runner.assess(images, prompts) if explain else runner.score(images, prompts, show_progress=False)
-    result.insert(0, "prompt", prompts)
-    result.insert(0, "image", [item.image for item in items])
+        table = pd.DataFrame({"image": [item.image for item in items], "prompt": [item.prompt for item in items],
+                              "path": [_fetch(item.image, Path(tmp)) if item.status == OK else None
+                                       for item in items],
+                              "status": [item.status for item in items]})
+        result = score_table(_model(model), table, explain=explain)
     parts.mkdir(parents=True, exist_ok=True)
     with atomic_write(part, "wb") as fh:
         result.to_parquet(fh, index=False)
-    return {"chunk": index, "rows": len(items), "skipped": False, "failed": int((result["status"] != "ok").sum())}
+    return {"chunk": index, "rows": len(items), "skipped": False, "failed": int((result["status"] != OK).sum())}
 
 
 def _fetch(image: str, tmp: Path) -> str:

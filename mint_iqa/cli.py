@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mint_iqa.config import Params, load_params
+from mint_iqa.config import DIMENSIONS, Params, load_params
 
 app = typer.Typer(help="Explainable, multi-perspective quality assessment for AI-generated images.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -23,7 +23,7 @@ data_app = typer.Typer(help="Raw data: materialise, inspect.", no_args_is_help=T
 app.add_typer(data_app, name="data")
 registry_app = typer.Typer(help="The MLflow model registry: show lineage, roll back.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameter file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a parameter: key.path=value.")]
@@ -40,8 +40,17 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
+
+
+def _tracking_failed(step: str, exc: BaseException) -> None:
+    """One line for a registry step that the MLflow tracking server did not complete (exit 1)."""
+    from mint_iqa.tracking import tracking_uri
+
+    reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+    _fail(f"{step}: the tracking server {tracking_uri()} did not complete the request; nothing local was "
+          f"changed, rerun when it is reachable ({type(exc).__name__}: {reason})", code=1)
 
 
 @data_app.command("fetch")
@@ -176,20 +185,6 @@ def evaluate_explainer(params: ParamsOpt = Path("params.yaml"), overrides: SetOp
 
 
 @app.command()
-def explain(image: Annotated[Path, typer.Argument(help="Image file.")],
-            prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt the image was generated from.")],
-            question: Annotated[str | None, typer.Option(help="Question (default: all three perspectives).")] = None,
-            model: Annotated[Path, typer.Option(help="Assessor folder.")] = Path("artifacts/explainer/paper/best")) -> None:
-    """Explain one image's quality, authenticity and correspondence in words."""
-    from mint_iqa.assess import Assessor
-
-    try:
-        print(Assessor.load(model).explain(image, prompt, question))
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-
-
-@app.command()
 def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Score each protocol's test split; write metrics/scorer.json and plots; log to MLflow."""
     from mint_iqa.evaluate import evaluate as run, table
@@ -203,28 +198,126 @@ def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
     console.print(f"evaluate: metrics -> {p.evaluate.metrics}, plots -> {p.evaluate.plots}/")
 
 
-@app.command()
-def score(manifest: Annotated[Path, typer.Option("--manifest", "-m", help="CSV with columns image,prompt.")],
-          out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
-          model: Annotated[Path | None, typer.Option(help="Scorer folder, or assessor folder with --explain.")] = None,
-          explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
-          batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
-          force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
-    """Score the (image, prompt) rows of a manifest; one output row per input row, in order.
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="Model folder, or an MLflow URI such as models:/mint-iqa@champion "
+                    "(default: $MINT_IQA_MODEL, else this project's artifacts/explainer/paper/best).")]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps.")]
 
-    Image paths are relative to the manifest's folder and may not leave it. A bad row gets a status
-    message instead of scores; the exit code is 1 when any row failed.
-    """
-    from mint_iqa.predict import score_manifest
+
+def _load(model: str | None, device: str = "cpu"):
+    from mint_iqa.api import load
 
     try:
-        default = Path("artifacts/explainer/paper/best" if explain else "artifacts/scorer/paper/best")
-        result = score_manifest(manifest, out, model or default, batch_size=batch_size, force=force, explain=explain)
+        return load(model, device=device)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(str(exc).splitlines()[0])
+    except Exception as exc:  # noqa: BLE001 - MLflow reports unknown models/aliases as a generic MlflowException
+        _fail(f"{model}: {str(exc).splitlines()[0]}")
+
+
+@app.command()
+def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files or folders (with --prompt).")] = None,
+          out: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv, .json or .parquet.")] = ...,
+          manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="CSV with columns image,prompt.")] = None,
+          prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt of all IMAGES.")] = None,
+          model: ModelOpt = None,
+          explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
+          scale: Annotated[str, typer.Option(help="mos (calibrated 1-5) or raw (head outputs).")] = "mos",
+          batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+          device: DeviceOpt = "cpu",
+          force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
+    """Score images against their prompts; one output row per input, in order.
+
+    Either IMAGES with --prompt, or --manifest (image paths relative to the manifest's folder, never
+    outside it). A bad item gets the reason in `status` and the others are still scored.
+    Exit codes: 0 all rows scored, 1 some rows failed (output written), 2 bad usage or input (nothing written).
+    """
+    from mint_iqa.predict import check_output, images_table, read_manifest, score_table, write_table
+
+    if bool(images) == bool(manifest):
+        _fail("give either IMAGES (with --prompt) or --manifest, not both or neither")
+    if images and prompt is None:
+        _fail("--prompt is required with IMAGES (or use --manifest with a prompt per row)")
+    if scale not in ("mos", "raw"):
+        _fail(f"--scale must be mos or raw, got {scale!r}")
+    try:
+        check_output(out, force)
+        table = read_manifest(manifest) if manifest else images_table(images or [], prompt or "")
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
-    failed = int((result["status"] != "ok").sum())
-    console.print(f"score: {len(result)} rows -> {out} ({failed} failed)")
+    result = score_table(_load(model, device), table, explain=explain, scale=scale, batch_size=batch_size)
+    write_table(result, out)
+    failed = result[result["status"] != "ok"]
+    for _, row in failed.head(10).iterrows():
+        console.print(f"  [yellow]failed[/yellow] {row['image']}: {row['status']}")
+    console.print(f"score: {len(result)} rows -> {out} ({len(failed)} failed)")
+    raise typer.Exit(1 if len(failed) else 0)
+
+
+@app.command()
+def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (files or folders).")],
+         prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt all candidates were made from.")],
+         by: Annotated[str, typer.Option(help="overall (mean of the three) or one dimension.")] = "overall",
+         model: ModelOpt = None, device: DeviceOpt = "cpu",
+         out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the ranking (.csv/.json/.parquet).")] = None,
+         force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
+    """Best-of-N: rank candidate images for one prompt, best first (exit 1 if some could not be scored)."""
+    from rich.table import Table
+
+    from mint_iqa.api import RANK_KEYS
+    from mint_iqa.predict import check_output, images_table, write_table
+
+    if by not in RANK_KEYS:
+        _fail(f"--by must be one of {', '.join(RANK_KEYS)}, got {by!r}")
+    try:
+        if out is not None:
+            check_output(out, force)
+        table = images_table(images, prompt)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        _fail(str(exc))
+    usable = table[table["status"] == "ok"]
+    ranked = _load(model, device).rank(prompt, list(usable["path"]), by=by)
+    ranked.insert(2, "image", [usable["image"].iloc[i] for i in ranked["index"]])
+    view = Table(title=f"ranked by {by}: {prompt[:60]}")
+    for column in ("rank", "image", "overall", "quality", "authenticity", "correspondence", "status"):
+        view.add_column(column, justify="left" if column in ("image", "status") else "right")
+    for _, row in ranked.iterrows():
+        view.add_row(*[("-" if v != v else f"{v:.2f}" if isinstance(v, float) and c != "rank" else str(
+            int(v) if c == "rank" else v)) for c, v in row[["rank", "image", "overall", *DIMENSIONS, "status"]].items()])
+    Console().print(view)
+    if out is not None:
+        write_table(ranked.drop(columns=["index"]), out)
+    failed = int((ranked["status"] != "ok").sum()) + int((table["status"] != "ok").sum())
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def explain(image: Annotated[Path, typer.Argument(help="Image file.")],
+            prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt the image was generated from.")],
+            question: Annotated[str | None, typer.Option(help="Question (default: all three perspectives).")] = None,
+            model: ModelOpt = None, device: DeviceOpt = "cpu") -> None:
+    """Explain one image's quality, authenticity and correspondence in words."""
+    loaded = _load(model, device)
+    try:
+        print(loaded.explain(image, prompt, question))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def report(results: Annotated[Path, typer.Argument(help="A table written by `mint-iqa score`.")],
+           out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+           images_root: Annotated[Path | None, typer.Option(help="Folder the `image` paths are relative to "
+                                                                 "(default: the results file's folder, then .).")] = None,
+           force: Annotated[bool, typer.Option(help="Overwrite an existing report.")] = False) -> None:
+    """A self-contained HTML report: thumbnails, score bars, explanations, sorting, filters, histograms."""
+    from mint_iqa.report import write_report
+
+    try:
+        info = write_report(results, out, images_root, force=force)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        _fail(str(exc))
+    console.print(f"report: {info['rows']} rows ({info['failed']} failed) -> {out}")
 
 
 @app.command()
@@ -237,6 +330,8 @@ def register(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
         version = run(p)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - MLflow / HTTP errors from the tracking server
+        _tracking_failed("register", exc)
     from mint_iqa.io import write_text
 
     write_text(p.registry.record, json.dumps({"model": p.registry.model_name, "version": version.version,
@@ -254,6 +349,8 @@ def promote(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -
         decision = run(p)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - MLflow / HTTP errors from the tracking server
+        _tracking_failed("promote", exc)
     print(decision.markdown())
     console.print(f"promote: decision -> {p.registry.decision}")
 

@@ -29,7 +29,7 @@ def predict_split(params: Params, protocol: str, split: str = "test") -> pd.Data
     root = manifest.image_root(prepared, meta)
     df = df[df[split_column(protocol)] == split].reset_index(drop=True)
     scorer = Scorer.load(Path(params.train.out_dir) / protocol / "best")
-    scores = scorer.score([root / p for p in df["image"]], list(df["prompt"]), params.evaluate.batch_size)
+    scores = scorer.score([root / p for p in df["image"]], list(df["prompt"]), params.evaluate.batch_size, scale="raw")
     for dim in DIMENSIONS:
         df[f"{dim}_pred"] = scores[dim].to_numpy()
     df["status"] = scores["status"].to_numpy()

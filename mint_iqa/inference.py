@@ -1,7 +1,14 @@
 """Inference core: load a trained scorer once, score many (image, prompt) pairs in batches.
 
 Images are decoded by a thread pool while the model runs (Pillow releases the GIL while decoding),
-so both cores work. A bad image never stops a batch: its row gets NaN scores and a status message.
+so both cores work. A bad image or prompt never stops a batch: its row gets NaN scores and a status
+message.
+
+**Score scale.** By default scores are on a calibrated 1-5 MOS-like scale (5 = pristine / fully
+faithful to the prompt): the heads are trained towards labels in [0, 1], and after training a
+monotonic 4-parameter logistic from raw head output to label is fit on the validation split and
+stored in the model's config (`calibration`); MOS = 1 + 4 * clip(logistic(raw), 0, 1). A model
+without a fitted calibration uses the identity on [0, 1]. `scale="raw"` returns the head outputs.
 """
 
 from __future__ import annotations
@@ -18,11 +25,56 @@ import torch
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.io import DEFAULT_MAX_PIXELS, ImageError, ImageInput, load_image
+from mint_iqa.metrics import apply_logistic, logistic_params
 from mint_iqa.models.registry import load_scorer
 from mint_iqa.models.text import segmenter
 from mint_iqa.progress import progress
 
 OK = "ok"
+SCALES = ("mos", "raw")
+MAX_PROMPT_CHARS = 2000
+
+
+def fit_calibration(pred: np.ndarray, labels: np.ndarray) -> dict[str, list[float]]:
+    """Per dimension, the logistic from raw head output to label, fit where the label is known. A fit that
+    is not finite and increasing over the observed outputs (a model that has not learnt the dimension) is
+    dropped, so calibration never reverses or collapses a ranking."""
+    out = {}
+    for i, dim in enumerate(DIMENSIONS):
+        known = ~np.isnan(labels[:, i])
+        x = pred[known, i]
+        if known.sum() < 8 or np.std(x) == 0:
+            continue
+        params = logistic_params(x, labels[known, i])
+        grid = apply_logistic(np.linspace(x.min(), x.max(), 256), params)
+        flat = len(params) == 4 and abs(params[3]) < 0.02 * np.std(x)  # a step, not a scale
+        if np.all(np.isfinite(params)) and np.all(np.isfinite(grid)) and not flat and grid[-1] > grid[0] \
+                and np.all(np.diff(grid) >= 0):
+            out[dim] = params
+    return out
+
+
+def to_scale(raw: np.ndarray, calibration: dict[str, list[float]], scale: str = "mos") -> np.ndarray:
+    """Raw head outputs (N, 3) -> the requested scale (see the module docstring)."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(DIMENSIONS))
+    if scale == "raw":
+        return raw
+    mapped = np.stack([apply_logistic(raw[:, i], calibration[d]) if d in calibration else raw[:, i]
+                       for i, d in enumerate(DIMENSIONS)], axis=1)
+    return 1.0 + 4.0 * np.clip(mapped, 0.0, 1.0)
+
+
+def check_prompt(prompt: object) -> str | None:
+    """Why a prompt cannot be used (None when it can)."""
+    if not isinstance(prompt, str):
+        return f"prompt must be text, got {type(prompt).__name__}"
+    if not prompt.strip():
+        return "prompt is empty (correspondence is judged against the prompt the image was made from)"
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+    return None
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -49,11 +101,20 @@ class Scorer:
     device: torch.device
     input_size: int = 256
     max_pixels: int = DEFAULT_MAX_PIXELS
+    dtype: torch.dtype = torch.float32
+    workers: int = 2  # decoding threads running beside the model
+    micro_batch: int = 8  # images per forward pass: small batches stay in cache (faster per image on CPU)
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu", input_size: int = 256) -> Scorer:
+    def load(cls, folder: str | Path, device: str = "cpu", input_size: int = 256,
+             dtype: torch.dtype = torch.float32) -> Scorer:
         model, tokenizer = load_scorer(folder)
-        return cls(model.to(device), tokenizer, torch.device(device), input_size)
+        model = model.to(device=device, dtype=dtype)
+        return cls(model, tokenizer, torch.device(device), input_size, dtype=dtype)
+
+    @property
+    def calibration(self) -> dict[str, list[float]]:
+        return self.model.config.calibration
 
     @property
     def segment(self):
@@ -62,17 +123,19 @@ class Scorer:
     @torch.no_grad()
     def forward_batch(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
         enc = self.tokenizer([self.segment(p) for p in prompts])
-        x = torch.stack([to_tensor(i) for i in images]).to(self.device)
-        out = self.model(x, enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
-        return out.scores.float().cpu().numpy()
+        x = torch.stack([to_tensor(i) for i in images]).to(self.device, self.dtype)
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        step = self.micro_batch
+        return np.concatenate([self.model(x[i:i + step], ids[i:i + step], mask[i:i + step]).scores.float().cpu().numpy()
+                               for i in range(0, len(x), step)])
 
     def decode(self, images: Sequence[ImageInput]) -> list[np.ndarray | str]:
         """Decoded, resized uint8 arrays — or the error message — for each input, in order."""
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images))
 
     def _batches(self, images: Sequence[ImageInput], batch_size: int) -> Iterator[list[np.ndarray | str]]:
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
             decoded = pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images)
             batch: list[np.ndarray | str] = []
             for item in decoded:
@@ -84,19 +147,22 @@ class Scorer:
                 yield batch
 
     def score(self, images: Sequence[ImageInput], prompts: Sequence[str] | str, batch_size: int = 32,
-              show_progress: bool = True) -> pd.DataFrame:
+              show_progress: bool = True, scale: str = "mos") -> pd.DataFrame:
         """One row per input, in order: quality, authenticity, correspondence, status ('ok' or the reason)."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
+        to_scale(np.zeros((0, 3)), {}, scale)  # reject an unknown scale before any work
         self.model.eval()
         rows: list[dict[str, Any]] = []
         bar = progress(total=len(images), desc="scoring", unit="img", disable=not show_progress or len(images) < 64)
         for batch in self._batches(images, batch_size):
             start = len(rows)
+            batch = [check_prompt(prompts[start + i]) or item if not isinstance(item, str) else item
+                     for i, item in enumerate(batch)]
             good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
             scores = self.forward_batch([batch[i] for i in good], [prompts[start + i] for i in good]) if good else []
-            by_index = dict(zip(good, scores))
+            by_index = dict(zip(good, to_scale(scores, self.calibration, scale) if good else []))
             for i, item in enumerate(batch):
                 if i in by_index:
                     rows.append({**dict(zip(DIMENSIONS, map(float, by_index[i]))), "status": OK})

@@ -104,6 +104,8 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
             path = Path(item)
             if path.is_dir():
                 raise ImageError(f"{name}: is a directory, not an image file")
+            if path.exists() and not path.is_file():
+                raise ImageError(f"{name}: not a regular file (device, socket or pipe)")
             try:
                 data = path.read_bytes()
             except FileNotFoundError:

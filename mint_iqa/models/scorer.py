@@ -33,6 +33,7 @@ class ScorerConfig:
     head_hidden: int = 64
     aux_classes: list[str] = field(default_factory=list)      # distortion classes of the auxiliary head
     train_size: int | None = None                             # crop size used in training (tiny tower)
+    calibration: dict[str, list[float]] = field(default_factory=dict)  # raw -> label map per dimension
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -67,8 +67,10 @@ def setup_distributed_env() -> None:
 
 
 def deepspeed_config(cfg: TrainConfig, world_size: int = 1) -> dict[str, Any]:
-    """The DeepSpeed config, every behaviour we rely on written out explicitly."""
-    return {
+    """The DeepSpeed config, every behaviour we rely on written out explicitly; `train.deepspeed_extra`
+    (e.g. infra/deepspeed/zero3_bf16.json) is merged over it, one level deep. Batch sizes always come
+    from params.yaml, and the optimizer and schedule from the code, so the file cannot contradict them."""
+    config = {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
         "train_batch_size": cfg.batch_size * cfg.grad_accum * world_size,
@@ -80,6 +82,16 @@ def deepspeed_config(cfg: TrainConfig, world_size: int = 1) -> dict[str, Any]:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+    if cfg.deepspeed_extra is not None:
+        extra = json.loads(Path(cfg.deepspeed_extra).read_text())
+        owned = {"train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size", "optimizer",
+                 "scheduler"} & set(extra)
+        if owned:
+            raise ValueError(f"{cfg.deepspeed_extra}: {sorted(owned)} are set by params.yaml and the code, not here")
+        for key, value in extra.items():
+            config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) \
+                else value
+    return config
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):

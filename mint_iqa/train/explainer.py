@@ -63,7 +63,8 @@ def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: l
                   num_beams: int = 1) -> tuple[list[str], np.ndarray]:
     """Generated answers and the stage-1 scores for a batch of uint8 images."""
     enc = texts.encode(prompts, questions)
-    x = torch.stack([to_tensor(i) for i in images])
+    weight = next(model.parameters())
+    x = torch.stack([to_tensor(i) for i in images]).to(weight.device, weight.dtype)
     tok = texts.lm_tok
     ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                                  num_beams=num_beams)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import manifest
-from mint_iqa.inference import score_arrays
+from mint_iqa.inference import fit_calibration, score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
@@ -105,6 +105,7 @@ class ScorerTask:
         pred = score_arrays(model, self.tokenizer, self.val.images, list(self.val.frame["prompt"]),
                             self.params.evaluate.batch_size)
         labels = self.val.labels()
+        self.last_val = (pred, labels)
         out = {f"srcc_{d}": srcc(pred[:, i], labels[:, i]) for i, d in enumerate(DIMENSIONS)
                if not np.isnan(labels[:, i]).any()}
         out["score"] = float(np.mean(list(out.values())))
@@ -131,6 +132,7 @@ def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
     best_dir = out_dir / "best"
 
     def on_best(module: Any, epoch: int) -> None:
+        module.config.calibration = fit_calibration(*task.last_val)  # the 1-5 scale, fit on validation
         save_scorer(module, tokenizer, best_dir)
         write_text(best_dir / "epoch.json", json.dumps({"epoch": epoch}) + "\n")
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
+from PIL import Image
 
 TINY = {
     "vision": {"type": "tiny", "stem": [8, 16], "width": 32, "layers": 1, "heads": 2, "mlp_ratio": 2.0,
@@ -23,3 +27,35 @@ def tiny_scorer():
     config = preset_config("tiny", TINY)
     tokenizer = build_tokenizer(config.text, corpus=CORPUS)
     return build_scorer(config, tokenizer=tokenizer)
+
+
+@pytest.fixture
+def scorer_dir(tiny_scorer, tmp_path: Path) -> Path:
+    from mint_iqa.models.registry import save_scorer
+
+    model, tok = tiny_scorer
+    return save_scorer(model, tok, tmp_path / "model")
+
+
+@pytest.fixture
+def assessor_dir(tiny_scorer, tmp_path: Path) -> Path:
+    """A tiny assessor (scorer/ + explainer/) with a made-up 1-5 calibration."""
+    from mint_iqa.models.registry import build_explainer, explainer_config, save_assessor
+    from tests.model.test_explainer import SMALL
+
+    scorer, tok = tiny_scorer
+    scorer.config.calibration = {"quality": [1.0, 0.0, 0.0, 0.5], "correspondence": [2.0, -0.5]}
+    explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
+    return save_assessor(explainer, tok, tmp_path / "assessor")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Five random PNGs of different sizes and one truncated PNG."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (64 + 8 * i, 80, 3), dtype=np.uint8)).save(images / f"ok{i}.png")
+    (images / "corrupt.png").write_bytes((images / "ok0.png").read_bytes()[:200])
+    return images

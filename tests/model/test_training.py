@@ -105,6 +105,9 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, raw_dir: Path
     straight.mkdir()
     params = _project(straight, raw_dir, prepared)
     _run([tool("mint-iqa"), "train-scorer", "--params", str(params)], straight)
+    # the best weights carry the 1-5 calibration fit on the validation split
+    calibration = json.loads((straight / "scorer" / "paper" / "best" / "config.json").read_text())["calibration"]
+    assert "quality" in calibration and all(len(p) in (2, 4) for p in calibration.values())
 
     killed = tmp_path / "killed"
     killed.mkdir()

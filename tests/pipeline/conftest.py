@@ -64,6 +64,6 @@ def _orientation(model: Path, prepared: Path) -> dict[str, float]:
     df, meta = manifest.read(prepared)
     root = manifest.image_root(prepared, meta)
     df = df[df["split_paper"] == "test"]
-    scores = Scorer.load(model).score([str(root / p) for p in df["image"]], list(df["prompt"]))
+    scores = Scorer.load(model).score([str(root / p) for p in df["image"]], list(df["prompt"]), scale="raw")
     return {d: 1.0 if srcc(scores[d].to_numpy(), df[d].to_numpy()) >= 0 else -1.0 for d in scores.columns
             if d in ("quality", "authenticity", "correspondence")}

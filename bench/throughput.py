@@ -1,0 +1,104 @@
+"""Throughput benchmark: PNG files scored end to end (decode, preprocess, model), images per second.
+
+    python bench/throughput.py [--images 512] [--model artifacts/scorer/paper/best]
+
+Uses the 256 px PNGs of the prepared proxy set (or generates random ones), the trained tiny scorer (or a
+freshly built tiny preset: same architecture, same cost). Decoding runs in a thread pool beside the
+model, so both cores work. Prints a table for batch sizes 1/8/32 and 1/2 decoding workers, next to
+BRISQUE on the same files, and writes it to bench/results/throughput.{csv,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mint_iqa.inference import Scorer  # noqa: E402
+from mint_iqa.io import load_image  # noqa: E402
+
+
+def png_files(n: int, workdir: Path) -> list[Path]:
+    prepared = sorted((ROOT / "artifacts" / "prepared" / "images").glob("*.png"))
+    if len(prepared) >= n:
+        return prepared[:n]
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        path = workdir / f"{i:05d}.png"
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    return files
+
+
+def scorer(model: Path | None) -> tuple[Scorer, str]:
+    if model is not None and model.exists():
+        return Scorer.load(model), str(model)
+    from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
+
+    config = preset_config("tiny")
+    tokenizer = build_tokenizer(config.text, corpus=["content: a cat | style: a photo | scene: indoors"] * 20)
+    net, tokenizer = build_scorer(config, tokenizer=tokenizer)
+    return Scorer(net.eval(), tokenizer, torch.device("cpu")), "tiny preset (random weights)"
+
+
+def rate(fn, n: int) -> float:
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "scorer" / "paper" / "best")
+    parser.add_argument("--brisque-images", type=int, default=64, help="BRISQUE is slow; it gets fewer files")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = png_files(args.images, Path(tmp))
+        model, source = scorer(args.model)
+        prompts = ["a photo of a cat on a sofa"] * len(files)
+        model.score(files[:64], prompts[:64], batch_size=32, show_progress=False)  # warm-up
+        rows = []
+        for workers in (1, 2):
+            for batch in (1, 8, 32):
+                model.workers = workers
+                n = len(files) if batch > 1 else min(len(files), 128)
+                r = rate(lambda: model.score(files[:n], prompts[:n], batch_size=batch, show_progress=False), n)
+                rows.append({"method": "mint-iqa tiny", "batch": batch, "decode workers": workers,
+                             "images/s": round(r, 1)})
+                print(rows[-1], flush=True)
+        from bench.accuracy import brisque_scorer
+
+        brisque = brisque_scorer()
+        subset = files[:args.brisque_images]
+        r = rate(lambda: [brisque(np.asarray(load_image(f))) for f in subset], len(subset))
+        rows.append({"method": "BRISQUE", "batch": 1, "decode workers": 1, "images/s": round(r, 1)})
+    df = pd.DataFrame(rows)
+    best = df[df["method"] != "BRISQUE"]["images/s"].max()
+    df["vs BRISQUE"] = (df["images/s"] / r).round(1)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "throughput.csv", index=False)
+    header = (f"{len(files)} PNG files (256 px), model: {source}, {os.cpu_count()} CPU cores, "
+              f"torch {torch.__version__}\n\n")
+    (out / "throughput.md").write_text(header + df.to_markdown(index=False) + "\n")
+    print(header + df.to_markdown(index=False))
+    print(f"best: {best:.1f} images/s = {best / r:.1f}x BRISQUE")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""`mint-iqa report`: one self-contained HTML file from a results table of `mint-iqa score`.
+
+Thumbnails are embedded (base64 JPEG), so the file can be mailed or attached to a ticket. Rows are
+rendered here (the page reads without JavaScript); a small script adds sorting by any dimension, a
+minimum-score filter and a text filter. Above the table: one histogram per dimension (inline SVG);
+below it: the items that could not be scored, with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mint_iqa.config import DIMENSIONS
+from mint_iqa.io import ImageError, load_image, write_text
+from mint_iqa.predict import read_table
+
+THUMB = 112
+COLOURS = {"quality": "#3b82f6", "authenticity": "#10b981", "correspondence": "#f59e0b"}
+
+
+def _thumbnail(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        img = load_image(path, max_pixels=50_000_000)
+    except ImageError:
+        return ""
+    img.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _find(image: str, roots: list[Path]) -> Path | None:
+    for root in roots:
+        candidate = Path(image) if Path(image).is_absolute() else root / image
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _histogram(values: np.ndarray, lo: float, hi: float, colour: str, bins: int = 16) -> str:
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    top = max(int(counts.max()) if counts.size else 0, 1)
+    width, height = 240, 80
+    bars = "".join(
+        f'<rect x="{i * width / bins:.1f}" y="{height - c / top * height:.1f}" width="{width / bins - 1:.1f}" '
+        f'height="{c / top * height:.1f}" fill="{colour}"><title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {c}</title></rect>'
+        for i, c in enumerate(counts))
+    return (f'<svg width="{width}" height="{height + 14}" role="img">{bars}'
+            f'<text x="0" y="{height + 12}" font-size="10">{lo:g}</text>'
+            f'<text x="{width}" y="{height + 12}" font-size="10" text-anchor="end">{hi:g}</text></svg>')
+
+
+def _bar(dim: str, value: float, lo: float, hi: float) -> str:
+    if value != value:  # NaN
+        return f'<div class="score"><span class="label">{dim[:4]}</span><span class="num">-</span></div>'
+    pct = 100.0 * (value - lo) / (hi - lo or 1.0)
+    return (f'<div class="score"><span class="label">{dim[:4]}</span><span class="track"><span class="fill" '
+            f'style="width:{min(max(pct, 0), 100):.1f}%;background:{COLOURS[dim]}"></span></span>'
+            f'<span class="num">{value:.2f}</span></div>')
+
+
+def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
+    ok = df["status"] == "ok"
+    scores = df.loc[ok, list(DIMENSIONS)].astype(float)
+    lo, hi = (1.0, 5.0) if scores.empty or (scores.min().min() >= 1 and scores.max().max() <= 5) else (
+        float(scores.min().min()), float(scores.max().max()))
+    explained = [c for c in (f"explanation_{d}" for d in DIMENSIONS) if c in df.columns]
+    rows, failed = [], []
+    for i, row in df.iterrows():
+        name, prompt = html.escape(str(row["image"])), html.escape(str(row["prompt"]))
+        if row["status"] != "ok":
+            failed.append(f"<tr><td>{i + 1}</td><td>{name}</td><td>{html.escape(str(row['status']))}</td></tr>")
+            continue
+        values = {d: float(row[d]) for d in DIMENSIONS}
+        thumb = _thumbnail(_find(str(row["image"]), roots))
+        img = f'<img src="{thumb}" alt="{name}">' if thumb else '<div class="noimg">no preview</div>'
+        words = "".join(f"<p><b>{c.removeprefix('explanation_')}</b>: {html.escape(str(row[c]))}</p>"
+                        for c in explained if str(row[c]).strip() and str(row[c]) != "nan")
+        data = " ".join(f'data-{d}="{v:.6f}"' for d, v in values.items())
+        rows.append(f'<tr class="item" {data} data-overall="{np.mean(list(values.values())):.6f}" '
+                    f'data-text="{(name + " " + prompt).lower()}"><td>{img}</td><td class="name" title="{name}">'
+                    f'{html.escape(Path(str(row["image"])).name)}'
+                    f'<div class="prompt">{prompt}</div></td><td>'
+                    + "".join(_bar(d, values[d], lo, hi) for d in DIMENSIONS) + f"</td><td>{words}</td></tr>")
+    means = " · ".join(f"{d} {scores[d].mean():.2f}" for d in DIMENSIONS) if not scores.empty else "no scored rows"
+    hists = "".join(f'<figure><figcaption>{d}</figcaption>{_histogram(scores[d].to_numpy(), lo, hi, COLOURS[d])}'
+                    f"</figure>" for d in DIMENSIONS)
+    options = "".join(f'<option value="{k}">{k}</option>' for k in ("overall", *DIMENSIONS))
+    failed_html = (f'<h2 id="failed-title">Not scored ({len(failed)})</h2><table id="failed"><tr><th>row</th>'
+                   f"<th>image</th><th>reason</th></tr>{''.join(failed)}</table>" if failed else "")
+    return TEMPLATE.format(title=html.escape(title), total=len(df), scored=len(rows), failed=len(failed),
+                           means=means, hists=hists, options=options, rows="".join(rows), failed_html=failed_html,
+                           lo=lo, hi=hi)
+
+
+def write_report(results: Path, out: Path, images_root: Path | None = None, force: bool = False) -> dict[str, Any]:
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"{out}: the report is an HTML file; use a name ending in .html")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: output folder does not exist")
+    if out.exists() and not force:
+        raise FileExistsError(f"{out}: exists; pass --force to overwrite")
+    df = read_table(results)
+    missing = {"image", "prompt", "status", *DIMENSIONS} - set(df.columns)
+    if missing:
+        raise ValueError(f"{results}: not a `mint-iqa score` table (missing {sorted(missing)})")
+    df["status"] = df["status"].fillna("").astype(str)
+    roots = [images_root] if images_root else [results.resolve().parent, Path.cwd()]
+    write_text(out, render(df, roots, f"mint-iqa report: {results.name}"))
+    return {"rows": len(df), "failed": int((df["status"] != "ok").sum())}
+
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #111; }}
+header p {{ color: #555; margin: 4px 0; }}
+.hists {{ display: flex; gap: 24px; flex-wrap: wrap; }} figure {{ margin: 0; }}
+figcaption {{ font-weight: 600; }}
+.controls {{ margin: 16px 0; display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }}
+table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px solid #e5e7eb; padding: 6px;
+  vertical-align: top; text-align: left; }}
+img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-radius: 4px; background: #f3f4f6; }}
+.noimg {{ display: flex; align-items: center; justify-content: center; color: #888; font-size: 11px; }}
+.name {{ max-width: 260px; word-break: break-all; }} .prompt {{ color: #555; font-style: italic; }}
+.score {{ display: flex; align-items: center; gap: 6px; margin: 3px 0; }}
+.label {{ width: 34px; color: #555; font-size: 12px; }} .num {{ width: 36px; text-align: right; }}
+.track {{ width: 160px; height: 10px; background: #f3f4f6; border-radius: 5px; overflow: hidden; }}
+.fill {{ display: block; height: 100%; }} td p {{ margin: 0 0 4px; max-width: 420px; }}
+#failed td {{ color: #b91c1c; }}
+</style></head>
+<body>
+<header><h1>{title}</h1>
+<p>{total} items: <b>{scored}</b> scored, <b>{failed}</b> not scored. Scale {lo:g}-{hi:g}, higher is better.</p>
+<p>Means: {means}</p></header>
+<section class="hists">{hists}</section>
+<div class="controls">
+ <label>Sort by <select id="sort">{options}</select></label>
+ <label><input type="checkbox" id="asc"> worst first</label>
+ <label>Minimum <select id="filter-dim">{options}</select>
+   <input id="min" type="number" step="0.1" value="{lo:g}" style="width:5em"></label>
+ <label>Text <input id="text" type="search" placeholder="image or prompt"></label>
+ <span id="shown"></span>
+</div>
+<table id="items"><thead><tr><th>image</th><th>name / prompt</th><th>scores</th><th>explanations</th></tr></thead>
+<tbody>{rows}</tbody></table>
+{failed_html}
+<script>
+(function () {{
+  var body = document.querySelector("#items tbody");
+  var rows = Array.prototype.slice.call(body.querySelectorAll("tr.item"));
+  function update() {{
+    var key = document.getElementById("sort").value, asc = document.getElementById("asc").checked;
+    var dim = document.getElementById("filter-dim").value, min = parseFloat(document.getElementById("min").value);
+    var text = document.getElementById("text").value.toLowerCase(), shown = 0;
+    rows.sort(function (a, b) {{ var d = parseFloat(a.dataset[key]) - parseFloat(b.dataset[key]); return asc ? d : -d; }});
+    rows.forEach(function (r) {{
+      var visible = (isNaN(min) || parseFloat(r.dataset[dim]) >= min) && r.dataset.text.indexOf(text) >= 0;
+      r.style.display = visible ? "" : "none"; if (visible) shown++; body.appendChild(r);
+    }});
+    document.getElementById("shown").textContent = "showing " + shown + " of " + rows.length;
+    document.body.dataset.shown = shown;
+  }}
+  ["sort", "asc", "filter-dim", "min", "text"].forEach(function (id) {{
+    document.getElementById(id).addEventListener("input", update); }});
+  update();
+  document.body.dataset.ready = "1";
+}})();
+</script>
+</body></html>
+""".replace("{thumb}", str(THUMB))
