@@ -40,8 +40,10 @@ def task_runner(runner: Literal["threads", "dask"], workers: int, dask_address: 
 
     if dask_address:
         return DaskTaskRunner(address=dask_address)
+    # one torch thread per worker process: `workers` processes share the machine's cores
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None})
+                                          "dashboard_address": None,
+                                          "env": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
 
 
 @flow(name="score", log_prints=True)

@@ -280,10 +280,12 @@ def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (fi
     ranked.insert(2, "image", [usable["image"].iloc[i] for i in ranked["index"]])
     view = Table(title=f"ranked by {by}: {prompt[:60]}")
     for column in ("rank", "image", "overall", "quality", "authenticity", "correspondence", "status"):
-        view.add_column(column, justify="left" if column in ("image", "status") else "right")
+        view.add_column(column, justify="left" if column in ("image", "status") else "right",
+                        no_wrap=column == "image")
     for _, row in ranked.iterrows():
-        view.add_row(*[("-" if v != v else f"{v:.2f}" if isinstance(v, float) and c != "rank" else str(
-            int(v) if c == "rank" else v)) for c, v in row[["rank", "image", "overall", *DIMENSIONS, "status"]].items()])
+        cells = ["-" if row["rank"] != row["rank"] else str(int(row["rank"])), Path(row["image"]).name,
+                 *[f"{row[c]:.2f}" if row[c] == row[c] else "-" for c in ("overall", *DIMENSIONS)], row["status"]]
+        view.add_row(*cells)
     Console().print(view)
     if out is not None:
         write_table(ranked.drop(columns=["index"]), out)

@@ -146,8 +146,8 @@ class Decision:
                  f"Champion before: {self.champion or 'none'}", "",
                  "| dimension | challenger SRCC | champion SRCC |", "|---|---|---|"]
         for d in DIMENSIONS:
-            old = self.champion_scores[d] if self.champion_scores else float("nan")
-            lines.append(f"| {d} | {self.challenger_scores[d]:.4f} | {old:.4f} |")
+            old = f"{self.champion_scores[d]:.4f}" if self.champion_scores else "-"
+            lines.append(f"| {d} | {self.challenger_scores[d]:.4f} | {old} |")
         return "\n".join(lines + ["", *[f"- {r}" for r in self.reasons]]) + "\n"
 
 

@@ -41,8 +41,24 @@ def summarise(params: Params) -> str:
         lines.append(f"  test metrics     {metrics} (SRCC; plots in {params.evaluate.plots}/)")
         for protocol, dims in results.items():
             lines.append(f"    {protocol:8s} " + "  ".join(f"{d} {m['srcc']:.3f}" for d, m in dims.items()))
+    explained = Path(params.explain.metrics)
+    if explained.exists():
+        lines.append(f"  explainer        {params.explain.out_dir}/<protocol>/best/ (assessor: scorer/ + explainer/), "
+                     f"metrics {explained}")
+        for protocol, m in json.loads(explained.read_text()).items():
+            levels = "  ".join(f"{d} {v:.2f}" for d, v in m["level_accuracy"].items())
+            lines.append(f"    {protocol:8s} level accuracy {levels}  consistency {m['consistency']:.2f}")
+    record = Path(params.registry.record)
+    if record.exists():
+        version = json.loads(record.read_text())["version"]
+        decision = Path(params.registry.decision)
+        verdict = decision.read_text().splitlines()[0].removeprefix("# Promotion: ") if decision.exists() else "?"
+        lines.append(f"  registry         {params.registry.model_name} version {version} ({verdict}); "
+                     "mint-iqa registry show champion")
+        lines.append("  serve it         make serve   (REST on 127.0.0.1:5001, POST /invocations; see README)")
     sheet = Path("plots/degradations.png")
     if sheet.exists():
         lines.append(f"  contact sheet    {sheet}")
-    lines.append("  score images     mint-iqa score --manifest M.csv --out P.csv   (columns image,prompt)")
+    lines.append("  try it           mint-iqa rank --prompt P IMAGES...  |  mint-iqa score IMAGES --prompt P -o "
+                 "scores.csv --explain  |  mint-iqa report scores.csv -o report.html")
     return "\n".join(lines)
