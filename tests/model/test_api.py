@@ -33,6 +33,18 @@ def test_calibration_maps_monotonically_onto_one_to_five() -> None:
         to_scale(raw, calibration, "percent")
 
 
+def test_calibration_is_dropped_where_it_would_reverse_or_collapse_a_ranking() -> None:
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=(300, 3))
+    labels = np.stack([1 - 1 / (1 + np.exp(-2 * raw[:, 0])),             # anti-correlated: would reverse
+                       (raw[:, 1] > 0).astype(float),                      # a step: would collapse to 2 values
+                       1 / (1 + np.exp(-raw[:, 2]))], axis=1)               # a proper monotonic relation
+    calibration = fit_calibration(raw, labels)
+    assert set(calibration) == {"correspondence"}
+    mos = to_scale(raw, calibration)
+    assert len(np.unique(mos[:, 2].round(6))) > 250  # ranking information kept
+
+
 def test_load_a_scorer_folder_and_score_any_image_form(scorer_dir: Path, folder: Path) -> None:
     m = mint_iqa.load(scorer_dir)
     path = folder / "ok1.png"

@@ -61,32 +61,49 @@ def test_pipeline_flow_reproduces_dvc_metrics(clean_env: Path, monkeypatch: pyte
     assert result.metrics["scorer"] == json.loads((by_flow / "metrics" / "scorer.json").read_text())
 
 
-def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, prepared: Path,
+@pytest.fixture(scope="module")
+def full_images(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full-size proxy set (the project's params.yaml: ~2,000 images), images only."""
+    from mint_iqa.config import Params
+    from mint_iqa.prepare import prepare
+    from tests.conftest import _project_prepare
+
+    out = tmp_path_factory.mktemp("full") / "prepared"
+    prepare(Params.model_validate({"data": {"raw_dir": str(raw_dir)},
+                                   "prepare": {**_project_prepare(), "out_dir": str(out)}}))
+    return out / "images"
+
+
+def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, full_images: Path,
                                                          assessors: dict[str, Path]) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.score import score
 
     model = str(assessors["C"] / "paper" / "best")
+    n_images = len(list(full_images.glob("*.png")))
+    assert n_images >= 2000
     with prefect_test_harness(server_startup_timeout=90):
-        threads = score(str(prepared / "images"), str(clean_env / "threads.parquet"), runner="threads",
-                        prompt="a photo", model=model, chunk_size=40)
-        dask = score(str(prepared / "images"), str(clean_env / "dask.parquet"), runner="dask", workers=2,
-                     prompt="a photo", model=model, chunk_size=40)
+        threads = score(str(full_images), str(clean_env / "threads.parquet"), runner="threads",
+                        prompt="a photo", model=model, chunk_size=256)
+        dask = score(str(full_images), str(clean_env / "dask.parquet"), runner="dask", workers=2,
+                     prompt="a photo", model=model, chunk_size=256)
+        print(f"{n_images} images: threads {threads.images_per_second} images/s, "
+              f"Dask LocalCluster {dask.images_per_second} images/s")
         a, b = pd.read_parquet(threads.out), pd.read_parquet(dask.out)
-        assert len(a) == len(list((prepared / "images").glob("*.png"))) and (a["status"] == "ok").all()
+        assert len(a) == n_images and (a["status"] == "ok").all()
         assert list(a["image"]) == list(b["image"])
         pd.testing.assert_frame_equal(a[["quality", "authenticity", "correspondence"]],
                                       b[["quality", "authenticity", "correspondence"]], atol=1e-5)
-        assert threads.images_per_second > 0
+        assert threads.images_per_second > 0 and dask.images_per_second > 0
 
         # an interrupted run: two chunk parts survive, the final file does not; the rerun scores only the rest
         parts = Path(threads.out + ".parts")
         for part in sorted(parts.glob("chunk-*.parquet"))[2:]:
             part.unlink()
         Path(threads.out).unlink()
-        again = score(str(prepared / "images"), threads.out, runner="threads", prompt="a photo", model=model,
-                      chunk_size=40)
+        again = score(str(full_images), threads.out, runner="threads", prompt="a photo", model=model,
+                      chunk_size=256)
         assert again.skipped_chunks == 2 and again.chunks == threads.chunks
         pd.testing.assert_frame_equal(pd.read_parquet(again.out), a)
 
