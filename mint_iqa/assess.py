@@ -13,7 +13,7 @@ import torch
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data.answers import QUESTIONS, split_answer
-from mint_iqa.inference import OK, Scorer, check_prompt, to_scale
+from mint_iqa.inference import OK, Scorer, check_prompt, screen, to_scale
 from mint_iqa.io import ImageInput
 from mint_iqa.models.registry import load_assessor
 from mint_iqa.models.text import segmenter
@@ -59,8 +59,8 @@ class Assessor:
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         rows: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
-            chunk = [check_prompt(prompts[start + i]) or item if not isinstance(item, str) else item
-                     for i, item in enumerate(self.scorer.decode(images[start:start + batch_size]))]
+            end = start + batch_size
+            chunk = screen(self.scorer.decode(images[start:end]), prompts[start:end])
             good = [i for i, item in enumerate(chunk) if not isinstance(item, str)]
             texts: list[str] = []
             scores = np.zeros((0, 3))

@@ -54,16 +54,25 @@ def fit_calibration(pred: np.ndarray, labels: np.ndarray) -> dict[str, list[floa
     return out
 
 
-def to_scale(raw: np.ndarray, calibration: dict[str, list[float]], scale: str = "mos") -> np.ndarray:
-    """Raw head outputs (N, 3) -> the requested scale (see the module docstring)."""
+def check_scale(scale: str) -> None:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+
+
+def to_scale(raw: np.ndarray, calibration: dict[str, list[float]], scale: str = "mos") -> np.ndarray:
+    """Raw head outputs (N, 3) -> the requested scale (see the module docstring)."""
+    check_scale(scale)
     raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(DIMENSIONS))
     if scale == "raw":
         return raw
     mapped = np.stack([apply_logistic(raw[:, i], calibration[d]) if d in calibration else raw[:, i]
                        for i, d in enumerate(DIMENSIONS)], axis=1)
     return 1.0 + 4.0 * np.clip(mapped, 0.0, 1.0)
+
+
+def screen(decoded: list[np.ndarray | str], prompts: Sequence[str]) -> list[np.ndarray | str]:
+    """Decoded images (or their error messages) with an unusable prompt turned into its error message."""
+    return [item if isinstance(item, str) else check_prompt(prompt) or item for item, prompt in zip(decoded, prompts)]
 
 
 def check_prompt(prompt: object) -> str | None:
@@ -152,14 +161,13 @@ class Scorer:
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
-        to_scale(np.zeros((0, 3)), {}, scale)  # reject an unknown scale before any work
+        check_scale(scale)  # before any work
         self.model.eval()
         rows: list[dict[str, Any]] = []
         bar = progress(total=len(images), desc="scoring", unit="img", disable=not show_progress or len(images) < 64)
         for batch in self._batches(images, batch_size):
             start = len(rows)
-            batch = [check_prompt(prompts[start + i]) or item if not isinstance(item, str) else item
-                     for i, item in enumerate(batch)]
+            batch = screen(batch, prompts[start:start + len(batch)])
             good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
             scores = self.forward_batch([batch[i] for i in good], [prompts[start + i] for i in good]) if good else []
             by_index = dict(zip(good, to_scale(scores, self.calibration, scale) if good else []))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.io import ImageError, load_image, write_text
+from mint_iqa.io import DEFAULT_MAX_PIXELS, ImageError, load_image, write_text
 from mint_iqa.predict import read_table
 
 THUMB = 112
@@ -29,7 +29,7 @@ def _thumbnail(path: Path | None) -> str:
     if path is None:
         return ""
     try:
-        img = load_image(path, max_pixels=50_000_000)
+        img = load_image(path, max_pixels=DEFAULT_MAX_PIXELS)
     except ImageError:
         return ""
     img.thumbnail((THUMB, THUMB))

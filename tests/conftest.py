@@ -82,3 +82,33 @@ def tool(name: str) -> str:
 
     path = Path(sys.executable).parent / name
     return str(path) if path.exists() else name
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc, what: str, timeout: float = 180) -> None:
+    """Wait until `url` answers 200 while the service process `proc` is alive; fail (and stop it) otherwise."""
+    import signal
+    import time
+
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read().decode()[-3000:] if proc.stdout else ""
+            pytest.fail(f"{what} exited with {proc.returncode}: {output}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"{what} did not answer {url} within {timeout:.0f} s")

@@ -22,7 +22,6 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 MAX_PIXELS = int(os.environ.get("MINT_IQA_MAX_PIXELS", 16_000_000))
-MAX_PROMPT = 2000
 
 
 def _bad(message: str) -> MlflowException:
@@ -63,6 +62,8 @@ class MintIQAModel(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             raise _bad("expected a table with columns 'image' and 'prompt'")
+        from mint_iqa.inference import MAX_PROMPT_CHARS
+
         missing = [c for c in ("image", "prompt") if c not in model_input.columns]
         if missing:
             raise _bad(f"missing column(s) {missing}; expected 'image' (base64) and 'prompt'")
@@ -70,8 +71,8 @@ class MintIQAModel(PythonModel):
         for row, (image, prompt) in enumerate(zip(model_input["image"], model_input["prompt"])):
             if not isinstance(prompt, str) or not prompt.strip():
                 raise _bad(f"row {row}: 'prompt' must be a non-empty string")
-            if len(prompt) > MAX_PROMPT:
-                raise _bad(f"row {row}: 'prompt' is longer than {MAX_PROMPT} characters")
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise _bad(f"row {row}: 'prompt' is longer than {MAX_PROMPT_CHARS} characters")
             images.append(decode_image(image, row))
             prompts.append(prompt)
         return self.assessor.assess(images, prompts)

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Subset
 
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import manifest

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,30 +24,12 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import ROOT, tool
+from tests.conftest import free_port, tool, wait_http
 from tests.pipeline.test_dvc import build_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 DIST = {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "LOCAL_SIZE"}
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, what: str, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, f"{what} exited: {proc.stdout.read().decode()[-3000:] if proc.stdout else ''}"
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            time.sleep(0.5)
-    pytest.fail(f"{what} did not answer {url} within {timeout} s")
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -74,7 +55,7 @@ def postgres() -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([*as_user, str(bin_dir / "postgres"), "-D", str(data / "db"), "-p", str(port),
                              "-h", "127.0.0.1", "-k", str(data)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -96,11 +77,11 @@ def postgres() -> Iterator[str]:
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import boto3
 
-    port = _port()
+    port = free_port()
     proc = _start([tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], {**os.environ, **KEYS},
                   tmp_path_factory.mktemp("s3") / "moto.log")
     url = f"http://127.0.0.1:{port}"
-    _wait(f"{url}/moto-api/", proc, "moto S3 server")
+    wait_http(f"{url}/moto-api/", proc, "moto S3 server")
     client = boto3.client("s3", endpoint_url=url, **{k.lower(): v for k, v in KEYS.items()
                                                    if k != "AWS_DEFAULT_REGION"}, region_name="us-east-1")
     for bucket in ("mlflow", "dvc"):
@@ -111,7 +92,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 class MlflowServer:
     def __init__(self, postgres: str, s3: str, home: Path):
-        self.port, self.home = _port(), home
+        self.port, self.home = free_port(), home
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **KEYS, "MLFLOW_S3_ENDPOINT_URL": s3, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.cmd = [tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
@@ -120,7 +101,7 @@ class MlflowServer:
 
     def start(self) -> None:
         self.proc = _start(self.cmd, self.env, self.home / f"mlflow-{time.time():.0f}.log")
-        _wait(f"{self.url}/health", self.proc, "mlflow server")
+        wait_http(f"{self.url}/health", self.proc, "mlflow server")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -132,13 +113,13 @@ def stack(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFactory) -> I
     home = tmp_path_factory.mktemp("stack")
     mlflow = MlflowServer(postgres, s3, home)
     mlflow.start()
-    prefect_port = _port()
+    prefect_port = free_port()
     prefect_env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                    "PREFECT_API_DATABASE_CONNECTION_URL": postgres.replace("postgresql://", "postgresql+asyncpg://")
                    + "/prefect"}
     prefect = _start([tool("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
                      prefect_env, home / "prefect.log")
-    _wait(f"http://127.0.0.1:{prefect_port}/api/health", prefect, "prefect server")
+    wait_http(f"http://127.0.0.1:{prefect_port}/api/health", prefect, "prefect server")
     yield {"mlflow": mlflow, "s3": s3, "postgres": postgres, "prefect": f"http://127.0.0.1:{prefect_port}/api",
            "home": home}
     _stop(prefect)
@@ -209,11 +190,11 @@ def test_pipeline_on_postgres_s3_mlflow_and_prefect(stack: dict, tmp_path: Path)
     assert _digest(project / "artifacts" / "prepared") == before
 
     # the champion, served from the registry on the tracking server
-    port = _port()
+    port = free_port()
     serve = _start([tool("mlflow"), "models", "serve", "-m", "models:/mint-iqa@champion", "--env-manager", "local",
                     "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env, tmp_path / "serve.log")
     try:
-        _wait(f"http://127.0.0.1:{port}/ping", serve, "mlflow models serve")
+        wait_http(f"http://127.0.0.1:{port}/ping", serve, "mlflow models serve")
         buf = io.BytesIO()
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
         body = {"dataframe_split": {"columns": ["image", "prompt"],

@@ -61,8 +61,6 @@ def test_load_rejects_non_scorer_folder(tmp_path: Path) -> None:
 
 
 def test_freeze_fraction_of_blocks(tiny_scorer) -> None:
-    from mint_iqa.models.registry import build_scorer
-
     model, _ = tiny_scorer
     model.vision.freeze(1.0)
     assert not any(p.requires_grad for p in model.vision.transformer.parameters())

@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
 
-from tests.conftest import tool
+from tests.conftest import free_port, tool, wait_http
 from tests.pipeline.test_dvc import build_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -108,28 +105,16 @@ def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, full_i
         pd.testing.assert_frame_equal(pd.read_parquet(again.out), a)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_scheduled_deployment_on_a_real_prefect_server(clean_env: Path) -> None:
     project = build_repo(clean_env / "project")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in DIST}
     env.update(PREFECT_API_URL=f"http://127.0.0.1:{port}/api", MINT_IQA_PROJECT=str(project), COLUMNS="250",
                MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}", PREFECT_HOME=str(clean_env / "ph"))
     server = subprocess.Popen([tool("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+        wait_http(f"http://127.0.0.1:{port}/api/health", server, "prefect server", timeout=120)
         run = lambda *args: subprocess.run([tool("prefect"), *args], cwd=project, env=env,  # noqa: E731
                                            capture_output=True, text=True, timeout=900)
         created = run("work-pool", "create", "mint-iqa", "--type", "process")

@@ -86,17 +86,11 @@ def mlflow_server(tmp_path: Path):
     """A real `mlflow server` on loopback (sqlite backend, proxied artifact store), stopped afterwards."""
     import os
     import signal
-    import socket
     import subprocess
-    import time
 
-    import requests
+    from tests.conftest import free_port, tool, wait_http
 
-    from tests.conftest import tool
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen([tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                              "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
@@ -104,14 +98,7 @@ def mlflow_server(tmp_path: Path):
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+    wait_http(f"{url}/health", proc, "mlflow server", timeout=120)
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)

@@ -6,9 +6,7 @@ import base64
 import io
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +14,9 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import tool
+from tests.conftest import free_port, tool, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _png(size: tuple[int, int] = (96, 96), seed: int = 0) -> str:
@@ -55,23 +47,13 @@ def server(assessors: dict[str, Path], prepared: Path, tmp_path_factory: pytest.
     finally:
         os.chdir(old_cwd)
         os.environ.pop("MLFLOW_TRACKING_URI") if old_uri is None else os.environ.update(MLFLOW_TRACKING_URI=old_uri)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([tool("mlflow"), "models", "serve", "-m", "models:/mint-iqa@champion", "--env-manager",
                              "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                             cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("mlflow models serve did not come up in 180 s")
+    wait_http(f"{url}/ping", proc, "mlflow models serve")
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
