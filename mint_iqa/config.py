@@ -172,6 +172,9 @@ class ExplainConfig(Strict):
     lr: float = 1e-3
     warmup_steps: int = 30
     feedback: bool = True                      # stage-1 query embeddings -> zero-initialised projection
+    evidence: bool = True                      # stage-1 level and defect-class tokens in the LM prefix
+    level_weight: float = Field(1.0, ge=1.0)   # loss weight of the level words in the answers
+    constrain_levels: bool = True              # answers may state only the stage-1 level of a dimension
     val_images: int = Field(96, ge=1)          # validation images answered per epoch (best-epoch choice)
     metrics: Path = Path("metrics/explainer.json")
     test_images: int | None = None             # test images explained by evaluation (None: all)

@@ -1,27 +1,35 @@
 """MINT-IQA stage 2: an instruction-tuned language model that explains the scores in words.
 
-    image ──frozen stage-1 scorer──▶ patch features, stage-1 query embeddings (feedback)
+    image ──frozen stage-1 scorer──▶ patch features, stage-1 query embeddings (feedback), scores, defect class
     query tokens + feedback(stage-1 queries) ──Q-Former (reads the instruction, cross-attends to the
-    patch features)──▶ language projection ──▶ prefix of the causal LM, then instruction, then answer
+    patch features)──▶ language projection ──┐
+    stage-1 level per dimension + distortion-class probabilities ──▶ evidence tokens ──┤
+                                              prefix of the causal LM, then instruction, then answer ◀┘
 
 The feedback projection is zero-initialised, so at step 0 stage 2 is plain instruction tuning and the
-stage-1 evidence is blended in only as far as training finds it useful. The loss covers answer tokens
-only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper`
+stage-1 query evidence is blended in only as far as training finds it useful. The evidence tokens say
+outright what stage 1 concluded: one token per dimension for the five-grade level of its score (the level
+the words should state, so explanation and numbers agree) and one for the auxiliary head's
+distortion-class probabilities (which defect to name). Without them a small LM trained for minutes learns
+the language prior ("excellent") and ignores the visual prefix. The loss covers answer tokens only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper`
 preset (InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.utils import ModelOutput
 
-from mint_iqa.models.scorer import MintScorer
+from mint_iqa.config import DIMENSIONS
+from mint_iqa.models.scorer import MintScorer, ScorerOutput
 
-IGNORE = -100
+GRADES = 5
 
 
 @dataclass
@@ -31,6 +39,9 @@ class ExplainerConfig:
     lm: dict[str, Any] = field(default_factory=dict)           # LlamaConfig kwargs (tiny) / loaded (paper)
     num_query_tokens: int = 16
     feedback: bool = True
+    evidence: bool = False        # stage-1 level and defect-class tokens at the start of the LM prefix (presets
+                                  # turn it on; False reads folders saved before it existed)
+    constrain_levels: bool = True  # decoding may state only the stage-1 level of each dimension
     max_instruction_tokens: int = 64
     max_answer_tokens: int = 96
 
@@ -52,6 +63,32 @@ class ExplainerOutput(ModelOutput):
     scores: torch.Tensor | None = None       # the frozen stage-1 scores of the same images (B, 3)
 
 
+class LevelConstraint(LogitsProcessor):
+    """Level-constrained decoding: wherever the answer states a level word ("excellent" ... "bad"), only the
+    stage-1 level of the dimension the answer is talking about (the one it named last) is allowed, so the
+    words agree with the numbers by construction. The rest of the sentence is free; it follows the level."""
+
+    def __init__(self, scores: torch.Tensor, level_ids: dict[int, list[int]], decode: Callable[[list[int]], str],
+                 num_beams: int = 1):
+        self.grades = (scores.float().clamp(0, 1) * GRADES).floor().clamp(max=GRADES - 1).long() + 1  # (B, 3)
+        self.level_ids, self.decode, self.num_beams = level_ids, decode, num_beams
+        self.all_ids = sorted({i for ids in level_ids.values() for i in ids})
+
+    def dimension(self, text: str) -> int | None:
+        found = {text.rfind(dim): i for i, dim in enumerate(DIMENSIONS) if dim in text}
+        return found[max(found)] if found else None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, ids in enumerate(input_ids.tolist()):
+            dim = self.dimension(self.decode(ids).lower())
+            if dim is None:
+                continue
+            keep = self.level_ids.get(int(self.grades[row // self.num_beams, dim]), [])
+            banned = [i for i in self.all_ids if i not in keep]
+            scores[row, banned] = float("-inf")
+        return scores
+
+
 class MintExplainer(nn.Module):
     def __init__(self, config: ExplainerConfig, scorer: MintScorer, qformer: nn.Module, query_tokens: torch.Tensor,
                  language_projection: nn.Module, language_model: nn.Module):
@@ -66,15 +103,32 @@ class MintExplainer(nn.Module):
         self.feedback = nn.Linear(stage1, qformer.config.hidden_size)
         nn.init.zeros_(self.feedback.weight)
         nn.init.zeros_(self.feedback.bias)
+        self.levels = self.defects = None
+        if config.evidence:
+            width = language_model.get_input_embeddings().embedding_dim
+            self.levels = nn.Embedding(len(DIMENSIONS) * GRADES, width)
+            nn.init.normal_(self.levels.weight, std=0.02)
+            classes = len(scorer.config.aux_classes)
+            self.defects = nn.Linear(classes, width) if classes else None
 
     def train(self, mode: bool = True) -> MintExplainer:
         super().train(mode)
         self.scorer.eval()
         return self
 
+    def evidence(self, stage1: ScorerOutput) -> torch.Tensor:
+        """Evidence tokens (B, 3 or 4, D): per dimension, the embedding of its grade (score in [0, 1] cut into
+        five equal bins, as `data.answers.grade` does); then the distortion-class probabilities, projected."""
+        grades = (stage1.scores.float().clamp(0, 1) * GRADES).floor().clamp(max=GRADES - 1).long()
+        tokens = [self.levels(grades + GRADES * torch.arange(len(DIMENSIONS), device=grades.device))]
+        if self.defects is not None:
+            probs = stage1.aux_logits.float().softmax(-1).to(self.defects.weight.dtype)
+            tokens.append(self.defects(probs).unsqueeze(1))
+        return torch.cat(tokens, dim=1)
+
     def prefix(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                qformer_ids: torch.Tensor, qformer_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """LM prefix embeddings (B, Q, D) and the stage-1 scores (B, 3). The Q-Former reads the instruction
+        """LM prefix embeddings (B, [evidence +] Q, D) and the stage-1 scores (B, 3). The Q-Former reads the instruction
         in its own tokenisation (`qformer_ids`: BERT for InstructBLIP, the shared BPE for `tiny`)."""
         with torch.no_grad():
             feats = self.scorer.features(images)
@@ -89,30 +143,41 @@ class MintExplainer(nn.Module):
         out = self.qformer(input_ids=qformer_ids, attention_mask=torch.cat([ones, qformer_mask], dim=1),
                            query_embeds=queries, encoder_hidden_states=feats,
                            encoder_attention_mask=torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device))
-        return self.language_projection(out.last_hidden_state[:, : queries.shape[1]]), stage1.scores
+        prefix = self.language_projection(out.last_hidden_state[:, : queries.shape[1]])
+        if self.config.evidence:
+            prefix = torch.cat([self.evidence(stage1).to(prefix.dtype), prefix], dim=1)
+        return prefix, stage1.scores
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.language_model.get_input_embeddings()(ids)
 
     def forward(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                 qformer_ids: torch.Tensor, qformer_mask: torch.Tensor, instruction_ids: torch.Tensor,
-                instruction_mask: torch.Tensor, answer_ids: torch.Tensor, answer_mask: torch.Tensor) -> ExplainerOutput:
+                instruction_mask: torch.Tensor, answer_ids: torch.Tensor, answer_mask: torch.Tensor,
+                answer_weights: torch.Tensor | None = None) -> ExplainerOutput:
+        """Next-token loss over the answer tokens, each weighted by `answer_weights` (default 1): the
+        level words carry the verdict but are one token in sixty, so training weights them up."""
         prefix, scores = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(answer_ids)], dim=1)
         mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
                           instruction_mask, answer_mask], dim=1)
-        ignore = torch.full(prefix.shape[:2], IGNORE, dtype=torch.long, device=prefix.device)
-        labels = torch.cat([ignore, torch.full_like(instruction_ids, IGNORE),
-                            answer_ids.masked_fill(answer_mask == 0, IGNORE)], dim=1)
-        out = self.language_model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
-        return ExplainerOutput(loss=out.loss, logits=out.logits, scores=scores)
+        logits = self.language_model(inputs_embeds=embeds, attention_mask=mask).logits
+        weights = answer_mask.to(logits.dtype) if answer_weights is None else answer_weights * answer_mask
+        # the logit at position t predicts token t + 1: answer token j is predicted from position start + j - 1
+        start = prefix.shape[1] + instruction_ids.shape[1]
+        predicted = logits[:, start - 1:-1].float()
+        ce = nn.functional.cross_entropy(predicted.transpose(1, 2), answer_ids, reduction="none")
+        loss = (ce * weights).sum() / weights.sum().clamp_min(1e-6)
+        return ExplainerOutput(loss=loss, logits=logits, scores=scores)
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                  qformer_ids: torch.Tensor, qformer_mask: torch.Tensor, instruction_ids: torch.Tensor,
                  instruction_mask: torch.Tensor, bos_id: int, eos_id: int, pad_id: int, num_beams: int = 1,
-                 max_new_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3)."""
+                 max_new_tokens: int | None = None,
+                 constraint: Callable[[torch.Tensor], LogitsProcessor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint` builds
+        a logits processor from the stage-1 scores (see `LevelConstraint`)."""
         prefix, scores = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         bos = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(bos)], dim=1)
@@ -120,5 +185,6 @@ class MintExplainer(nn.Module):
                           torch.ones_like(bos)], dim=1)
         ids = self.language_model.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens or self.config.max_answer_tokens,
-            num_beams=num_beams, do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=bos_id)
+            num_beams=num_beams, do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=bos_id,
+            logits_processor=LogitsProcessorList([constraint(scores)]) if constraint else None)
         return ids, scores

@@ -215,7 +215,7 @@ def build_explainer(scorer: MintScorer, tokenizer: Any, config: Any, load_weight
 def _build_paper_explainer(scorer: MintScorer, config: Any, load_weights: bool) -> tuple[Any, Any]:
     """InstructBLIP's own Q-Former, query tokens, projection and language model (its vision model is
     dropped: stage 2 reads the frozen stage-1 tower's features)."""
-    from transformers import AutoTokenizer, InstructBlipConfig, InstructBlipForConditionalGeneration
+    from transformers import InstructBlipConfig, InstructBlipForConditionalGeneration
 
     from mint_iqa.models.explainer import MintExplainer
 
@@ -228,7 +228,7 @@ def _build_paper_explainer(scorer: MintScorer, config: Any, load_weights: bool) 
     model = MintExplainer(config, scorer, full.qformer, full.query_tokens.data.clone(), full.language_projection,
                           full.language_model)
     del full.vision_model
-    return model, AutoTokenizer.from_pretrained(source)
+    return model, HFTokenizer(source, max_length=config.max_instruction_tokens)
 
 
 def save_assessor(explainer: Any, scorer_tokenizer: Any, folder: str | Path) -> Path:

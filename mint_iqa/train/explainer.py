@@ -9,9 +9,10 @@ best/`, an assessor folder (`scorer/` + `explainer/`) that `mint_iqa.Assessor.lo
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 
 from mint_iqa.config import DIMENSIONS, Params
-from mint_iqa.data.answers import QUESTIONS, grade, parse_grades
+from mint_iqa.data.answers import GRADE_WORDS, QUESTIONS, grade, parse_grades
+from mint_iqa.models.explainer import LevelConstraint
 from mint_iqa.inference import to_tensor
 from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
@@ -28,6 +30,7 @@ from mint_iqa.train.data import Split, TrainStream, loader, training_synthesiser
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
 KEYS = list(QUESTIONS)
+WORD_GRADE = {word: g for g, word in GRADE_WORDS.items()}
 
 
 def instruction(question: str, segmented_prompt: str) -> str:
@@ -38,8 +41,27 @@ def instruction(question: str, segmented_prompt: str) -> str:
 class Texts:
     """Tokenises the pieces of an explainer batch (Q-Former and LM share the tokenizer for `tiny`)."""
 
-    def __init__(self, scorer_tokenizer: Any, lm_tokenizer: Any, segment: Any, cfg: Any):
+    def __init__(self, scorer_tokenizer: Any, lm_tokenizer: Any, segment: Any, cfg: Any, level_weight: float = 1.0):
         self.scorer_tok, self.lm_tok, self.segment, self.cfg = scorer_tokenizer, lm_tokenizer, segment, cfg
+        self.level_weight = level_weight
+
+    @functools.cached_property
+    def level_ids(self) -> dict[int, list[int]]:
+        """LM token ids that spell each level word on their own, by grade (5: "excellent" ... 1: "bad")."""
+        out: dict[int, list[int]] = {g: [] for g in GRADE_WORDS}
+        for i in range(self.lm_tok.vocab_size):
+            word = self.lm_tok.decode([i]).strip().lower()
+            if word in WORD_GRADE:
+                out[WORD_GRADE[word]].append(i)
+        return out
+
+    def weights(self, answer_ids: torch.Tensor) -> torch.Tensor:
+        """Loss weight per answer token: `level_weight` for a level word, else 1."""
+        levels = {i for ids in self.level_ids.values() for i in ids}
+        return torch.tensor([[self.level_weight if i in levels else 1.0 for i in row] for row in answer_ids.tolist()])
+
+    def constraint(self, num_beams: int) -> Callable[[torch.Tensor], LevelConstraint]:
+        return lambda scores: LevelConstraint(scores, self.level_ids, self.lm_tok.decode, num_beams)
 
     def encode(self, prompts: list[str], questions: list[str], answers: list[str] | None = None) -> dict[str, Any]:
         seg = [self.segment(p) for p in prompts]
@@ -52,7 +74,8 @@ class Texts:
                "instruction_ids": lm["input_ids"], "instruction_mask": lm["attention_mask"]}
         if answers is not None:  # answers start with <bos> (as generation does) and end with <eos>
             ans = self.lm_tok(answers, self.cfg.max_answer_tokens, bos=True, eos=True)
-            out.update(answer_ids=ans["input_ids"], answer_mask=ans["attention_mask"])
+            out.update(answer_ids=ans["input_ids"], answer_mask=ans["attention_mask"],
+                       answer_weights=self.weights(ans["input_ids"]))
         return out
 
     def decode(self, ids: torch.Tensor) -> list[str]:
@@ -66,8 +89,9 @@ def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: l
     weight = next(model.parameters())
     x = torch.stack([to_tensor(i) for i in images]).to(weight.device, weight.dtype)
     tok = texts.lm_tok
+    constraint = texts.constraint(num_beams) if model.config.constrain_levels else None
     ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                                 num_beams=num_beams)
+                                 num_beams=num_beams, constraint=constraint)
     return texts.decode(ids), scores.float().numpy()
 
 
@@ -131,10 +155,11 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
             shutil.rmtree(folder, ignore_errors=True)
     scorer, tokenizer = load_scorer(Path(params.train.out_dir) / protocol / "best")
     config = explainer_config(scorer.config.preset, params.model.explainer)
-    config.feedback = e.feedback
+    config.feedback, config.evidence, config.constrain_levels = e.feedback, e.evidence, e.constrain_levels
     seed_everything(params.seed + 1)
     model, lm_tokenizer = build_explainer(scorer, tokenizer, config)
-    texts = Texts(tokenizer, lm_tokenizer, segmenter(scorer.config.text.get("segmenter", "rules")), config)
+    texts = Texts(tokenizer, lm_tokenizer, segmenter(scorer.config.text.get("segmenter", "rules")), config,
+                  e.level_weight)
     task = ExplainerTask(params, protocol, texts)
     best_dir = out_dir / "best"
 
@@ -144,7 +169,8 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
 
     cfg = params.train.model_copy(update={"epochs": e.epochs, "steps_per_epoch": e.steps_per_epoch, "lr": e.lr,
                                           "warmup_steps": e.warmup_steps})
-    tags = {"protocol": protocol, "stage": "explainer", "feedback": str(e.feedback)}
+    tags = {"protocol": protocol, "stage": "explainer", "feedback": str(e.feedback), "evidence": str(e.evidence),
+            "constrain_levels": str(e.constrain_levels)}
     with tracked_run(params, f"explainer-{protocol}", out_dir, resume, tags) as log:
         result = fit(model, task, cfg, out_dir, ckpt_dir, seed=params.seed + 1, resume=resume, on_best=on_best,
                      on_epoch_end=log)

@@ -42,8 +42,25 @@ def test_loss_on_answer_tokens_only_and_stage1_frozen(explainer) -> None:
     assert model.query_tokens.grad is not None and model.language_model.get_input_embeddings().weight.grad is not None
     # changing the instruction padding positions' labels cannot matter: only answer tokens are scored
     n_answer = int(enc["answer_mask"].sum())
-    assert out.logits.shape[1] == 8 + enc["instruction_ids"].shape[1] + enc["answer_ids"].shape[1]
+    evidence = 3 + (model.defects is not None)  # one level token per dimension (+ the defect-class token)
+    assert out.logits.shape[1] == evidence + 8 + enc["instruction_ids"].shape[1] + enc["answer_ids"].shape[1]
     assert n_answer > 0
+    assert model.levels.weight.grad is not None  # the evidence tokens are trained
+
+
+def test_evidence_tokens_state_the_stage1_grade(explainer) -> None:
+    """The level token of each dimension is the grade the reference answers use for that score."""
+    from mint_iqa.data.answers import grade
+    from mint_iqa.models.scorer import ScorerOutput
+
+    model, _ = explainer
+    scores = torch.tensor([[0.05, 0.5, 1.0], [0.79, 0.8, -0.3], [0.2, 0.41, 1.7]])
+    tokens = model.evidence(ScorerOutput(scores=scores))
+    for b, row in enumerate(scores.tolist()):
+        for i, s in enumerate(row):
+            expected = model.levels.weight[5 * i + grade(min(1.0, max(0.0, s))) - 1]
+            assert torch.equal(tokens[b, i], expected), (b, i, s)
+    assert not torch.equal(tokens[0, 0], tokens[1, 0])  # different grades, different tokens
 
 
 def test_feedback_changes_nothing_at_initialisation(explainer) -> None:
@@ -88,3 +105,41 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
     assert list(table.columns) == ["quality", "authenticity", "correspondence", "status", *EXPLANATION_COLUMNS]
     assert list(table["status"])[:2] == ["ok", "ok"] and "not a recognised image format" in table["status"][2]
     assert isinstance(assessor.explain(files[0], "a photo of a cat"), str)
+
+
+def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_last() -> None:
+    from mint_iqa.models.explainer import LevelConstraint
+
+    vocab = ["the", "image", "quality", "authenticity", "is", "excellent", "good", "fair", "poor", "bad", "blur"]
+    level_ids = {5: [5], 4: [6], 3: [7], 2: [8], 1: [9]}
+    decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
+    # stage 1: image 0 has quality 0.5 (fair) and authenticity 0.95 (excellent); image 1 quality 0.1 (bad)
+    scores = torch.tensor([[0.5, 0.95, 0.9], [0.1, 0.9, 0.9]])
+    constraint = LevelConstraint(scores, level_ids, decode, num_beams=2)
+    said = {"quality": [0, 1, 2, 4], "authenticity": [0, 1, 3, 4], "nothing yet": [0, 1, 1, 0]}
+    for rows, expected in ((["quality", "quality", "quality", "nothing yet"], [7, 7, 9, None]),
+                           (["authenticity", "quality", "authenticity", "quality"], [5, 7, 5, 9])):
+        ids = torch.tensor([said[r] for r in rows])
+        logits = constraint(ids, torch.zeros(4, len(vocab)))
+        for row, allowed in enumerate(expected):
+            levels = logits[row, 5:10]
+            if allowed is None:
+                assert torch.isfinite(levels).all()  # no dimension named yet: nothing constrained
+            else:
+                assert torch.isfinite(logits[row, allowed]) and torch.isinf(levels).sum() == 4
+            assert torch.isfinite(logits[row, :5]).all() and torch.isfinite(logits[row, 10])  # other words stay free
+
+
+def test_assessor_saved_before_evidence_tokens_still_loads(tiny_scorer, tmp_path: Path) -> None:
+    import json
+
+    model, _ = build_explainer(*tiny_scorer, explainer_config("tiny", {**SMALL, "evidence": False}))
+    folder = save_assessor(model, tiny_scorer[1], tmp_path / "old")
+    config_file = folder / "explainer" / "config.json"
+    old = json.loads(config_file.read_text())
+    for key in ("evidence", "constrain_levels"):  # keys that folders from earlier versions do not have
+        old.pop(key)
+    config_file.write_text(json.dumps(old))
+    again, _ = load_assessor(folder)
+    assert again.levels is None and not again.config.evidence
+    assert torch.equal(again.feedback.weight, model.feedback.weight)

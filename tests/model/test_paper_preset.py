@@ -82,3 +82,66 @@ def test_paper_preset_loads_stage1_parts_offline(instructblip_dir: Path, tmp_pat
     os.environ["HF_HUB_OFFLINE"] = "1"
     result = Scorer.load(folder, input_size=56).score(files, "a photo of a cat")
     assert list(result["status"]) == ["ok"] * 3 and result[["quality", "authenticity", "correspondence"]].notna().all().all()
+
+
+@pytest.fixture(scope="module")
+def instructblip_with_lm_tokenizer(instructblip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint plus a language-model tokenizer at its root, as a real InstructBLIP folder has."""
+    import shutil
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("instructblip-lm") / "model"
+    shutil.copytree(instructblip_dir, folder)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    corpus = ["the image quality is excellent good fair poor bad: blur is noticeable and some details are lost.",
+              "what is the quality of the image? prompt: content: a cat | style: a photo | scene: - answer:"] * 50
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=150, special_tokens=["<unk>", "<s>", "</s>"]))
+    from tokenizers import decoders
+
+    tok.decoder = decoders.Metaspace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                            pad_token="<unk>").save_pretrained(folder)
+    return folder
+
+
+def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
+        instructblip_with_lm_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mint_iqa.models.registry import (build_explainer, build_scorer, explainer_config, load_assessor,
+                                          preset_config, save_assessor)
+    from mint_iqa.models.text import segmenter
+    from mint_iqa.train.explainer import Texts, explain_batch
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = str(instructblip_with_lm_tokenizer)
+    scorer, tokenizer = build_scorer(preset_config("paper", {"vision": {"pretrained": source}}))
+    config = explainer_config("paper", {"max_answer_tokens": 16})
+    model, lm_tok = build_explainer(scorer, tokenizer, config)
+    assert config.feedback and config.num_query_tokens == 4 and model.language_model.config.hidden_size == 32
+    texts = Texts(tokenizer, lm_tok, segmenter("rules"), config, level_weight=5.0)
+    assert all(len(ids) == 1 for ids in texts.level_ids.values())  # each level word found in the LM vocabulary
+
+    enc = texts.encode(["a photo of a cat", "a rocket"], ["What is the quality of the image?"] * 2,
+                       ["The image quality is fair: blur is noticeable.", "The image quality is excellent."])
+    assert enc["answer_weights"].max() == 5.0  # the level words weigh more
+    images = torch.rand(2, 3, 56, 56)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    out = model(images, **enc)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.feedback.weight.grad is not None  # the feedback path learns
+    assert all(p.grad is None for p in model.scorer.parameters())
+    opt.step()
+    assert model.feedback.weight.abs().sum() > 0  # zero-initialised, moved by one step
+
+    folder = save_assessor(model, tokenizer, tmp_path / "assessor")
+    again, again_tok = load_assessor(folder)
+    assert torch.equal(again.feedback.weight, model.feedback.weight)
+    model.eval()
+    rgb = [np.random.default_rng(i).integers(0, 255, (56, 56, 3), dtype=np.uint8) for i in range(2)]
+    answers, scores = explain_batch(again, Texts(tokenizer, again_tok, segmenter("rules"), again.config), rgb,
+                                    ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers) and scores.shape == (2, 3)
+    assert answers == explain_batch(model, texts, rgb, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[0]
