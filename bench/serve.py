@@ -5,6 +5,7 @@
 
 Each client posts one image (a prepared 256-px proxy image, base64) with its prompt per request, until the
 bounded total is reached; prints p50 / p95 latency, throughput and the status counts, and exits.
+`--scores-only` sends `"params": {"explain": false}` (three scores, no generated explanations).
 Only loopback addresses are accepted.
 """
 
@@ -26,11 +27,12 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def payloads(prepared: Path, n: int) -> list[dict]:
+def payloads(prepared: Path, n: int, explain: bool = True) -> list[dict]:
     df = pd.read_parquet(prepared / "manifest.parquet").head(n)
+    extra = {} if explain else {"params": {"explain": False}}
     return [{"dataframe_split": {"columns": ["image", "prompt"],
-                                 "data": [[base64.b64encode((prepared / row.image).read_bytes()).decode(), row.prompt]]}}
-            for row in df.itertuples()]
+                                 "data": [[base64.b64encode((prepared / row.image).read_bytes()).decode(), row.prompt]]},
+             **extra} for row in df.itertuples()]
 
 
 def run(url: str, clients: int, total: int, bodies: list[dict], timeout: float) -> dict:
@@ -74,11 +76,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--prepared", type=Path, default=ROOT / "artifacts" / "prepared")
+    parser.add_argument("--scores-only", action="store_true", help="no explanations (params: explain=false)")
     args = parser.parse_args()
     host = urlparse(args.url).hostname or ""
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         sys.exit(f"{args.url}: this benchmark only targets loopback addresses")
-    result = run(args.url, args.clients, args.requests, payloads(args.prepared, 64), args.timeout)
+    result = run(args.url, args.clients, args.requests, payloads(args.prepared, 64, not args.scores_only), args.timeout)
     print(json.dumps(result, indent=2))
     print(f"\n{result['clients']} clients, {result['requests']} requests: {result['throughput_rps']} req/s, "
           f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms")

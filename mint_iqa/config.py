@@ -175,6 +175,7 @@ class ExplainConfig(Strict):
     evidence: bool = True                      # stage-1 level and defect-class tokens in the LM prefix
     level_weight: float = Field(1.0, ge=1.0)   # loss weight of the level words in the answers
     constrain_levels: bool = True              # answers may state only the stage-1 level of a dimension
+    constrain_defects: bool = True             # answers may name only the stage-1 defect of a dimension
     val_images: int = Field(96, ge=1)          # validation images answered per epoch (best-epoch choice)
     metrics: Path = Path("metrics/explainer.json")
     test_images: int | None = None             # test images explained by evaluation (None: all)
@@ -193,8 +194,8 @@ class RegisterConfig(Strict):
 
     model_name: str = "mint-iqa"
     protocol: Literal["paper", "strict"] = "paper"   # the assessor that is the product (paper: all references)
-    epsilon: float = Field(0.02, ge=0)        # no dimension's held-out SRCC may drop by more than this
-    delta: float = Field(0.005, ge=0)         # mean held-out SRCC must improve by at least this
+    epsilon: float = Field(0.02, ge=0)        # no dimension's held-out SRCC or level accuracy may drop more
+    delta: float = Field(0.005, ge=0)         # mean SRCC or mean level accuracy must improve by this
     minimums: dict[str, float] = {"quality": 0.3, "authenticity": 0.2, "correspondence": 0.2}  # first model
     holdout_images: int = Field(160, ge=10)   # images of the protocol's test split both models score
     record: Path = Path("artifacts/registry/registered.json")

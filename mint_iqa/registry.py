@@ -4,10 +4,13 @@
   LoggedModel with the pyfunc flavour from code (`serving/pyfunc_model.py`, weights as safetensors
   artifacts), registers a new version of `register.model_name`, tags it with its lineage (git commit,
   `data.dvc` hash, params hash, evaluation metrics) and gives it the alias `challenger`.
-* `promote` scores challenger and champion on the same held-out images and moves `champion` only when
-  the gate passes: no dimension's SRCC drops by more than `epsilon` and the mean SRCC improves by at
-  least `delta` (the first model only needs the absolute `minimums`). The replaced champion keeps the
-  alias `previous`; `rollback` restores it. Every decision is a version tag and a markdown summary.
+* `promote` runs challenger and champion on the same held-out images and moves `champion` only when
+  the gate passes. Both stages are judged: the scores (SRCC per dimension against the labels) and the
+  explanations (level accuracy per dimension: the level stated in words against the label's grade). No
+  dimension may drop by more than `epsilon` on either, and the mean of one of them must improve by at
+  least `delta` (so a better explainer ships even when the scorer is unchanged); the first model only
+  needs the absolute SRCC `minimums`. The replaced champion keeps the alias `previous`; `rollback`
+  restores it. Every decision is a version tag and a markdown summary.
 
 Registry stages are deprecated in MLflow 3; only aliases and tags are used here.
 """
@@ -62,7 +65,8 @@ def lineage(params: Params, params_file: str | Path = "params.yaml") -> dict[str
             "params_sha256": hashlib.sha256(canonical.encode()).hexdigest()[:16], "protocol": params.registry.protocol}
 
 
-def _example(params: Params) -> pd.DataFrame:
+def request_example(params: Params) -> pd.DataFrame:
+    """One request row (a prepared image as base64, its prompt): the input example logged with the model."""
     prepared = Path(params.prepare.out_dir)
     df, meta = manifest.read(prepared)
     row = df.iloc[0]
@@ -85,14 +89,14 @@ def register(params: Params) -> Any:
     for path in (params.evaluate.metrics, params.explain.metrics):
         if Path(path).exists():
             metrics[Path(path).stem] = json.loads(Path(path).read_text()).get(cfg.protocol, {})
-    example = _example(params)
+    example = request_example(params)
     output = pd.DataFrame({**{d: [0.5] for d in DIMENSIONS}, "status": ["ok"],
                            **{f"explanation_{d}": ["..."] for d in DIMENSIONS}})
     tags = lineage(params)
     with tracking.run("register", tags={"stage": "register", **tags}):
         info = mlflow.pyfunc.log_model(
             name="assessor", python_model=str(PYFUNC_CODE), artifacts={"assessor": str(folder)},
-            signature=infer_signature(example, output), input_example=example,
+            signature=infer_signature(example, output, params={"explain": True}), input_example=example,
             code_paths=[str(Path(__file__).parent)], pip_requirements=_requirements(),
             registered_model_name=cfg.model_name)
         mlflow.log_dict(metrics, "evaluation_metrics.json")
@@ -116,9 +120,23 @@ def _requirements() -> list[str]:
             if line.split("==")[0].strip().lower() in wanted]
 
 
-def holdout_scores(params: Params, model_uri: str) -> dict[str, float]:
-    """SRCC per dimension of a registered model on the held-out images (the protocol's test split)."""
+@dataclass
+class Holdout:
+    """How a registered model does on the held-out images: SRCC of its scores and level accuracy of its
+    explanations, per dimension."""
+
+    srcc: dict[str, float]
+    levels: dict[str, float]
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {"srcc": self.srcc, "level_accuracy": self.levels}
+
+
+def holdout_scores(params: Params, model_uri: str) -> Holdout:
+    """A registered model judged on the held-out images (a sample of the protocol's test split)."""
     import mlflow
+
+    from mint_iqa.data.answers import grade, parse_grades
 
     prepared = Path(params.prepare.out_dir)
     df, meta = manifest.read(prepared)
@@ -128,7 +146,9 @@ def holdout_scores(params: Params, model_uri: str) -> dict[str, float]:
     batch = pd.DataFrame({"image": [base64.b64encode((root / p).read_bytes()).decode() for p in df["image"]],
                           "prompt": list(df["prompt"])})
     pred = mlflow.pyfunc.load_model(model_uri).predict(batch)
-    return {d: round(srcc(pred[d].to_numpy(), df[d].to_numpy()), 4) for d in DIMENSIONS}
+    levels = {d: round(float(np.mean([parse_grades(text)[d] == grade(label) for text, label
+                                      in zip(pred[f"explanation_{d}"], df[d])])), 4) for d in DIMENSIONS}
+    return Holdout({d: round(srcc(pred[d].to_numpy(), df[d].to_numpy()), 4) for d in DIMENSIONS}, levels)
 
 
 @dataclass
@@ -136,35 +156,41 @@ class Decision:
     promoted: bool
     challenger: str
     champion: str | None
-    challenger_scores: dict[str, float]
-    champion_scores: dict[str, float] | None
+    challenger_scores: Holdout
+    champion_scores: Holdout | None
     reasons: list[str]
 
     def markdown(self) -> str:
         verdict = "PROMOTED" if self.promoted else "NOT promoted"
+        new, old = self.challenger_scores, self.champion_scores
         lines = [f"# Promotion: version {self.challenger} {verdict}", "",
                  f"Champion before: {self.champion or 'none'}", "",
-                 "| dimension | challenger SRCC | champion SRCC |", "|---|---|---|"]
+                 "| dimension | challenger SRCC | champion SRCC | challenger level acc. | champion level acc. |",
+                 "|---|---|---|---|---|"]
         for d in DIMENSIONS:
-            old = f"{self.champion_scores[d]:.4f}" if self.champion_scores else "-"
-            lines.append(f"| {d} | {self.challenger_scores[d]:.4f} | {old} |")
+            lines.append(f"| {d} | {new.srcc[d]:.4f} | {f'{old.srcc[d]:.4f}' if old else '-'} "
+                         f"| {new.levels[d]:.4f} | {f'{old.levels[d]:.4f}' if old else '-'} |")
         return "\n".join(lines + ["", *[f"- {r}" for r in self.reasons]]) + "\n"
 
 
-def gate(new: dict[str, float], old: dict[str, float] | None, params: Params) -> tuple[bool, list[str]]:
+def gate(new: Holdout, old: Holdout | None, params: Params) -> tuple[bool, list[str]]:
     """The promotion rule of `register` in params.yaml; returns (passed, reasons)."""
     cfg = params.registry
-    reasons = []
     if old is None:
-        low = [f"{d} SRCC {new[d]:.4f} < minimum {cfg.minimums[d]}" for d in DIMENSIONS if new[d] < cfg.minimums[d]]
+        low = [f"{d} SRCC {new.srcc[d]:.4f} < minimum {cfg.minimums[d]}" for d in DIMENSIONS
+               if new.srcc[d] < cfg.minimums[d]]
         return not low, low or ["first model: every dimension meets its minimum"]
-    drops = [f"{d} SRCC drops by {old[d] - new[d]:.4f} > epsilon {cfg.epsilon}" for d in DIMENSIONS
-             if old[d] - new[d] > cfg.epsilon]
-    gain = float(np.mean([new[d] for d in DIMENSIONS]) - np.mean([old[d] for d in DIMENSIONS]))
-    if gain < cfg.delta:
-        reasons.append(f"mean SRCC improves by {gain:+.4f} < delta {cfg.delta}")
-    reasons = drops + reasons
-    return not reasons, reasons or [f"mean SRCC improves by {gain:+.4f}; no dimension drops more than {cfg.epsilon}"]
+    drops, gains = [], {}
+    for name, a, b in (("SRCC", new.srcc, old.srcc), ("level accuracy", new.levels, old.levels)):
+        drops += [f"{d} {name} drops by {b[d] - a[d]:.4f} > epsilon {cfg.epsilon}" for d in DIMENSIONS
+                  if b[d] - a[d] > cfg.epsilon]
+        gains[name] = float(np.mean([a[d] for d in DIMENSIONS]) - np.mean([b[d] for d in DIMENSIONS]))
+    summary = ", ".join(f"mean {name} {gain:+.4f}" for name, gain in gains.items())
+    if drops:
+        return False, drops
+    if max(gains.values()) < cfg.delta:
+        return False, [f"neither mean improves by delta {cfg.delta} ({summary})"]
+    return True, [f"{summary}; no dimension drops more than {cfg.epsilon}"]
 
 
 def promote(params: Params) -> Decision:
@@ -188,7 +214,7 @@ def promote(params: Params) -> Decision:
         client.set_registered_model_alias(cfg.model_name, CHAMPION, challenger.version)
     for key, value in {"promotion.decision": "promoted" if passed else "rejected",
                        "promotion.reasons": "; ".join(reasons),
-                       "promotion.holdout_srcc": json.dumps(new),
+                       "promotion.holdout": json.dumps(new.to_dict()),
                        "promotion.compared_with": decision.champion or "none"}.items():
         client.set_model_version_tag(cfg.model_name, challenger.version, key, value)
     write_text(Path(cfg.decision), decision.markdown())

@@ -11,7 +11,9 @@ stage-1 query evidence is blended in only as far as training finds it useful. Th
 outright what stage 1 concluded: one token per dimension for the five-grade level of its score (the level
 the words should state, so explanation and numbers agree) and one for the auxiliary head's
 distortion-class probabilities (which defect to name). Without them a small LM trained for minutes learns
-the language prior ("excellent") and ignores the visual prefix. The loss covers answer tokens only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper`
+the language prior ("excellent") and ignores the visual prefix. Decoding can be constrained to state the
+stage-1 level (`LevelConstraint`) and name the stage-1 defect (`DefectConstraint`). The loss covers answer
+tokens only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper`
 preset (InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
 """
 
@@ -42,6 +44,7 @@ class ExplainerConfig:
     evidence: bool = False        # stage-1 level and defect-class tokens at the start of the LM prefix (presets
                                   # turn it on; False reads folders saved before it existed)
     constrain_levels: bool = True  # decoding may state only the stage-1 level of each dimension
+    constrain_defects: bool = True  # decoding may name only the stage-1 defect class of each dimension
     max_instruction_tokens: int = 64
     max_answer_tokens: int = 96
 
@@ -74,7 +77,9 @@ class LevelConstraint(LogitsProcessor):
         self.level_ids, self.decode, self.num_beams = level_ids, decode, num_beams
         self.all_ids = sorted({i for ids in level_ids.values() for i in ids})
 
-    def dimension(self, text: str) -> int | None:
+    @staticmethod
+    def dimension(text: str) -> int | None:
+        """The dimension `text` named last (its index in DIMENSIONS), if any."""
         found = {text.rfind(dim): i for i, dim in enumerate(DIMENSIONS) if dim in text}
         return found[max(found)] if found else None
 
@@ -86,6 +91,54 @@ class LevelConstraint(LogitsProcessor):
             keep = self.level_ids.get(int(self.grades[row // self.num_beams, dim]), [])
             banned = [i for i in self.all_ids if i not in keep]
             scores[row, banned] = float("-inf")
+        return scores
+
+
+class DefectConstraint(LogitsProcessor):
+    """Defect-constrained decoding: where the answer, just after "<dimension> is <level>:", starts spelling
+    one of the known defect names, it may spell only the one stage 1 found for that dimension (its
+    auxiliary head's most likely class of the dimension's family). Anything that is not a defect name stays
+    free. Names are matched on letters alone (spaces dropped), so any tokenisation of them works.
+
+    `targets[b]` maps a dimension index to the defect name for row b; `token_text[t]` is token t's text.
+    """
+
+    def __init__(self, targets: list[dict[int, str]], names: list[str], token_text: list[str],
+                 decode: Callable[[list[int]], str], num_beams: int = 1):
+        squeeze = self.squeeze
+        self.targets = [{dim: squeeze(name) for dim, name in row.items()} for row in targets]
+        self.names = sorted({squeeze(n) for n in names})
+        self.token_text, self.decode, self.num_beams = [squeeze(t) for t in token_text], decode, num_beams
+        self._banned: dict[tuple[str, str], list[int]] = {}
+
+    @staticmethod
+    def squeeze(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    def banned(self, spelt: str, target: str) -> list[int]:
+        """Tokens that, after `spelt`, would spell (the start of) a defect name other than `target`."""
+        key = (spelt, target)
+        if key not in self._banned:
+            out = []
+            for t, piece in enumerate(self.token_text):
+                word = spelt + piece
+                if piece and any(n.startswith(word) for n in self.names) and not (
+                        target.startswith(word) or word.startswith(target)):
+                    out.append(t)
+            self._banned[key] = out
+        return self._banned[key]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, ids in enumerate(input_ids.tolist()):
+            text = self.decode(ids).lower()
+            colon = text.rfind(":")
+            if colon < 0:
+                continue
+            dim = LevelConstraint.dimension(text[:colon])
+            target = self.targets[row // self.num_beams].get(dim) if dim is not None else None
+            spelt = self.squeeze(text[colon + 1:])
+            if target and any(n.startswith(spelt) for n in self.names):
+                scores[row, self.banned(spelt, target)] = float("-inf")
         return scores
 
 
@@ -127,9 +180,10 @@ class MintExplainer(nn.Module):
         return torch.cat(tokens, dim=1)
 
     def prefix(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-               qformer_ids: torch.Tensor, qformer_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """LM prefix embeddings (B, [evidence +] Q, D) and the stage-1 scores (B, 3). The Q-Former reads the instruction
-        in its own tokenisation (`qformer_ids`: BERT for InstructBLIP, the shared BPE for `tiny`)."""
+               qformer_ids: torch.Tensor, qformer_mask: torch.Tensor) -> tuple[torch.Tensor, ScorerOutput]:
+        """LM prefix embeddings (B, [evidence +] Q, D) and the stage-1 outputs (scores, defect logits). The
+        Q-Former reads the instruction in its own tokenisation (`qformer_ids`: BERT for InstructBLIP, the shared
+        BPE for `tiny`)."""
         with torch.no_grad():
             feats = self.scorer.features(images)
             stage1 = self.scorer(images, prompt_ids, prompt_mask, feats=feats)
@@ -146,7 +200,7 @@ class MintExplainer(nn.Module):
         prefix = self.language_projection(out.last_hidden_state[:, : queries.shape[1]])
         if self.config.evidence:
             prefix = torch.cat([self.evidence(stage1).to(prefix.dtype), prefix], dim=1)
-        return prefix, stage1.scores
+        return prefix, stage1
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.language_model.get_input_embeddings()(ids)
@@ -157,7 +211,7 @@ class MintExplainer(nn.Module):
                 answer_weights: torch.Tensor | None = None) -> ExplainerOutput:
         """Next-token loss over the answer tokens, each weighted by `answer_weights` (default 1): the
         level words carry the verdict but are one token in sixty, so training weights them up."""
-        prefix, scores = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
+        prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(answer_ids)], dim=1)
         mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
                           instruction_mask, answer_mask], dim=1)
@@ -168,17 +222,18 @@ class MintExplainer(nn.Module):
         predicted = logits[:, start - 1:-1].float()
         ce = nn.functional.cross_entropy(predicted.transpose(1, 2), answer_ids, reduction="none")
         loss = (ce * weights).sum() / weights.sum().clamp_min(1e-6)
-        return ExplainerOutput(loss=loss, logits=logits, scores=scores)
+        return ExplainerOutput(loss=loss, logits=logits, scores=stage1.scores)
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                  qformer_ids: torch.Tensor, qformer_mask: torch.Tensor, instruction_ids: torch.Tensor,
                  instruction_mask: torch.Tensor, bos_id: int, eos_id: int, pad_id: int, num_beams: int = 1,
                  max_new_tokens: int | None = None,
-                 constraint: Callable[[torch.Tensor], LogitsProcessor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 constraint: Callable[[ScorerOutput], list[LogitsProcessor]] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint` builds
-        a logits processor from the stage-1 scores (see `LevelConstraint`)."""
-        prefix, scores = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
+        logits processors from the stage-1 outputs (see `LevelConstraint`, `DefectConstraint`)."""
+        prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         bos = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(bos)], dim=1)
         mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device), instruction_mask,
@@ -186,5 +241,5 @@ class MintExplainer(nn.Module):
         ids = self.language_model.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens or self.config.max_answer_tokens,
             num_beams=num_beams, do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=bos_id,
-            logits_processor=LogitsProcessorList([constraint(scores)]) if constraint else None)
-        return ids, scores
+            logits_processor=LogitsProcessorList(constraint(stage1)) if constraint else None)
+        return ids, stage1.scores

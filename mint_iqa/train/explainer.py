@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import LogitsProcessor
 
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data.answers import GRADE_WORDS, QUESTIONS, grade, parse_grades
-from mint_iqa.models.explainer import LevelConstraint
+from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
+from mint_iqa.models.explainer import DefectConstraint, LevelConstraint
 from mint_iqa.inference import to_tensor
 from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
@@ -60,8 +62,23 @@ class Texts:
         levels = {i for ids in self.level_ids.values() for i in ids}
         return torch.tensor([[self.level_weight if i in levels else 1.0 for i in row] for row in answer_ids.tolist()])
 
-    def constraint(self, num_beams: int) -> Callable[[torch.Tensor], LevelConstraint]:
-        return lambda scores: LevelConstraint(scores, self.level_ids, self.lm_tok.decode, num_beams)
+    @functools.cached_property
+    def token_text(self) -> list[str]:
+        return [self.lm_tok.decode([i]) for i in range(self.lm_tok.vocab_size)]
+
+    def constraint(self, num_beams: int, aux_classes: list[str]) -> Callable[[Any], list[LogitsProcessor]]:
+        """Decoding constraints built from the stage-1 outputs: the level words (`cfg.constrain_levels`) and the
+        defect names (`cfg.constrain_defects`, where the scorer has a distortion-class head) follow stage 1."""
+        def build(stage1: Any) -> list[LogitsProcessor]:
+            out: list[LogitsProcessor] = []
+            if self.cfg.constrain_levels:
+                out.append(LevelConstraint(stage1.scores, self.level_ids, self.lm_tok.decode, num_beams))
+            if self.cfg.constrain_defects and stage1.aux_logits is not None:
+                targets = defect_targets(stage1.aux_logits, aux_classes)
+                out.append(DefectConstraint(targets, list(DEFECT_NAMES.values()), self.token_text,
+                                            self.lm_tok.decode, num_beams))
+            return out
+        return build
 
     def encode(self, prompts: list[str], questions: list[str], answers: list[str] | None = None) -> dict[str, Any]:
         seg = [self.segment(p) for p in prompts]
@@ -82,6 +99,20 @@ class Texts:
         return [self.lm_tok.decode(row.tolist()) for row in ids]
 
 
+def defect_targets(aux_logits: torch.Tensor, aux_classes: list[str]) -> list[dict[int, str]]:
+    """Per image, the defect name stage 1 finds most likely for quality and for authenticity: the top class of
+    the auxiliary head among that family's distortion types."""
+    out: list[dict[int, str]] = [{} for _ in range(aux_logits.shape[0])]
+    for dim, family in ((DIMENSIONS.index("quality"), QUALITY), (DIMENSIONS.index("authenticity"), AUTHENTICITY)):
+        columns = [i for i, name in enumerate(aux_classes) if name in family and name in DEFECT_NAMES]
+        if not columns:
+            continue
+        best = aux_logits[:, columns].argmax(dim=1).tolist()
+        for row, k in enumerate(best):
+            out[row][dim] = DEFECT_NAMES[aux_classes[columns[k]]]
+    return out
+
+
 def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: list[str], questions: list[str],
                   num_beams: int = 1) -> tuple[list[str], np.ndarray]:
     """Generated answers and the stage-1 scores for a batch of uint8 images."""
@@ -89,7 +120,7 @@ def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: l
     weight = next(model.parameters())
     x = torch.stack([to_tensor(i) for i in images]).to(weight.device, weight.dtype)
     tok = texts.lm_tok
-    constraint = texts.constraint(num_beams) if model.config.constrain_levels else None
+    constraint = texts.constraint(num_beams, model.scorer.config.aux_classes)
     ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                                  num_beams=num_beams, constraint=constraint)
     return texts.decode(ids), scores.float().numpy()
@@ -155,7 +186,8 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
             shutil.rmtree(folder, ignore_errors=True)
     scorer, tokenizer = load_scorer(Path(params.train.out_dir) / protocol / "best")
     config = explainer_config(scorer.config.preset, params.model.explainer)
-    config.feedback, config.evidence, config.constrain_levels = e.feedback, e.evidence, e.constrain_levels
+    config.feedback, config.evidence = e.feedback, e.evidence
+    config.constrain_levels, config.constrain_defects = e.constrain_levels, e.constrain_defects
     seed_everything(params.seed + 1)
     model, lm_tokenizer = build_explainer(scorer, tokenizer, config)
     texts = Texts(tokenizer, lm_tokenizer, segmenter(scorer.config.text.get("segmenter", "rules")), config,
@@ -170,7 +202,7 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
     cfg = params.train.model_copy(update={"epochs": e.epochs, "steps_per_epoch": e.steps_per_epoch, "lr": e.lr,
                                           "warmup_steps": e.warmup_steps})
     tags = {"protocol": protocol, "stage": "explainer", "feedback": str(e.feedback), "evidence": str(e.evidence),
-            "constrain_levels": str(e.constrain_levels)}
+            "constrain_levels": str(e.constrain_levels), "constrain_defects": str(e.constrain_defects)}
     with tracked_run(params, f"explainer-{protocol}", out_dir, resume, tags) as log:
         result = fit(model, task, cfg, out_dir, ckpt_dir, seed=params.seed + 1, resume=resume, on_best=on_best,
                      on_epoch_end=log)

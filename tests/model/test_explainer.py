@@ -130,6 +130,48 @@ def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_la
             assert torch.isfinite(logits[row, :5]).all() and torch.isfinite(logits[row, 10])  # other words stay free
 
 
+def test_defect_constraint_lets_the_answer_name_only_the_stage1_defect() -> None:
+    from mint_iqa.models.explainer import DefectConstraint
+
+    vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", ":", "motion", "blur",
+             "noise", "a", "duplicated", "smeared", "patch", "it"]
+    v = {w: i for i, w in enumerate(vocab)}
+    decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
+    names = ["blur", "motion blur", "noise", "a duplicated patch", "a smeared region"]
+    targets = [{0: "motion blur", 1: "a duplicated patch"}, {0: "noise", 1: "a smeared region"}]
+
+    def allowed(text: str, row: int) -> torch.Tensor:
+        constraint = DefectConstraint(targets, names, vocab, decode, num_beams=2)  # rows 2b, 2b+1: image b
+        return torch.isfinite(constraint(torch.tensor([[v[w] for w in text.split()]] * 4), torch.zeros(4, 16))[row])
+
+    ok = allowed("the image quality is fair :", 0)                 # image 0: motion blur
+    assert ok[[v["motion"], v["it"], v["the"]]].all()              # the stage-1 defect, or prose
+    assert not ok[[v["blur"], v["noise"], v["a"]]].any()           # any other defect name
+    ok = allowed("the image authenticity is fair : a", 1)          # image 0: a duplicated patch
+    assert ok[v["duplicated"]] and not ok[v["smeared"]]
+    ok = allowed("the image authenticity is fair : a", 2)          # image 1: a smeared region
+    assert ok[v["smeared"]] and not ok[v["duplicated"]]
+    ok = allowed("the image quality is fair :", 3)                 # image 1: noise
+    assert ok[[v["noise"], v["it"]]].all() and not ok[[v["a"], v["blur"], v["motion"]]].any()
+    assert allowed("the image correspondence is fair :", 3).all()  # no defect names for correspondence
+    assert allowed("the image quality is fair : motion blur", 0).all()  # name spelt: the rest is free
+
+
+def test_defect_targets_take_the_top_class_of_each_family() -> None:
+    from mint_iqa.train.data import AUX_CLASSES
+    from mint_iqa.train.explainer import defect_targets
+
+    logits = torch.zeros(2, len(AUX_CLASSES))
+    logits[0, AUX_CLASSES.index("none")] = 9.0              # "none" ranks first; each family still has its top
+    logits[0, AUX_CLASSES.index("motion_blur")] = 2.0
+    logits[0, AUX_CLASSES.index("smear")] = 1.0
+    logits[1, AUX_CLASSES.index("jpeg")] = 0.5
+    logits[1, AUX_CLASSES.index("grid")] = 3.0
+    assert defect_targets(logits, AUX_CLASSES) == [{0: "motion blur", 1: "a smeared region"},
+                                                   {0: "compression artefacts", 1: "a grid pattern"}]
+    assert defect_targets(logits[:, :1], ["none"]) == [{}, {}]
+
+
 def test_assessor_saved_before_evidence_tokens_still_loads(tiny_scorer, tmp_path: Path) -> None:
     import json
 
@@ -137,7 +179,7 @@ def test_assessor_saved_before_evidence_tokens_still_loads(tiny_scorer, tmp_path
     folder = save_assessor(model, tiny_scorer[1], tmp_path / "old")
     config_file = folder / "explainer" / "config.json"
     old = json.loads(config_file.read_text())
-    for key in ("evidence", "constrain_levels"):  # keys that folders from earlier versions do not have
+    for key in ("evidence", "constrain_levels", "constrain_defects"):  # keys older folders do not have
         old.pop(key)
     config_file.write_text(json.dumps(old))
     again, _ = load_assessor(folder)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mint_iqa.config import Params
-from mint_iqa.registry import gate
+from mint_iqa.config import DIMENSIONS, Params
+from mint_iqa.registry import Holdout, gate, request_example
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -17,24 +17,38 @@ def _params(**register: object) -> Params:
     return Params.model_validate({"register": {"epsilon": 0.02, "delta": 0.005, **register}})
 
 
+def _holdout(srcc: tuple[float, float, float], levels: tuple[float, float, float] = (0.7, 0.6, 0.5)) -> Holdout:
+    return Holdout(dict(zip(DIMENSIONS, srcc)), dict(zip(DIMENSIONS, levels)))
+
+
 def test_gate_first_model_needs_minimums() -> None:
     params = _params(minimums={"quality": 0.5, "authenticity": 0.3, "correspondence": 0.3})
-    ok, _ = gate({"quality": 0.6, "authenticity": 0.4, "correspondence": 0.35}, None, params)
-    low, reasons = gate({"quality": 0.6, "authenticity": 0.2, "correspondence": 0.35}, None, params)
+    ok, _ = gate(_holdout((0.6, 0.4, 0.35)), None, params)
+    low, reasons = gate(_holdout((0.6, 0.2, 0.35)), None, params)
     assert ok and not low and "authenticity SRCC 0.2000 < minimum 0.3" in reasons[0]
 
 
 def test_gate_against_champion() -> None:
     params = _params()
-    old = {"quality": 0.70, "authenticity": 0.50, "correspondence": 0.60}
-    better = {"quality": 0.75, "authenticity": 0.49, "correspondence": 0.62}    # small drop, mean up
-    dropped = {"quality": 0.90, "authenticity": 0.45, "correspondence": 0.70}   # one dimension drops 0.05
-    flat = {"quality": 0.70, "authenticity": 0.50, "correspondence": 0.604}     # mean up 0.0013 < delta
+    old = _holdout((0.70, 0.50, 0.60))
+    better = _holdout((0.75, 0.49, 0.62))    # small drop, mean up
+    dropped = _holdout((0.90, 0.45, 0.70))   # one dimension drops 0.05
+    flat = _holdout((0.70, 0.50, 0.604))     # mean up 0.0013 < delta
     assert gate(better, old, params)[0]
     passed, reasons = gate(dropped, old, params)
     assert not passed and "authenticity SRCC drops by 0.0500 > epsilon 0.02" in reasons[0]
     passed, reasons = gate(flat, old, params)
-    assert not passed and "< delta 0.005" in reasons[0]
+    assert not passed and "neither mean improves by delta 0.005" in reasons[0]
+
+
+def test_gate_judges_the_explanations_too() -> None:
+    params = _params()
+    old = _holdout((0.70, 0.50, 0.60), levels=(0.70, 0.60, 0.50))
+    clearer = _holdout((0.70, 0.50, 0.60), levels=(0.75, 0.62, 0.55))   # same scorer, better words
+    assert gate(clearer, old, params)[0]
+    vaguer = _holdout((0.75, 0.55, 0.65), levels=(0.70, 0.50, 0.50))    # better scores, worse words
+    passed, reasons = gate(vaguer, old, params)
+    assert not passed and reasons == ["authenticity level accuracy drops by 0.1000 > epsilon 0.02"]
 
 
 def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Path, tmp_path: Path,
@@ -71,7 +85,19 @@ def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Pa
     assert better.promoted, better.reasons
     assert alias("champion") == version_c and alias("previous") == version_a
     mean = lambda scores: sum(scores.values()) / len(scores)  # noqa: E731
-    assert mean(better.challenger_scores) > 0 > mean(worse.challenger_scores)
+    assert mean(better.challenger_scores.srcc) > 0 > mean(worse.challenger_scores.srcc)
+
+    # the served model generates text only when asked: count the language model's forward passes
+    import mlflow
+
+    served = mlflow.pyfunc.load_model(f"models:/mint-iqa/{version_c}")
+    calls = []
+    served.unwrap_python_model().assessor.explainer.language_model.register_forward_hook(lambda *_: calls.append(1))
+    batch = request_example(params("C"))
+    quiet = served.predict(batch, params={"explain": False})
+    assert not calls and quiet["status"].tolist() == ["ok"] and (quiet["explanation_quality"] == "").all()
+    loud = served.predict(batch)
+    assert calls and abs(float(loud["quality"].iloc[0]) - float(quiet["quality"].iloc[0])) < 1e-4
 
     assert rollback(params("C")) == version_a
     assert alias("champion") == version_a

@@ -14,6 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
+from mint_iqa.config import DIMENSIONS
 from tests.conftest import free_port, tool, wait_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -70,6 +71,26 @@ def test_valid_request_scores_and_explains(server: str) -> None:
     rows = response.json()["predictions"]
     assert len(rows) == 2 and all(row["status"] == "ok" for row in rows)
     assert all(isinstance(row["quality"], float) and "explanation_quality" in row for row in rows)
+
+
+def test_scores_only_request(server: str) -> None:
+    """`"params": {"explain": false}` answers the same scores with empty explanation columns; the parameter is
+    part of the model's signature, so a value of the wrong type is a 4xx. (That no text is generated is
+    checked in-process, in test_registry.)"""
+    rows = [[_png(), "a photo of a cat"], [_png(seed=1), "a red rocket"]]
+
+    def post(params: dict | None) -> requests.Response:
+        body = {"dataframe_split": {"columns": ["image", "prompt"], "data": rows}}
+        return requests.post(f"{server}/invocations", json={**body, **({"params": params} if params else {})},
+                             timeout=120)
+
+    full, fast = post(None), post({"explain": False})
+    assert full.status_code == fast.status_code == 200, fast.text
+    for a, b in zip(full.json()["predictions"], fast.json()["predictions"]):
+        assert b["status"] == "ok" and all(abs(a[d] - b[d]) < 1e-4 for d in DIMENSIONS)
+        assert b["explanation_quality"] == b["explanation_authenticity"] == b["explanation_correspondence"] == ""
+    wrong = post({"explain": [1, 2]})
+    assert 400 <= wrong.status_code < 500, wrong.text[:300]
 
 
 @pytest.mark.parametrize("columns, rows, message", [
