@@ -101,15 +101,18 @@ class DefectConstraint(LogitsProcessor):
     free. Names are matched on letters alone (spaces dropped), so any tokenisation of them works.
 
     `targets[b]` maps a dimension index to the defect name for row b; `token_text[t]` is token t's text.
+    `cache` (banned tokens per spelling state) may be shared by every constraint over the same vocabulary
+    and names, so each state is worked out once, not once per batch.
     """
 
     def __init__(self, targets: list[dict[int, str]], names: list[str], token_text: list[str],
-                 decode: Callable[[list[int]], str], num_beams: int = 1):
+                 decode: Callable[[list[int]], str], num_beams: int = 1,
+                 cache: dict[tuple[str, str], list[int]] | None = None):
         squeeze = self.squeeze
         self.targets = [{dim: squeeze(name) for dim, name in row.items()} for row in targets]
         self.names = sorted({squeeze(n) for n in names})
         self.token_text, self.decode, self.num_beams = [squeeze(t) for t in token_text], decode, num_beams
-        self._banned: dict[tuple[str, str], list[int]] = {}
+        self._banned = {} if cache is None else cache
 
     @staticmethod
     def squeeze(text: str) -> str:

@@ -66,6 +66,11 @@ class Texts:
     def token_text(self) -> list[str]:
         return [self.lm_tok.decode([i]) for i in range(self.lm_tok.vocab_size)]
 
+    @functools.cached_property
+    def defect_cache(self) -> dict[tuple[str, str], list[int]]:
+        """Banned tokens per spelling state, shared by the defect constraints of every batch."""
+        return {}
+
     def constraint(self, num_beams: int, aux_classes: list[str]) -> Callable[[Any], list[LogitsProcessor]]:
         """Decoding constraints built from the stage-1 outputs: the level words (`cfg.constrain_levels`) and the
         defect names (`cfg.constrain_defects`, where the scorer has a distortion-class head) follow stage 1."""
@@ -76,7 +81,7 @@ class Texts:
             if self.cfg.constrain_defects and stage1.aux_logits is not None:
                 targets = defect_targets(stage1.aux_logits, aux_classes)
                 out.append(DefectConstraint(targets, list(DEFECT_NAMES.values()), self.token_text,
-                                            self.lm_tok.decode, num_beams))
+                                            self.lm_tok.decode, num_beams, cache=self.defect_cache))
             return out
         return build
 
