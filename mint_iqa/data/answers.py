@@ -35,7 +35,7 @@ _AUTHENTICITY = {
 }
 _GENERIC = {"quality": "some details are degraded", "authenticity": "parts of it look distorted",
             "correspondence": "it does not fully show what the prompt asks for"}
-_INTRO = {"quality": "The image quality is", "authenticity": "The image authenticity is",
+INTRO = {"quality": "The image quality is", "authenticity": "The image authenticity is",
           "correspondence": "The correspondence between the image and its prompt is"}
 _PERFECT = {"quality": "the outline and content are clearly distinguishable and the details are rich",
             "authenticity": "it looks natural and free of distortion",
@@ -47,18 +47,25 @@ def grade(label: float) -> int:
     return int(min(5, max(1, 1 + math.floor(label * 5))))
 
 
+def reasons(dimension: str, g: int, defects: list[str]) -> list[str]:
+    """The templated reasons an answer gives for `dimension` at grade `g`, one per defect name in `defects`
+    (the generic reason when there is none). Below grade 5 a correspondence answer describes the mismatch in
+    its own words: only the generic reason is a template there."""
+    if g == 5:
+        return [_PERFECT[dimension]]
+    if dimension == "correspondence" or not defects:
+        return [_GENERIC[dimension]]
+    return [(_QUALITY if dimension == "quality" else _AUTHENTICITY)[g].format(defect=d) for d in defects]
+
+
 def answer(dimension: str, label: float, defect: str = "") -> str:
     """One sentence for `dimension`; `defect` names the defect (quality/authenticity) or the mismatch."""
     g = grade(label)
-    if g == 5:
-        reason = _PERFECT[dimension]
-    elif not defect:
-        reason = _GENERIC[dimension]
-    elif dimension == "correspondence":
+    if dimension == "correspondence" and g < 5 and defect:
         reason = defect
     else:
-        reason = (_QUALITY if dimension == "quality" else _AUTHENTICITY)[g].format(defect=defect)
-    return f"{_INTRO[dimension]} {GRADE_WORDS[g]}: {reason}."
+        reason = reasons(dimension, g, [defect] if defect else [])[0]
+    return f"{INTRO[dimension]} {GRADE_WORDS[g]}: {reason}."
 
 
 def answers(labels: dict[str, float | None], defects: dict[str, str] | None = None) -> dict[str, str]:
@@ -70,7 +77,7 @@ def answers(labels: dict[str, float | None], defects: dict[str, str] | None = No
     return out
 
 
-_GRADE_RE = {dim: re.compile(re.escape(_INTRO[dim]) + r" (" + "|".join(_WORD_GRADE) + r")", re.I)
+_GRADE_RE = {dim: re.compile(re.escape(INTRO[dim]) + r" (" + "|".join(_WORD_GRADE) + r")", re.I)
              for dim in DIMENSIONS}
 
 
@@ -88,11 +95,11 @@ def split_answer(text: str) -> dict[str, str]:
     """The sentence about each dimension in an 'all three' answer ("" where there is none)."""
     out = {}
     for dim in DIMENSIONS:
-        start = text.lower().find(_INTRO[dim].lower())
+        start = text.lower().find(INTRO[dim].lower())
         if start < 0:
             out[dim] = ""
             continue
-        ends = [text.lower().find(_INTRO[other].lower(), start + 1) for other in DIMENSIONS if other != dim]
+        ends = [text.lower().find(INTRO[other].lower(), start + 1) for other in DIMENSIONS if other != dim]
         end = min([e for e in ends if e > start] or [len(text)])
         out[dim] = text[start:end].strip()
     return out

@@ -12,7 +12,7 @@ outright what stage 1 concluded: one token per dimension for the five-grade leve
 the words should state, so explanation and numbers agree) and one for the auxiliary head's
 distortion-class probabilities (which defect to name). Without them a small LM trained for minutes learns
 the language prior ("excellent") and ignores the visual prefix. Decoding can be constrained to state the
-stage-1 level (`LevelConstraint`) and name the stage-1 defect (`DefectConstraint`). The loss covers answer
+stage-1 level (`LevelConstraint`) and give the reason that fits it (`ReasonConstraint`). The loss covers answer
 tokens only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper`
 preset (InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
 """
@@ -34,6 +34,11 @@ from mint_iqa.models.scorer import MintScorer, ScorerOutput
 GRADES = 5
 
 
+def score_grades(scores: torch.Tensor) -> torch.Tensor:
+    """Five-grade levels (1 ... 5) of [0, 1] scores, as `data.answers.grade` cuts labels."""
+    return (scores.float().clamp(0, 1) * GRADES).floor().clamp(max=GRADES - 1).long() + 1
+
+
 @dataclass
 class ExplainerConfig:
     preset: str = "tiny"
@@ -44,7 +49,7 @@ class ExplainerConfig:
     evidence: bool = False        # stage-1 level and defect-class tokens at the start of the LM prefix (presets
                                   # turn it on; False reads folders saved before it existed)
     constrain_levels: bool = True  # decoding may state only the stage-1 level of each dimension
-    constrain_defects: bool = True  # decoding may name only the stage-1 defect class of each dimension
+    constrain_reasons: bool = True  # decoding may give only the reason that fits the stage-1 level and defect
     max_instruction_tokens: int = 64
     max_answer_tokens: int = 96
 
@@ -53,6 +58,9 @@ class ExplainerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExplainerConfig:
+        data = dict(data)
+        if "constrain_defects" in data:  # folders saved before reasons were constrained as a whole
+            data.setdefault("constrain_reasons", data.pop("constrain_defects"))
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown explainer config keys {sorted(unknown)}")
@@ -69,13 +77,16 @@ class ExplainerOutput(ModelOutput):
 class LevelConstraint(LogitsProcessor):
     """Level-constrained decoding: wherever the answer states a level word ("excellent" ... "bad"), only the
     stage-1 level of the dimension the answer is talking about (the one it named last) is allowed, so the
-    words agree with the numbers by construction. The rest of the sentence is free; it follows the level."""
+    words agree with the numbers by construction. With `intros` (per dimension, the phrase that introduces
+    its level, e.g. "the image quality is"), the level word must also follow that phrase at once. The rest
+    of the sentence is free; it follows the level."""
 
     def __init__(self, scores: torch.Tensor, level_ids: dict[int, list[int]], decode: Callable[[list[int]], str],
-                 num_beams: int = 1):
-        self.grades = (scores.float().clamp(0, 1) * GRADES).floor().clamp(max=GRADES - 1).long() + 1  # (B, 3)
+                 num_beams: int = 1, intros: list[str] | None = None):
+        self.grades = score_grades(scores)  # (B, 3)
         self.level_ids, self.decode, self.num_beams = level_ids, decode, num_beams
         self.all_ids = sorted({i for ids in level_ids.values() for i in ids})
+        self.intros = [i.lower() for i in intros] if intros else None
 
     @staticmethod
     def dimension(text: str) -> int | None:
@@ -85,48 +96,71 @@ class LevelConstraint(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row, ids in enumerate(input_ids.tolist()):
-            dim = self.dimension(self.decode(ids).lower())
+            text = self.decode(ids).lower()
+            dim = self.dimension(text)
             if dim is None:
                 continue
             keep = self.level_ids.get(int(self.grades[row // self.num_beams, dim]), [])
-            banned = [i for i in self.all_ids if i not in keep]
-            scores[row, banned] = float("-inf")
+            if self.intros and keep and text.rstrip().endswith(self.intros[dim]):  # "... quality is" -> its level
+                kept = scores[row, keep].clone()
+                scores[row] = float("-inf")
+                scores[row, keep] = kept
+            else:
+                scores[row, [i for i in self.all_ids if i not in keep]] = float("-inf")
         return scores
 
 
-class DefectConstraint(LogitsProcessor):
-    """Defect-constrained decoding: where the answer, just after "<dimension> is <level>:", starts spelling
-    one of the known defect names, it may spell only the one stage 1 found for that dimension (its
-    auxiliary head's most likely class of the dimension's family). Anything that is not a defect name stays
-    free. Names are matched on letters alone (spaces dropped), so any tokenisation of them works.
+class CompleteAnswer(LogitsProcessor):
+    """The answer may end only once it has stated each dimension it was asked about: `required[b]` lists the
+    phrases (e.g. "the image quality is") image b's answer must contain before `eos_id` is allowed."""
 
-    `targets[b]` maps a dimension index to the defect name for row b; `token_text[t]` is token t's text.
-    `cache` (banned tokens per spelling state) may be shared by every constraint over the same vocabulary
-    and names, so each state is worked out once, not once per batch.
+    def __init__(self, required: list[list[str]], eos_id: int, decode: Callable[[list[int]], str],
+                 num_beams: int = 1):
+        self.required = [[p.lower() for p in phrases] for phrases in required]
+        self.eos_id, self.decode, self.num_beams = eos_id, decode, num_beams
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, ids in enumerate(input_ids.tolist()):
+            need = self.required[row // self.num_beams]
+            if need and not all(p in self.decode(ids).lower() for p in need):
+                scores[row, self.eos_id] = float("-inf")
+        return scores
+
+
+class ReasonConstraint(LogitsProcessor):
+    """Reason-constrained decoding: just after "<dimension> is <level>:", the answer may give only a reason that
+    fits stage 1 (`allowed[b][dim]`: for the templated answers of the proxy data, the template of the stage-1
+    level naming the defect stage 1 found), and may end the sentence only once that reason is complete. A
+    dimension without allowed reasons (a mismatch told in the model's own words) stays free, and so does
+    everything after the reason. Reasons are matched with whitespace removed, so any tokenisation works; a token
+    that decodes to nothing (end of sequence) counts as ending the sentence.
+
+    `token_text[t]` is token t's text. `cache` (banned tokens per spelling state) may be shared by every
+    constraint over the same vocabulary, so each state is worked out once, not once per batch.
     """
 
-    def __init__(self, targets: list[dict[int, str]], names: list[str], token_text: list[str],
+    def __init__(self, allowed: list[dict[int, list[str]]], token_text: list[str],
                  decode: Callable[[list[int]], str], num_beams: int = 1,
-                 cache: dict[tuple[str, str], list[int]] | None = None):
+                 cache: dict[tuple[str, tuple[str, ...]], list[int]] | None = None):
         squeeze = self.squeeze
-        self.targets = [{dim: squeeze(name) for dim, name in row.items()} for row in targets]
-        self.names = sorted({squeeze(n) for n in names})
-        self.token_text, self.decode, self.num_beams = [squeeze(t) for t in token_text], decode, num_beams
+        self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()} for row in allowed]
+        self.pieces = [(squeeze(t.split(".")[0]), "." in t or not t) for t in token_text]  # text before a full stop
+        self.decode, self.num_beams = decode, num_beams
         self._banned = {} if cache is None else cache
 
     @staticmethod
     def squeeze(text: str) -> str:
-        return "".join(ch for ch in text.lower() if ch.isalnum())
+        return "".join(text.lower().split())
 
-    def banned(self, spelt: str, target: str) -> list[int]:
-        """Tokens that, after `spelt`, would spell (the start of) a defect name other than `target`."""
-        key = (spelt, target)
+    def banned(self, spelt: str, allowed: tuple[str, ...]) -> list[int]:
+        """Tokens that, after `spelt`, would leave every allowed reason or end the sentence before one is
+        complete."""
+        key = (spelt, allowed)
         if key not in self._banned:
             out = []
-            for t, piece in enumerate(self.token_text):
+            for t, (piece, ends) in enumerate(self.pieces):
                 word = spelt + piece
-                if piece and any(n.startswith(word) for n in self.names) and not (
-                        target.startswith(word) or word.startswith(target)):
+                if word not in allowed if ends else not any(a.startswith(word) for a in allowed):
                     out.append(t)
             self._banned[key] = out
         return self._banned[key]
@@ -135,13 +169,12 @@ class DefectConstraint(LogitsProcessor):
         for row, ids in enumerate(input_ids.tolist()):
             text = self.decode(ids).lower()
             colon = text.rfind(":")
-            if colon < 0:
+            if colon < 0 or "." in text[colon + 1:]:  # no reason begun yet, or the last one is finished
                 continue
             dim = LevelConstraint.dimension(text[:colon])
-            target = self.targets[row // self.num_beams].get(dim) if dim is not None else None
-            spelt = self.squeeze(text[colon + 1:])
-            if target and any(n.startswith(spelt) for n in self.names):
-                scores[row, self.banned(spelt, target)] = float("-inf")
+            allowed = self.allowed[row // self.num_beams].get(dim) if dim is not None else None
+            if allowed:
+                scores[row, self.banned(self.squeeze(text[colon + 1:]), allowed)] = float("-inf")
         return scores
 
 
@@ -175,7 +208,7 @@ class MintExplainer(nn.Module):
     def evidence(self, stage1: ScorerOutput) -> torch.Tensor:
         """Evidence tokens (B, 3 or 4, D): per dimension, the embedding of its grade (score in [0, 1] cut into
         five equal bins, as `data.answers.grade` does); then the distortion-class probabilities, projected."""
-        grades = (stage1.scores.float().clamp(0, 1) * GRADES).floor().clamp(max=GRADES - 1).long()
+        grades = score_grades(stage1.scores) - 1
         tokens = [self.levels(grades + GRADES * torch.arange(len(DIMENSIONS), device=grades.device))]
         if self.defects is not None:
             probs = stage1.aux_logits.float().softmax(-1).to(self.defects.weight.dtype)
@@ -235,7 +268,7 @@ class MintExplainer(nn.Module):
                  constraint: Callable[[ScorerOutput], list[LogitsProcessor]] | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint` builds
-        logits processors from the stage-1 outputs (see `LevelConstraint`, `DefectConstraint`)."""
+        logits processors from the stage-1 outputs (see `LevelConstraint`, `ReasonConstraint`)."""
         prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         bos = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(bos)], dim=1)

@@ -21,9 +21,9 @@ import torch
 from transformers import LogitsProcessor
 
 from mint_iqa.config import DIMENSIONS, Params
-from mint_iqa.data.answers import GRADE_WORDS, QUESTIONS, grade, parse_grades
+from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons
 from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
-from mint_iqa.models.explainer import DefectConstraint, LevelConstraint
+from mint_iqa.models.explainer import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
 from mint_iqa.inference import to_tensor
 from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
@@ -67,21 +67,30 @@ class Texts:
         return [self.lm_tok.decode([i]) for i in range(self.lm_tok.vocab_size)]
 
     @functools.cached_property
-    def defect_cache(self) -> dict[tuple[str, str], list[int]]:
-        """Banned tokens per spelling state, shared by the defect constraints of every batch."""
+    def reason_cache(self) -> dict[tuple[str, tuple[str, ...]], list[int]]:
+        """Banned tokens per spelling state, shared by the reason constraints of every batch."""
         return {}
 
-    def constraint(self, num_beams: int, aux_classes: list[str]) -> Callable[[Any], list[LogitsProcessor]]:
-        """Decoding constraints built from the stage-1 outputs: the level words (`cfg.constrain_levels`) and the
-        defect names (`cfg.constrain_defects`, where the scorer has a distortion-class head) follow stage 1."""
+    def constraint(self, num_beams: int, aux_classes: list[str],
+                   questions: list[str] | None = None) -> Callable[[Any], list[LogitsProcessor]]:
+        """Decoding constraints built from the stage-1 outputs. `cfg.constrain_levels`: an answer states the
+        stage-1 level of each dimension its question (one of `QUESTIONS`) asks about before it ends, and no
+        other level. `cfg.constrain_reasons`: the reason is the template of that level naming the defect stage
+        1 found."""
+        asked = {text: [INTRO[d] for d in (DIMENSIONS if key == "all" else [key])] for key, text in QUESTIONS.items()}
+
         def build(stage1: Any) -> list[LogitsProcessor]:
             out: list[LogitsProcessor] = []
             if self.cfg.constrain_levels:
-                out.append(LevelConstraint(stage1.scores, self.level_ids, self.lm_tok.decode, num_beams))
-            if self.cfg.constrain_defects and stage1.aux_logits is not None:
-                targets = defect_targets(stage1.aux_logits, aux_classes)
-                out.append(DefectConstraint(targets, list(DEFECT_NAMES.values()), self.token_text,
-                                            self.lm_tok.decode, num_beams, cache=self.defect_cache))
+                out.append(LevelConstraint(stage1.scores, self.level_ids, self.lm_tok.decode, num_beams,
+                                           intros=[INTRO[dim] for dim in DIMENSIONS]))
+                if questions is not None:
+                    out.append(CompleteAnswer([asked.get(q, []) for q in questions], self.lm_tok.eos_id,
+                                              self.lm_tok.decode, num_beams))
+            if self.cfg.constrain_reasons:
+                allowed = allowed_reasons(score_grades(stage1.scores), stage1.aux_logits, aux_classes)
+                out.append(ReasonConstraint(allowed, self.token_text, self.lm_tok.decode, num_beams,
+                                            cache=self.reason_cache))
             return out
         return build
 
@@ -118,6 +127,27 @@ def defect_targets(aux_logits: torch.Tensor, aux_classes: list[str]) -> list[dic
     return out
 
 
+def allowed_reasons(grades: torch.Tensor, aux_logits: torch.Tensor | None,
+                    aux_classes: list[str]) -> list[dict[int, list[str]]]:
+    """Per image and dimension, the reasons that fit stage 1 (grades (B, 3), 1 ... 5): for quality and
+    authenticity the template of the level naming the defect `defect_targets` picks (any defect of the family
+    when the scorer has no defect head); for correspondence the flawless reason at level 5, and nothing below,
+    where the answer describes the mismatch in its own words."""
+    targets = defect_targets(aux_logits, aux_classes) if aux_logits is not None else [{}] * len(grades)
+    family = {"quality": QUALITY, "authenticity": AUTHENTICITY}
+    out: list[dict[int, list[str]]] = []
+    for row, target in zip(grades.tolist(), targets):
+        allowed = {}
+        for i, (dim, g) in enumerate(zip(DIMENSIONS, row)):
+            if dim in family:
+                names = [target[i]] if i in target else [DEFECT_NAMES[d] for d in family[dim]]
+                allowed[i] = reasons(dim, g, names)
+            elif g == 5:
+                allowed[i] = reasons(dim, g, [])
+        out.append(allowed)
+    return out
+
+
 def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: list[str], questions: list[str],
                   num_beams: int = 1) -> tuple[list[str], np.ndarray]:
     """Generated answers and the stage-1 scores for a batch of uint8 images."""
@@ -125,7 +155,7 @@ def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: l
     weight = next(model.parameters())
     x = torch.stack([to_tensor(i) for i in images]).to(weight.device, weight.dtype)
     tok = texts.lm_tok
-    constraint = texts.constraint(num_beams, model.scorer.config.aux_classes)
+    constraint = texts.constraint(num_beams, model.scorer.config.aux_classes, questions)
     ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                                  num_beams=num_beams, constraint=constraint)
     return texts.decode(ids), scores.float().numpy()
@@ -165,20 +195,23 @@ class ExplainerTask:
         return out.loss, {"loss": out.loss.item()}
 
     def validate(self, model: Any) -> dict[str, float]:
-        """Level accuracy of the 'all three' answer on (up to `explain.val_images`) validation images."""
+        """Explanation metrics of the 'all three' answer on (up to `explain.val_images`) validation images. The
+        score that picks the best epoch adds ROUGE-L to the level accuracies: with constrained decoding the
+        level words follow stage 1 whatever the language model learnt, the rest of the answer does not."""
+        from mint_iqa.evaluate import explanation_metrics
+
         n = min(len(self.val.images), self.params.explain.val_images)
-        hits = {d: [] for d in DIMENSIONS}
+        answers, scores = [], []
         for start in range(0, n, 32):
             end = min(n, start + 32)
-            frame = self.val.frame.iloc[start:end]
-            answers, _ = explain_batch(model, self.texts, self.val.images[start:end], list(frame["prompt"]),
-                                       [QUESTIONS["all"]] * (end - start))
-            for text, (_, row) in zip(answers, frame.iterrows()):
-                stated = parse_grades(text)
-                for d in DIMENSIONS:
-                    hits[d].append(stated[d] == grade(row[d]))
-        out = {f"level_acc_{d}": float(np.mean(v)) for d, v in hits.items()}
-        out["score"] = float(np.mean(list(out.values())))
+            texts, s = explain_batch(model, self.texts, self.val.images[start:end],
+                                     list(self.val.frame["prompt"].iloc[start:end]), [QUESTIONS["all"]] * (end - start))
+            answers += texts
+            scores.append(s)
+        m = explanation_metrics(self.val.frame.iloc[:n], answers, np.concatenate(scores))
+        out = {f"level_acc_{d}": v for d, v in m["level_accuracy"].items()}
+        out.update({k: m[k] for k in ("rouge_l", "defect_mention_accuracy", "consistency") if m[k] is not None})
+        out["score"] = float(np.mean([*m["level_accuracy"].values(), m["rouge_l"]]))
         return out
 
 
@@ -192,7 +225,7 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
     scorer, tokenizer = load_scorer(Path(params.train.out_dir) / protocol / "best")
     config = explainer_config(scorer.config.preset, params.model.explainer)
     config.feedback, config.evidence = e.feedback, e.evidence
-    config.constrain_levels, config.constrain_defects = e.constrain_levels, e.constrain_defects
+    config.constrain_levels, config.constrain_reasons = e.constrain_levels, e.constrain_reasons
     seed_everything(params.seed + 1)
     model, lm_tokenizer = build_explainer(scorer, tokenizer, config)
     texts = Texts(tokenizer, lm_tokenizer, segmenter(scorer.config.text.get("segmenter", "rules")), config,
@@ -207,7 +240,7 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
     cfg = params.train.model_copy(update={"epochs": e.epochs, "steps_per_epoch": e.steps_per_epoch, "lr": e.lr,
                                           "warmup_steps": e.warmup_steps})
     tags = {"protocol": protocol, "stage": "explainer", "feedback": str(e.feedback), "evidence": str(e.evidence),
-            "constrain_levels": str(e.constrain_levels), "constrain_defects": str(e.constrain_defects)}
+            "constrain_levels": str(e.constrain_levels), "constrain_reasons": str(e.constrain_reasons)}
     with tracked_run(params, f"explainer-{protocol}", out_dir, resume, tags) as log:
         result = fit(model, task, cfg, out_dir, ckpt_dir, seed=params.seed + 1, resume=resume, on_best=on_best,
                      on_epoch_end=log)

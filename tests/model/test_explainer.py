@@ -128,33 +128,65 @@ def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_la
             else:
                 assert torch.isfinite(logits[row, allowed]) and torch.isinf(levels).sum() == 4
             assert torch.isfinite(logits[row, :5]).all() and torch.isfinite(logits[row, 10])  # other words stay free
+    # with intros, the level word must follow "the image <dimension> is" at once; elsewhere prose stays free
+    intros = ["the image quality is", "the image authenticity is", "the correspondence is"]
+    forced = LevelConstraint(scores, level_ids, decode, num_beams=2, intros=intros)
+    logits = forced(torch.tensor([said["quality"], said["authenticity"], said["quality"], [0, 2, 10, 4]]),
+                    torch.zeros(4, len(vocab)))
+    assert [torch.isfinite(row).nonzero().flatten().tolist() for row in logits[:3]] == [[7], [5], [9]]
+    assert torch.isfinite(logits[3, :5]).all() and torch.isinf(logits[3, [5, 6, 7, 8]]).all()  # "... blur is"
 
 
-def test_defect_constraint_lets_the_answer_name_only_the_stage1_defect() -> None:
-    from mint_iqa.models.explainer import DefectConstraint
+def test_complete_answer_ends_only_once_every_asked_dimension_is_stated() -> None:
+    from mint_iqa.models.explainer import CompleteAnswer
 
-    vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", ":", "motion", "blur",
-             "noise", "a", "duplicated", "smeared", "patch", "it"]
+    vocab = ["<eos>", "the", "image", "quality", "authenticity", "is", "fair", "."]
+    decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
+    done = CompleteAnswer([["the image quality is", "the image authenticity is"], ["the image quality is"], []],
+                          eos_id=0, decode=decode)
+    said = torch.tensor([[1, 2, 3, 5, 6, 7], [1, 2, 3, 5, 6, 7], [1, 2, 3, 5, 6, 7]])
+    logits = done(said, torch.zeros(3, len(vocab)))
+    assert torch.isinf(logits[0, 0]) and torch.isfinite(logits[1:, 0]).all()  # row 0 still owes authenticity
+    assert torch.isfinite(logits[:, 1:]).all()
+
+
+def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1() -> None:
+    from mint_iqa.models.explainer import ReasonConstraint
+    from mint_iqa.train.data import AUX_CLASSES
+    from mint_iqa.train.explainer import allowed_reasons
+
+    vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", "excellent", ":", "motion",
+             "blur", "noise", "noticeable", "and", "some", "details", "are", "lost", ".", "outline", "prompt",
+             "a", "duplicated", "patch", "smeared", "makes", "it", "look", "partly", "synthetic", "cat", "between", ""]
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
-    names = ["blur", "motion blur", "noise", "a duplicated patch", "a smeared region"]
-    targets = [{0: "motion blur", 1: "a duplicated patch"}, {0: "noise", 1: "a smeared region"}]
+    logits = torch.zeros(2, len(AUX_CLASSES))
+    logits[0, AUX_CLASSES.index("motion_blur")] = logits[0, AUX_CLASSES.index("duplicated_patch")] = 3.0
+    logits[1, AUX_CLASSES.index("noise")] = logits[1, AUX_CLASSES.index("smear")] = 3.0
+    allowed = allowed_reasons(torch.tensor([[3, 3, 3], [5, 3, 5]]), logits, AUX_CLASSES)
 
-    def allowed(text: str, row: int) -> torch.Tensor:
-        constraint = DefectConstraint(targets, names, vocab, decode, num_beams=2)  # rows 2b, 2b+1: image b
-        return torch.isfinite(constraint(torch.tensor([[v[w] for w in text.split()]] * 4), torch.zeros(4, 16))[row])
+    def words(allowed: torch.Tensor) -> set[str]:
+        return {vocab[i] for i in allowed.nonzero().flatten().tolist()}
 
-    ok = allowed("the image quality is fair :", 0)                 # image 0: motion blur
-    assert ok[[v["motion"], v["it"], v["the"]]].all()              # the stage-1 defect, or prose
-    assert not ok[[v["blur"], v["noise"], v["a"]]].any()           # any other defect name
-    ok = allowed("the image authenticity is fair : a", 1)          # image 0: a duplicated patch
-    assert ok[v["duplicated"]] and not ok[v["smeared"]]
-    ok = allowed("the image authenticity is fair : a", 2)          # image 1: a smeared region
-    assert ok[v["smeared"]] and not ok[v["duplicated"]]
-    ok = allowed("the image quality is fair :", 3)                 # image 1: noise
-    assert ok[[v["noise"], v["it"]]].all() and not ok[[v["a"], v["blur"], v["motion"]]].any()
-    assert allowed("the image correspondence is fair :", 3).all()  # no defect names for correspondence
-    assert allowed("the image quality is fair : motion blur", 0).all()  # name spelt: the rest is free
+    def ok(text: str, row: int) -> torch.Tensor:
+        constraint = ReasonConstraint(allowed, vocab, decode, num_beams=2)  # rows 2b, 2b+1: image b
+        return torch.isfinite(constraint(torch.tensor([[v[w] for w in text.split()]] * 4), torch.zeros(4, len(vocab)))[row])
+
+    head = "the image quality is fair :"
+    assert words(ok(head, 0)) == {"motion"} and not ok(head, 0)[v["."]]  # image 0: only the motion-blur template;
+    #          not another defect, the flawless or generic reason, prose, a colon, or an end ("": <eos>)
+    reason = head + " motion blur is noticeable and some details are"
+    assert ok(reason, 1)[v["lost"]] and not ok(reason, 1)[v["."]]
+    assert ok(reason + " lost", 1)[[v["."], v[""]]].all()    # complete: the sentence (or answer, "") may end
+    assert ok(reason + " lost .", 1).all()                   # finished: the next sentence is free
+    auth = "the image authenticity is fair : a"
+    assert ok(auth, 0)[v["duplicated"]] and not ok(auth, 0)[v["smeared"]]
+    assert ok(auth, 3)[v["smeared"]] and not ok(auth, 3)[v["duplicated"]]
+    assert ok("the correspondence between the image is fair :", 0).all()  # a mismatch is told in free words
+    corr = ok("the correspondence between the image is excellent :", 2)  # image 1: level 5
+    assert words(corr) == {"the"}                                       # "the image shows what the prompt asks for"
+    flawless = ok("the image quality is excellent :", 2)              # image 1: level 5 (its noise is ignored)
+    assert flawless[v["the"]] and not flawless[[v["noise"], v["motion"], v["some"]]].any()
 
 
 def test_defect_targets_take_the_top_class_of_each_family() -> None:
@@ -179,9 +211,10 @@ def test_assessor_saved_before_evidence_tokens_still_loads(tiny_scorer, tmp_path
     folder = save_assessor(model, tiny_scorer[1], tmp_path / "old")
     config_file = folder / "explainer" / "config.json"
     old = json.loads(config_file.read_text())
-    for key in ("evidence", "constrain_levels", "constrain_defects"):  # keys older folders do not have
+    for key in ("evidence", "constrain_levels", "constrain_reasons"):  # keys older folders do not have
         old.pop(key)
+    old["constrain_defects"] = False  # the name the reason constraint had in folders of one release
     config_file.write_text(json.dumps(old))
     again, _ = load_assessor(folder)
-    assert again.levels is None and not again.config.evidence
+    assert again.levels is None and not again.config.evidence and not again.config.constrain_reasons
     assert torch.equal(again.feedback.weight, model.feedback.weight)
