@@ -175,7 +175,7 @@ class ExplainConfig(Strict):
     evidence: bool = True                      # stage-1 level and defect-class tokens in the LM prefix
     level_weight: float = Field(1.0, ge=1.0)   # loss weight of the level words in the answers
     constrain_levels: bool = True              # answers may state only the stage-1 level of a dimension
-    constrain_reasons: bool = True             # answers may give only the reason fitting stage 1's level + defect
+    constrain_reasons: bool = True             # answers may give only the reason fitting stage 1's findings
     val_images: int = Field(96, ge=1)          # validation images answered per epoch (best-epoch choice)
     metrics: Path = Path("metrics/explainer.json")
     test_images: int | None = None             # test images explained by evaluation (None: all)

@@ -12,9 +12,9 @@ outright what stage 1 concluded: one token per dimension for the five-grade leve
 the words should state, so explanation and numbers agree) and one for the auxiliary head's
 distortion-class probabilities (which defect to name). Without them a small LM trained for minutes learns
 the language prior ("excellent") and ignores the visual prefix. Decoding can be constrained to state the
-stage-1 level (`LevelConstraint`) and give the reason that fits it (`ReasonConstraint`). The loss covers answer
-tokens only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper`
-preset (InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
+stage-1 level (`LevelConstraint`) and give the reason that fits it (`ReasonConstraint`). The loss covers
+answer tokens only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the
+`paper` preset (InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class LevelConstraint(LogitsProcessor):
             if dim is None:
                 continue
             keep = self.level_ids.get(int(self.grades[row // self.num_beams, dim]), [])
-            if self.intros and keep and text.rstrip().endswith(self.intros[dim]):  # "... quality is" -> its level
+            if self.intros and keep and text.rstrip().endswith(self.intros[dim]):  # "quality is" -> the level
                 kept = scores[row, keep].clone()
                 scores[row] = float("-inf")
                 scores[row, keep] = kept
@@ -128,12 +128,12 @@ class CompleteAnswer(LogitsProcessor):
 
 
 class ReasonConstraint(LogitsProcessor):
-    """Reason-constrained decoding: just after "<dimension> is <level>:", the answer may give only a reason that
-    fits stage 1 (`allowed[b][dim]`: for the templated answers of the proxy data, the template of the stage-1
-    level naming the defect stage 1 found), and may end the sentence only once that reason is complete. A
-    dimension without allowed reasons (a mismatch told in the model's own words) stays free, and so does
-    everything after the reason. Reasons are matched with whitespace removed, so any tokenisation works; a token
-    that decodes to nothing (end of sequence) counts as ending the sentence.
+    """Reason-constrained decoding: just after "<dimension> is <level>:", the answer may give only a reason
+    that fits stage 1 (`allowed[b][dim]`: for the templated answers of the proxy data, the template of the
+    stage-1 level naming the defect stage 1 found), and may end the sentence only once that reason is
+    complete. A dimension without allowed reasons (a mismatch told in the model's own words) stays free, and
+    so does everything after the reason. Reasons are matched with whitespace removed, so any tokenisation
+    works; a token that decodes to nothing (end of sequence) counts as ending the sentence.
 
     `token_text[t]` is token t's text. `cache` (banned tokens per spelling state) may be shared by every
     constraint over the same vocabulary, so each state is worked out once, not once per batch.
@@ -143,8 +143,10 @@ class ReasonConstraint(LogitsProcessor):
                  decode: Callable[[list[int]], str], num_beams: int = 1,
                  cache: dict[tuple[str, tuple[str, ...]], list[int]] | None = None):
         squeeze = self.squeeze
-        self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()} for row in allowed]
-        self.pieces = [(squeeze(t.split(".")[0]), "." in t or not t) for t in token_text]  # text before a full stop
+        self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()}
+                        for row in allowed]
+        # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>)
+        self.pieces = [(squeeze(t.split(".")[0]), "." in t or not t) for t in token_text]
         self.decode, self.num_beams = decode, num_beams
         self._banned = {} if cache is None else cache
 

@@ -77,7 +77,8 @@ class Texts:
         stage-1 level of each dimension its question (one of `QUESTIONS`) asks about before it ends, and no
         other level. `cfg.constrain_reasons`: the reason is the template of that level naming the defect stage
         1 found."""
-        asked = {text: [INTRO[d] for d in (DIMENSIONS if key == "all" else [key])] for key, text in QUESTIONS.items()}
+        asked = {text: [INTRO[d] for d in (DIMENSIONS if key == "all" else [key])]
+                 for key, text in QUESTIONS.items()}
 
         def build(stage1: Any) -> list[LogitsProcessor]:
             out: list[LogitsProcessor] = []
@@ -195,22 +196,24 @@ class ExplainerTask:
         return out.loss, {"loss": out.loss.item()}
 
     def validate(self, model: Any) -> dict[str, float]:
-        """Explanation metrics of the 'all three' answer on (up to `explain.val_images`) validation images. The
-        score that picks the best epoch adds ROUGE-L to the level accuracies: with constrained decoding the
-        level words follow stage 1 whatever the language model learnt, the rest of the answer does not."""
+        """Explanation metrics of the 'all three' answer on (up to `explain.val_images`) validation images.
+        The score that picks the best epoch adds ROUGE-L to the level accuracies: with constrained decoding
+        the level words follow stage 1 whatever the language model learnt, the rest of the answer does not."""
         from mint_iqa.evaluate import explanation_metrics
 
         n = min(len(self.val.images), self.params.explain.val_images)
         answers, scores = [], []
         for start in range(0, n, 32):
             end = min(n, start + 32)
-            texts, s = explain_batch(model, self.texts, self.val.images[start:end],
-                                     list(self.val.frame["prompt"].iloc[start:end]), [QUESTIONS["all"]] * (end - start))
+            prompts = list(self.val.frame["prompt"].iloc[start:end])
+            texts, s = explain_batch(model, self.texts, self.val.images[start:end], prompts,
+                                     [QUESTIONS["all"]] * (end - start))
             answers += texts
             scores.append(s)
         m = explanation_metrics(self.val.frame.iloc[:n], answers, np.concatenate(scores))
         out = {f"level_acc_{d}": v for d, v in m["level_accuracy"].items()}
-        out.update({k: m[k] for k in ("rouge_l", "defect_mention_accuracy", "consistency") if m[k] is not None})
+        out.update({k: m[k] for k in ("rouge_l", "defect_mention_accuracy", "consistency")
+                    if m[k] is not None})
         out["score"] = float(np.mean([*m["level_accuracy"].values(), m["rouge_l"]]))
         return out
 

@@ -142,8 +142,8 @@ def test_complete_answer_ends_only_once_every_asked_dimension_is_stated() -> Non
 
     vocab = ["<eos>", "the", "image", "quality", "authenticity", "is", "fair", "."]
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
-    done = CompleteAnswer([["the image quality is", "the image authenticity is"], ["the image quality is"], []],
-                          eos_id=0, decode=decode)
+    asked = [["the image quality is", "the image authenticity is"], ["the image quality is"], []]
+    done = CompleteAnswer(asked, eos_id=0, decode=decode)
     said = torch.tensor([[1, 2, 3, 5, 6, 7], [1, 2, 3, 5, 6, 7], [1, 2, 3, 5, 6, 7]])
     logits = done(said, torch.zeros(3, len(vocab)))
     assert torch.isinf(logits[0, 0]) and torch.isfinite(logits[1:, 0]).all()  # row 0 still owes authenticity
@@ -155,9 +155,10 @@ def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1
     from mint_iqa.train.data import AUX_CLASSES
     from mint_iqa.train.explainer import allowed_reasons
 
-    vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", "excellent", ":", "motion",
-             "blur", "noise", "noticeable", "and", "some", "details", "are", "lost", ".", "outline", "prompt",
-             "a", "duplicated", "patch", "smeared", "makes", "it", "look", "partly", "synthetic", "cat", "between", ""]
+    vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", "excellent", ":",
+             "motion", "blur", "noise", "noticeable", "and", "some", "details", "are", "lost", ".", "outline",
+             "prompt", "a", "duplicated", "patch", "smeared", "makes", "it", "look", "partly", "synthetic",
+             "cat", "between", ""]
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     logits = torch.zeros(2, len(AUX_CLASSES))
@@ -170,11 +171,13 @@ def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1
 
     def ok(text: str, row: int) -> torch.Tensor:
         constraint = ReasonConstraint(allowed, vocab, decode, num_beams=2)  # rows 2b, 2b+1: image b
-        return torch.isfinite(constraint(torch.tensor([[v[w] for w in text.split()]] * 4), torch.zeros(4, len(vocab)))[row])
+        ids = torch.tensor([[v[w] for w in text.split()]] * 4)
+        return torch.isfinite(constraint(ids, torch.zeros(4, len(vocab)))[row])
 
     head = "the image quality is fair :"
-    assert words(ok(head, 0)) == {"motion"} and not ok(head, 0)[v["."]]  # image 0: only the motion-blur template;
-    #          not another defect, the flawless or generic reason, prose, a colon, or an end ("": <eos>)
+    # image 0: only the motion-blur template; not another defect, the flawless or generic reason, prose,
+    # a colon, a full stop or an end ("": <eos>)
+    assert words(ok(head, 0)) == {"motion"}
     reason = head + " motion blur is noticeable and some details are"
     assert ok(reason, 1)[v["lost"]] and not ok(reason, 1)[v["."]]
     assert ok(reason + " lost", 1)[[v["."], v[""]]].all()    # complete: the sentence (or answer, "") may end
@@ -184,8 +187,8 @@ def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1
     assert ok(auth, 3)[v["smeared"]] and not ok(auth, 3)[v["duplicated"]]
     assert ok("the correspondence between the image is fair :", 0).all()  # a mismatch is told in free words
     corr = ok("the correspondence between the image is excellent :", 2)  # image 1: level 5
-    assert words(corr) == {"the"}                                       # "the image shows what the prompt asks for"
-    flawless = ok("the image quality is excellent :", 2)              # image 1: level 5 (its noise is ignored)
+    assert words(corr) == {"the"}                             # "the image shows what the prompt asks for"
+    flawless = ok("the image quality is excellent :", 2)      # image 1: level 5 (its noise is ignored)
     assert flawless[v["the"]] and not flawless[[v["noise"], v["motion"], v["some"]]].any()
 
 
