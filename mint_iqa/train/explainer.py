@@ -32,6 +32,7 @@ from mint_iqa.train.data import Split, TrainStream, loader, training_synthesiser
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
 KEYS = list(QUESTIONS)
+FAMILIES = {"quality": QUALITY, "authenticity": AUTHENTICITY}  # the dimensions whose reasons name a defect type
 WORD_GRADE = {word: g for g, word in GRADE_WORDS.items()}
 
 
@@ -81,17 +82,17 @@ class Texts:
                  for key, text in QUESTIONS.items()}
 
         def build(stage1: Any) -> list[LogitsProcessor]:
+            decode = shared_decode(self.lm_tok.decode)  # each constraint reads the same text at each step
             out: list[LogitsProcessor] = []
             if self.cfg.constrain_levels:
-                out.append(LevelConstraint(stage1.scores, self.level_ids, self.lm_tok.decode, num_beams,
+                out.append(LevelConstraint(stage1.scores, self.level_ids, decode, num_beams,
                                            intros=[INTRO[dim] for dim in DIMENSIONS]))
                 if questions is not None:
                     out.append(CompleteAnswer([asked.get(q, []) for q in questions], self.lm_tok.eos_id,
-                                              self.lm_tok.decode, num_beams))
+                                              decode, num_beams))
             if self.cfg.constrain_reasons:
                 allowed = allowed_reasons(score_grades(stage1.scores), stage1.aux_logits, aux_classes)
-                out.append(ReasonConstraint(allowed, self.token_text, self.lm_tok.decode, num_beams,
-                                            cache=self.reason_cache))
+                out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache))
             return out
         return build
 
@@ -114,17 +115,30 @@ class Texts:
         return [self.lm_tok.decode(row.tolist()) for row in ids]
 
 
+def shared_decode(decode: Callable[[list[int]], str]) -> Callable[[list[int]], str]:
+    """`decode`, remembered per token sequence: the constraints of one generation call decode each row's
+    answer once per step between them, not once each."""
+    seen: dict[tuple[int, ...], str] = {}
+
+    def cached(ids: list[int]) -> str:
+        key = tuple(ids)
+        if key not in seen:
+            seen[key] = decode(ids)
+        return seen[key]
+    return cached
+
+
 def defect_targets(aux_logits: torch.Tensor, aux_classes: list[str]) -> list[dict[int, str]]:
     """Per image, the defect name stage 1 finds most likely for quality and for authenticity: the top class of
     the auxiliary head among that family's distortion types."""
     out: list[dict[int, str]] = [{} for _ in range(aux_logits.shape[0])]
-    for dim, family in ((DIMENSIONS.index("quality"), QUALITY), (DIMENSIONS.index("authenticity"), AUTHENTICITY)):
-        columns = [i for i, name in enumerate(aux_classes) if name in family and name in DEFECT_NAMES]
+    for name, family in FAMILIES.items():
+        columns = [i for i, c in enumerate(aux_classes) if c in family and c in DEFECT_NAMES]
         if not columns:
             continue
         best = aux_logits[:, columns].argmax(dim=1).tolist()
         for row, k in enumerate(best):
-            out[row][dim] = DEFECT_NAMES[aux_classes[columns[k]]]
+            out[row][DIMENSIONS.index(name)] = DEFECT_NAMES[aux_classes[columns[k]]]
     return out
 
 
@@ -135,13 +149,12 @@ def allowed_reasons(grades: torch.Tensor, aux_logits: torch.Tensor | None,
     when the scorer has no defect head); for correspondence the flawless reason at level 5, and nothing below,
     where the answer describes the mismatch in its own words."""
     targets = defect_targets(aux_logits, aux_classes) if aux_logits is not None else [{}] * len(grades)
-    family = {"quality": QUALITY, "authenticity": AUTHENTICITY}
     out: list[dict[int, list[str]]] = []
     for row, target in zip(grades.tolist(), targets):
         allowed = {}
         for i, (dim, g) in enumerate(zip(DIMENSIONS, row)):
-            if dim in family:
-                names = [target[i]] if i in target else [DEFECT_NAMES[d] for d in family[dim]]
+            if dim in FAMILIES:
+                names = [target[i]] if i in target else [DEFECT_NAMES[d] for d in FAMILIES[dim]]
                 allowed[i] = reasons(dim, g, names)
             elif g == 5:
                 allowed[i] = reasons(dim, g, [])
