@@ -176,6 +176,7 @@ class ExplainConfig(Strict):
     level_weight: float = Field(1.0, ge=1.0)   # loss weight of the level words in the answers
     constrain_levels: bool = True              # answers may state only the stage-1 level of a dimension
     constrain_reasons: bool = True             # answers may give only the reason fitting stage 1's findings
+    fit_levels: bool = True                    # stage-1 score -> level cuts fit on the validation split
     val_images: int = Field(96, ge=1)          # validation images answered per epoch (best-epoch choice)
     metrics: Path = Path("metrics/explainer.json")
     test_images: int | None = None             # test images explained by evaluation (None: all)

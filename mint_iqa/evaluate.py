@@ -19,7 +19,7 @@ from mint_iqa.data import manifest
 from mint_iqa.data.splits import split_column
 from mint_iqa.inference import Scorer
 from mint_iqa.io import atomic_write, write_text
-from mint_iqa.metrics import agreement, srcc
+from mint_iqa.metrics import agreement, srcc, srcc_ceiling
 
 
 def predict_split(params: Params, protocol: str, split: str = "test") -> pd.DataFrame:
@@ -78,6 +78,7 @@ def evaluate(params: Params) -> dict[str, Any]:
         results[protocol] = {dim: agreement(ok[f"{dim}_pred"].to_numpy(), ok[dim].to_numpy(), cfg.bootstrap,
                                             params.seed) for dim in dims}
         details[protocol] = {"images": len(df), "failed": int((df["status"] != "ok").sum()),
+                             "srcc_ceiling": {dim: round(srcc_ceiling(ok[dim].to_numpy()), 4) for dim in dims},
                              "by_distortion": breakdown(ok) if "family" in ok else {}}
         Path(cfg.plots).mkdir(parents=True, exist_ok=True)
         scatter(ok, protocol, dims, Path(cfg.plots) / f"{protocol}.png")
@@ -118,21 +119,27 @@ def table(results: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------ stage 2: explanations
 
-def explanation_metrics(frame: pd.DataFrame, answers: list[str], scores: Any) -> dict[str, Any]:
+def explanation_metrics(frame: pd.DataFrame, answers: list[str], scores: Any,
+                        level_cuts: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """Level accuracy per dimension, defect mention, ROUGE-L / BLEU-4 against the reference answers, and
-    consistency: the level stated in words against the level implied by the stage-1 score."""
+    consistency: the level stated in words against the level the explainer reads from the stage-1 score
+    (`score_grades` with the explainer's `level_cuts`)."""
+    import torch
+
     from mint_iqa.data.answers import grade, parse_grades, split_answer
     from mint_iqa.data.degradations import DEFECT_NAMES
     from mint_iqa.metrics import bleu4, rouge_l
+    from mint_iqa.models.explainer import score_grades
 
     level: dict[str, list[bool]] = {d: [] for d in DIMENSIONS}
     consistent, mentions = [], []
-    for text, score, (_, row) in zip(answers, scores, frame.iterrows()):
+    implied = score_grades(torch.as_tensor(np.asarray(scores, dtype=np.float32)), level_cuts).tolist()
+    for text, levels, (_, row) in zip(answers, implied, frame.iterrows()):
         stated = parse_grades(text)
         for i, dim in enumerate(DIMENSIONS):
             level[dim].append(stated[dim] == grade(row[dim]))
             if stated[dim] is not None:
-                consistent.append(stated[dim] == grade(min(1.0, max(0.0, float(score[i])))))
+                consistent.append(stated[dim] == levels[i])
         if row["family"] in ("quality", "authenticity") and row[row["family"]] < 0.8:  # a visible defect
             part = split_answer(text)[row["family"]].lower()
             named = {d for d, phrase in DEFECT_NAMES.items() if phrase in part}
@@ -171,7 +178,8 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
                                      [QUESTIONS["all"]] * len(chunk), params.explain.num_beams)
             answers += texts
             scores.append(s)
-        results[protocol] = explanation_metrics(df, answers, np.concatenate(scores))
+        results[protocol] = explanation_metrics(df, answers, np.concatenate(scores),
+                                                assessor.explainer.config.level_cuts)
         examples[protocol] = [{"image": row["image"], "prompt": row["prompt"], "reference": row["answer_all"],
                                "generated": text} for text, (_, row) in list(zip(answers, df.iterrows()))[:12]]
         _log_explainer(params, protocol, results[protocol])

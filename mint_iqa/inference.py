@@ -54,6 +54,47 @@ def fit_calibration(pred: np.ndarray, labels: np.ndarray) -> dict[str, list[floa
     return out
 
 
+def _accuracy_cuts(x: np.ndarray, g: np.ndarray, grades: int = 5) -> list[float]:
+    """The `grades - 1` increasing thresholds on `x` that grade the most items right (`g`: 1 ... grades),
+    by dynamic programming over the sorted scores; each threshold lies halfway between two neighbours (one
+    below or above all of them where a grade gets no item)."""
+    order = np.argsort(x, kind="stable")
+    xs, n = x[order], len(x)
+    right = np.concatenate([np.zeros((grades, 1)), np.cumsum([g[order] == k for k in range(1, grades + 1)], 1)], 1)
+    best, split = right[0].copy(), np.zeros((grades, n + 1), dtype=int)
+    for k in range(1, grades):  # best[i]: most right among the first i items with grades 1 ... k + 1
+        gain = best - right[k]  # items before j graded <= k, items j ... i - 1 graded k + 1
+        split[k] = [int(np.argmax(gain[: i + 1])) for i in range(n + 1)]
+        best = gain[split[k]] + right[k]
+    cuts, i = [], n
+    for k in range(grades - 1, 0, -1):
+        i = split[k][i]
+        cuts.append(xs[0] - 1.0 if i == 0 else xs[-1] + 1.0 if i == n else (xs[i - 1] + xs[i]) / 2)
+    return [float(c) for c in cuts[::-1]]
+
+
+def fit_level_cuts(pred: np.ndarray, labels: np.ndarray, min_items: int = 50, seed: int = 0) -> dict[str, list[float]]:
+    """Per dimension, the four stage-1 score thresholds between the five levels that state the level of the
+    most validation images right. The label cuts (0.2 ... 0.8) assume the head's outputs sit on the label
+    scale; a head that scores flawless images 0.85 +- 0.04 would call many of them "good". Fitted cuts are
+    kept only where they also win on held-out images (two-fold: fit on one half of the validation images,
+    count on the other, and back); elsewhere, and below `min_items` labels, the label cuts stay."""
+    from mint_iqa.data.answers import grade
+
+    out = {}
+    for i, dim in enumerate(DIMENSIONS):
+        known = ~np.isnan(labels[:, i]) & (labels[:, i] >= 0)
+        if known.sum() < min_items:
+            continue
+        x, g = pred[known, i], np.array([grade(v) for v in labels[known, i]])
+        half = np.random.default_rng(seed).permutation(len(x)) % 2 == 0
+        held_out = sum(int((1 + np.searchsorted(_accuracy_cuts(x[~fold], g[~fold]), x[fold], side="right")
+                            == g[fold]).sum()) for fold in (half, ~half))
+        if held_out > int((np.array([grade(v) for v in x]) == g).sum()):
+            out[dim] = _accuracy_cuts(x, g)
+    return out
+
+
 def check_scale(scale: str) -> None:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")

@@ -34,9 +34,13 @@ from mint_iqa.models.scorer import MintScorer, ScorerOutput
 GRADES = 5
 
 
-def score_grades(scores: torch.Tensor) -> torch.Tensor:
-    """Five-grade levels (1 ... 5) of [0, 1] scores, as `data.answers.grade` cuts labels."""
-    return (scores.float().clamp(0, 1) * GRADES).floor().clamp(max=GRADES - 1).long() + 1
+def score_grades(scores: torch.Tensor, cuts: dict[str, list[float]] | None = None) -> torch.Tensor:
+    """Five-grade levels (1 ... 5) of stage-1 scores (B, 3). A dimension in `cuts` is cut at its four
+    thresholds (a score at or above the k-th reaches grade k + 1); any other at 0.2 / 0.4 / 0.6 / 0.8, as
+    `data.answers.grade` cuts labels."""
+    cuts = cuts or {}
+    edges = torch.tensor([cuts.get(d, [k / GRADES for k in range(1, GRADES)]) for d in DIMENSIONS])
+    return 1 + (scores.float()[..., None] >= edges.to(scores.device)).sum(-1)
 
 
 @dataclass
@@ -50,6 +54,7 @@ class ExplainerConfig:
                                   # turn it on; False reads folders saved before it existed)
     constrain_levels: bool = True  # decoding may state only the stage-1 level of each dimension
     constrain_reasons: bool = True  # decoding may give only the reason that fits the stage-1 level and defect
+    level_cuts: dict[str, list[float]] = field(default_factory=dict)  # stage-1 score -> level (`score_grades`)
     max_instruction_tokens: int = 64
     max_answer_tokens: int = 96
 
@@ -81,9 +86,9 @@ class LevelConstraint(LogitsProcessor):
     its level, e.g. "the image quality is"), the level word must also follow that phrase at once. The rest
     of the sentence is free; it follows the level."""
 
-    def __init__(self, scores: torch.Tensor, level_ids: dict[int, list[int]], decode: Callable[[list[int]], str],
+    def __init__(self, grades: torch.Tensor, level_ids: dict[int, list[int]], decode: Callable[[list[int]], str],
                  num_beams: int = 1, intros: list[str] | None = None):
-        self.grades = score_grades(scores)  # (B, 3)
+        self.grades = grades  # (B, 3) stage-1 levels, 1 ... 5
         self.level_ids, self.decode, self.num_beams = level_ids, decode, num_beams
         self.all_ids = sorted({i for ids in level_ids.values() for i in ids})
         self.intros = [i.lower() for i in intros] if intros else None
@@ -208,9 +213,9 @@ class MintExplainer(nn.Module):
         return self
 
     def evidence(self, stage1: ScorerOutput) -> torch.Tensor:
-        """Evidence tokens (B, 3 or 4, D): per dimension, the embedding of its grade (score in [0, 1] cut into
-        five equal bins, as `data.answers.grade` does); then the distortion-class probabilities, projected."""
-        grades = score_grades(stage1.scores) - 1
+        """Evidence tokens (B, 3 or 4, D): per dimension, the embedding of its stage-1 level (`score_grades`);
+        then the distortion-class probabilities, projected."""
+        grades = score_grades(stage1.scores, self.config.level_cuts) - 1
         tokens = [self.levels(grades + GRADES * torch.arange(len(DIMENSIONS), device=grades.device))]
         if self.defects is not None:
             probs = stage1.aux_logits.float().softmax(-1).to(self.defects.weight.dtype)

@@ -24,7 +24,7 @@ from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons
 from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
 from mint_iqa.models.explainer import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
-from mint_iqa.inference import to_tensor
+from mint_iqa.inference import fit_level_cuts, score_arrays, to_tensor
 from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
 from mint_iqa.models.text import segmenter
@@ -83,15 +83,16 @@ class Texts:
 
         def build(stage1: Any) -> list[LogitsProcessor]:
             decode = shared_decode(self.lm_tok.decode)  # each constraint reads the same text at each step
+            grades = score_grades(stage1.scores, self.cfg.level_cuts)
             out: list[LogitsProcessor] = []
             if self.cfg.constrain_levels:
-                out.append(LevelConstraint(stage1.scores, self.level_ids, decode, num_beams,
+                out.append(LevelConstraint(grades, self.level_ids, decode, num_beams,
                                            intros=[INTRO[dim] for dim in DIMENSIONS]))
                 if questions is not None:
                     out.append(CompleteAnswer([asked.get(q, []) for q in questions], self.lm_tok.eos_id,
                                               decode, num_beams))
             if self.cfg.constrain_reasons:
-                allowed = allowed_reasons(score_grades(stage1.scores), stage1.aux_logits, aux_classes)
+                allowed = allowed_reasons(grades, stage1.aux_logits, aux_classes)
                 out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache))
             return out
         return build
@@ -186,11 +187,9 @@ def pick_question(pick: int, labels: list[float]) -> str:
 
 
 class ExplainerTask:
-    def __init__(self, params: Params, protocol: str, texts: Texts):
-        self.params, self.protocol, self.cfg, self.texts = params, protocol, params.train, texts
-        prepared = Path(params.prepare.out_dir)
-        self.fixed = Split.load(prepared, protocol, "train")
-        self.val = Split.load(prepared, protocol, "val")
+    def __init__(self, params: Params, protocol: str, texts: Texts, val: Split):
+        self.params, self.protocol, self.cfg, self.texts, self.val = params, protocol, params.train, texts, val
+        self.fixed = Split.load(Path(params.prepare.out_dir), protocol, "train")
         self.synth = training_synthesiser(params, self.fixed, protocol)
 
     def batches(self, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
@@ -223,7 +222,7 @@ class ExplainerTask:
                                      [QUESTIONS["all"]] * (end - start))
             answers += texts
             scores.append(s)
-        m = explanation_metrics(self.val.frame.iloc[:n], answers, np.concatenate(scores))
+        m = explanation_metrics(self.val.frame.iloc[:n], answers, np.concatenate(scores), model.config.level_cuts)
         out = {f"level_acc_{d}": v for d, v in m["level_accuracy"].items()}
         out.update({k: m[k] for k in ("rouge_l", "defect_mention_accuracy", "consistency")
                     if m[k] is not None})
@@ -242,11 +241,15 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
     config = explainer_config(scorer.config.preset, params.model.explainer)
     config.feedback, config.evidence = e.feedback, e.evidence
     config.constrain_levels, config.constrain_reasons = e.constrain_levels, e.constrain_reasons
+    val = Split.load(Path(params.prepare.out_dir), protocol, "val")
+    if e.fit_levels:  # where stage 1's scores turn into level words: cuts that fit its validation outputs
+        pred = score_arrays(scorer, tokenizer, val.images, list(val.frame["prompt"]), params.evaluate.batch_size)
+        config.level_cuts = fit_level_cuts(pred, val.labels())
     seed_everything(params.seed + 1)
     model, lm_tokenizer = build_explainer(scorer, tokenizer, config)
     texts = Texts(tokenizer, lm_tokenizer, segmenter(scorer.config.text.get("segmenter", "rules")), config,
                   e.level_weight)
-    task = ExplainerTask(params, protocol, texts)
+    task = ExplainerTask(params, protocol, texts, val)
     best_dir = out_dir / "best"
 
     def on_best(module: Any, epoch: int) -> None:
@@ -256,7 +259,8 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
     cfg = params.train.model_copy(update={"epochs": e.epochs, "steps_per_epoch": e.steps_per_epoch, "lr": e.lr,
                                           "warmup_steps": e.warmup_steps})
     tags = {"protocol": protocol, "stage": "explainer", "feedback": str(e.feedback), "evidence": str(e.evidence),
-            "constrain_levels": str(e.constrain_levels), "constrain_reasons": str(e.constrain_reasons)}
+            "constrain_levels": str(e.constrain_levels), "constrain_reasons": str(e.constrain_reasons),
+            "fit_levels": str(e.fit_levels)}
     with tracked_run(params, f"explainer-{protocol}", out_dir, resume, tags) as log:
         result = fit(model, task, cfg, out_dir, ckpt_dir, seed=params.seed + 1, resume=resume, on_best=on_best,
                      on_epoch_end=log)

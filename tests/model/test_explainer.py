@@ -108,14 +108,14 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
 
 
 def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_last() -> None:
-    from mint_iqa.models.explainer import LevelConstraint
+    from mint_iqa.models.explainer import LevelConstraint, score_grades
 
     vocab = ["the", "image", "quality", "authenticity", "is", "excellent", "good", "fair", "poor", "bad", "blur"]
     level_ids = {5: [5], 4: [6], 3: [7], 2: [8], 1: [9]}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     # stage 1: image 0 has quality 0.5 (fair) and authenticity 0.95 (excellent); image 1 quality 0.1 (bad)
-    scores = torch.tensor([[0.5, 0.95, 0.9], [0.1, 0.9, 0.9]])
-    constraint = LevelConstraint(scores, level_ids, decode, num_beams=2)
+    grades = score_grades(torch.tensor([[0.5, 0.95, 0.9], [0.1, 0.9, 0.9]]))
+    constraint = LevelConstraint(grades, level_ids, decode, num_beams=2)
     said = {"quality": [0, 1, 2, 4], "authenticity": [0, 1, 3, 4], "nothing yet": [0, 1, 1, 0]}
     for rows, expected in ((["quality", "quality", "quality", "nothing yet"], [7, 7, 9, None]),
                            (["authenticity", "quality", "authenticity", "quality"], [5, 7, 5, 9])):
@@ -130,11 +130,46 @@ def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_la
             assert torch.isfinite(logits[row, :5]).all() and torch.isfinite(logits[row, 10])  # other words stay free
     # with intros, the level word must follow "the image <dimension> is" at once; elsewhere prose stays free
     intros = ["the image quality is", "the image authenticity is", "the correspondence is"]
-    forced = LevelConstraint(scores, level_ids, decode, num_beams=2, intros=intros)
+    forced = LevelConstraint(grades, level_ids, decode, num_beams=2, intros=intros)
     logits = forced(torch.tensor([said["quality"], said["authenticity"], said["quality"], [0, 2, 10, 4]]),
                     torch.zeros(4, len(vocab)))
     assert [torch.isfinite(row).nonzero().flatten().tolist() for row in logits[:3]] == [[7], [5], [9]]
     assert torch.isfinite(logits[3, :5]).all() and torch.isinf(logits[3, [5, 6, 7, 8]]).all()  # "... blur is"
+
+
+def test_score_grades_label_cuts_and_fitted_cuts() -> None:
+    from mint_iqa.models.explainer import score_grades
+
+    scores = torch.tensor([[0.0, 0.19, 0.2], [0.79, 0.8, 1.0]])
+    assert score_grades(scores).tolist() == [[1, 1, 2], [4, 5, 5]]  # as data.answers.grade cuts labels
+    cuts = {"quality": [0.1, 0.3, 0.5, 0.7]}  # fitted for quality only: the others keep the label cuts
+    assert score_grades(scores, cuts).tolist() == [[1, 1, 2], [5, 5, 5]]
+
+
+def test_fitted_level_cuts_state_more_validation_levels_right() -> None:
+    """A head that scores flawless images 0.85 +- 0.04 is often called "good" under the label cuts;
+    cuts fit on validation outputs fix that and carry over to fresh images from the same head."""
+    import numpy as np
+
+    from mint_iqa.data.answers import grade
+    from mint_iqa.inference import fit_level_cuts
+    from mint_iqa.models.explainer import score_grades
+
+    def head(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        labels = np.where(rng.random(n) < 0.7, 0.9, rng.uniform(0.1, 0.8, n))
+        pred = np.where(labels == 0.9, rng.normal(0.85, 0.04, n), labels * 0.9 + rng.normal(0, 0.05, n))
+        return np.stack([pred] * 3, 1).astype(np.float32), np.stack([labels] * 3, 1)
+
+    cuts = fit_level_cuts(*head(300, 0))
+    assert list(cuts) == ["quality", "authenticity", "correspondence"] and all(np.diff(cuts["quality"]) >= 0)
+    pred, labels = head(1000, 1)
+    truth = np.array([grade(v) for v in labels[:, 0]])
+    accuracy = [(score_grades(torch.from_numpy(pred), c)[:, 0].numpy() == truth).mean() for c in (None, cuts)]
+    assert accuracy[1] > accuracy[0] + 0.05  # 0.92 vs 0.86 here
+    assert fit_level_cuts(*head(20, 0)) == {}  # too few validation labels: the label cuts stay
+    _, labels = head(300, 2)
+    assert fit_level_cuts(labels.astype(np.float32), labels) == {}  # a head on the label scale: nothing to win
 
 
 def test_complete_answer_ends_only_once_every_asked_dimension_is_stated() -> None:
