@@ -1,8 +1,9 @@
 """Inference core: load a trained scorer once, score many (image, prompt) pairs in batches.
 
-Images are decoded by a thread pool while the model runs (Pillow releases the GIL while decoding),
-so both cores work. A bad image or prompt never stops a batch: its row gets NaN scores and a status
-message.
+Scoring runs in `workers` threads, each decoding a batch and passing it through the model with its
+share of the CPU's threads (Pillow and torch release the GIL), so decoding overlaps the model and a
+model on one thread per core wastes no time synchronising. A bad image or prompt never stops a batch:
+its row gets NaN scores and a status message.
 
 **Score scale.** By default scores are on a calibrated 1-5 MOS-like scale (5 = pristine / fully
 faithful to the prompt): the heads are trained towards labels in [0, 1], and after training a
@@ -13,8 +14,10 @@ without a fitted calibration uses the identity on [0, 1]. `scale="raw"` returns 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ from mint_iqa.progress import progress
 
 OK = "ok"
 SCALES = ("mos", "raw")
+_SHARE_LOCK = threading.Lock()
+_SHARE = {"active": 0, "before": 1}  # concurrent `Scorer.score` calls and torch's thread count before them
 MAX_PROMPT_CHARS = 2000
 
 
@@ -152,7 +157,7 @@ class Scorer:
     input_size: int = 256
     max_pixels: int = DEFAULT_MAX_PIXELS
     dtype: torch.dtype = torch.float32
-    workers: int = 2  # decoding threads running beside the model
+    workers: int = 2  # threads that each decode a batch and score it
     micro_batch: int = 8  # images per forward pass: small batches stay in cache (faster per image on CPU)
 
     @classmethod
@@ -184,17 +189,34 @@ class Scorer:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images))
 
-    def _batches(self, images: Sequence[ImageInput], batch_size: int) -> Iterator[list[np.ndarray | str]]:
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            decoded = pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images)
-            batch: list[np.ndarray | str] = []
-            for item in decoded:
-                batch.append(item)
-                if len(batch) == batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+    def _score_batch(self, images: Sequence[ImageInput], prompts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Status ('ok' or the reason) per item, and raw scores (one row per 'ok' item, in order)."""
+        batch = screen([_decode(it, self.input_size, self.max_pixels) for it in images], prompts)
+        good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
+        if not good:
+            return list(batch), np.zeros((0, len(DIMENSIONS)))
+        scores = self.forward_batch([batch[i] for i in good], [prompts[i] for i in good])
+        return [OK if i in good else item for i, item in enumerate(batch)], scores
+
+    @contextmanager
+    def _cpu_share(self) -> Iterator[None]:
+        """On CPU, each worker's model calls get threads // workers intra-op threads. torch's thread count
+        is process-wide: the first of any concurrent `score` calls lowers it, the last one restores it."""
+        if self.device.type != "cpu" or self.workers <= 1:
+            yield
+            return
+        with _SHARE_LOCK:
+            if _SHARE["active"] == 0:
+                _SHARE["before"] = torch.get_num_threads()
+                torch.set_num_threads(max(1, _SHARE["before"] // self.workers))
+            _SHARE["active"] += 1
+        try:
+            yield
+        finally:
+            with _SHARE_LOCK:
+                _SHARE["active"] -= 1
+                if _SHARE["active"] == 0:
+                    torch.set_num_threads(_SHARE["before"])
 
     def score(self, images: Sequence[ImageInput], prompts: Sequence[str] | str, batch_size: int = 32,
               show_progress: bool = True, scale: str = "mos") -> pd.DataFrame:
@@ -206,18 +228,16 @@ class Scorer:
         self.model.eval()
         rows: list[dict[str, Any]] = []
         bar = progress(total=len(images), desc="scoring", unit="img", disable=not show_progress or len(images) < 64)
-        for batch in self._batches(images, batch_size):
-            start = len(rows)
-            batch = screen(batch, prompts[start:start + len(batch)])
-            good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
-            scores = self.forward_batch([batch[i] for i in good], [prompts[start + i] for i in good]) if good else []
-            by_index = dict(zip(good, to_scale(scores, self.calibration, scale) if good else []))
-            for i, item in enumerate(batch):
-                if i in by_index:
-                    rows.append({**dict(zip(DIMENSIONS, map(float, by_index[i]))), "status": OK})
-                else:
-                    rows.append({**{d: np.nan for d in DIMENSIONS}, "status": item})
-            bar.update(len(batch))
+        starts = range(0, len(images), batch_size)
+        with self._cpu_share(), ThreadPoolExecutor(max_workers=self.workers) as pool:
+            done = pool.map(lambda i: self._score_batch(images[i:i + batch_size], prompts[i:i + batch_size]),
+                            starts)
+            for statuses, raw in done:  # in input order
+                scores = iter(to_scale(raw, self.calibration, scale))
+                for status in statuses:
+                    values = map(float, next(scores)) if status == OK else [np.nan] * len(DIMENSIONS)
+                    rows.append({**dict(zip(DIMENSIONS, values)), "status": status})
+                bar.update(len(statuses))
         bar.close()
         return pd.DataFrame(rows, columns=[*DIMENSIONS, "status"])
 

@@ -22,8 +22,12 @@ CORPUS = ["content: a tabby cat | style: a photo | scene: on a sofa, soft light"
 
 @pytest.fixture
 def tiny_scorer():
+    """A randomly initialised tiny scorer, the same whichever tests ran before (seeded)."""
+    import torch
+
     from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
 
+    torch.manual_seed(0)
     config = preset_config("tiny", TINY)
     tokenizer = build_tokenizer(config.text, corpus=CORPUS)
     return build_scorer(config, tokenizer=tokenizer)

@@ -25,6 +25,38 @@ def test_scorer_api_batches_and_keeps_order(scorer_dir: Path, folder: Path) -> N
         scorer.score(files[:2], ["a", "b", "c"])
 
 
+def test_workers_share_the_cpu_and_give_the_same_scores(scorer_dir: Path, folder: Path) -> None:
+    """Two workers (each decoding and scoring its own batches on one torch thread) give the scores one worker
+    gives, in input order with failures in place; concurrent calls leave torch's thread count as it was."""
+    import threading
+
+    import torch
+
+    files = [folder / "ok0.png", folder / "corrupt.png", *(folder / f"ok{i}.png" for i in range(1, 5))]
+    one = Scorer.load(scorer_dir, input_size=64)
+    one.workers = 1
+    two = Scorer.load(scorer_dir, input_size=64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        expected = one.score(files, "a photo of a cat", batch_size=2)
+        results: list[pd.DataFrame] = []
+        threads = [threading.Thread(target=lambda: results.append(two.score(files, "a photo of a cat", batch_size=2)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(results) == 3
+    for got in results:
+        assert list(got["status"]) == list(expected["status"]) and "truncated" in got["status"][1]
+        np.testing.assert_allclose(got[["quality", "authenticity", "correspondence"]].to_numpy(),
+                                   expected[["quality", "authenticity", "correspondence"]].to_numpy(), atol=1e-5)
+
+
 def test_cli_score_manifest_with_bad_rows(scorer_dir: Path, folder: Path, tmp_path: Path) -> None:
     rows = [("images/ok0.png", "a cat"), ("images/corrupt.png", "a cat"), ("images/ok1.png", "a rocket"),
             ("images/missing.png", "x"), ("../outside.png", "y"), ("images/ok2.png", "")]
