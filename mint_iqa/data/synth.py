@@ -57,7 +57,9 @@ def recolour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class Synthesiser:
     """`out_size` < `cfg.image_size` renders a window of what a full `image_size` sample would show, at the
     same pixel scale (training crops: four times cheaper, and the label stays true because the defect
-    is rendered inside the window)."""
+    is rendered inside the window). Local defects are sized as fractions of the window, so a 128-px
+    window's warp or cloned patch is half as wide in pixels as a full image's; sizing them to the full
+    frame instead was measured and did not help (single runs, demo budget)."""
 
     def __init__(self, references: list[tuple[Reference, np.ndarray]], cfg: PrepareConfig,
                  out_size: int | None = None, augment: bool = False):
