@@ -131,7 +131,10 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
         if getattr(img, "is_animated", False):
             img.seek(0)
         img.load()
-        img = ImageOps.exif_transpose(img)
+        if img is item:  # the caller's image: turned upright in a copy, never in place
+            img = ImageOps.exif_transpose(img)
+        else:  # decoded here: in place (no copy of the pixels)
+            ImageOps.exif_transpose(img, in_place=True)
         return _to_rgb(img)
     except ImageError:
         raise

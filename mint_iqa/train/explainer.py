@@ -24,7 +24,7 @@ from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons
 from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
 from mint_iqa.models.explainer import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
-from mint_iqa.inference import fit_level_cuts, score_arrays, to_tensor
+from mint_iqa.inference import fit_level_cuts, score_arrays, to_batch
 from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
 from mint_iqa.models.text import segmenter
@@ -168,7 +168,7 @@ def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: l
     """Generated answers and the stage-1 scores for a batch of uint8 images."""
     enc = texts.encode(prompts, questions)
     weight = next(model.parameters())
-    x = torch.stack([to_tensor(i) for i in images]).to(weight.device, weight.dtype)
+    x = to_batch(images).to(weight.device, weight.dtype)
     tok = texts.lm_tok
     constraint = texts.constraint(num_beams, model.scorer.config.aux_classes, questions)
     ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,

@@ -57,6 +57,26 @@ def test_workers_share_the_cpu_and_give_the_same_scores(scorer_dir: Path, folder
                                    expected[["quality", "authenticity", "correspondence"]].to_numpy(), atol=1e-5)
 
 
+def test_tower_micro_batches_give_the_scores_of_one_pass_per_image(scorer_dir: Path, folder: Path) -> None:
+    """`forward_batch` runs the tower a few images at a time and the Q-Former once over the whole batch
+    (prompts of different lengths padded together): each row equals a plain model call on that image alone."""
+    import torch
+
+    from mint_iqa.inference import to_batch
+
+    scorer = Scorer.load(scorer_dir, input_size=64)
+    scorer.micro_batch = 2
+    images = scorer.decode([folder / f"ok{i}.png" for i in range(5)])
+    prompts = ["a cat", "a red rocket on a launch pad at dusk, oil painting, wide shot", "fog", "a dog", "a tree"]
+    got = scorer.forward_batch(images, prompts)
+    assert got.shape == (5, 3)
+    with torch.no_grad():
+        for image, prompt, row in zip(images, prompts, got):
+            enc = scorer.tokenizer([scorer.segment(prompt)])
+            alone = scorer.model(to_batch([image]), enc["input_ids"], enc["attention_mask"]).scores[0].numpy()
+            np.testing.assert_allclose(row, alone, atol=1e-5)
+
+
 def test_cli_score_manifest_with_bad_rows(scorer_dir: Path, folder: Path, tmp_path: Path) -> None:
     rows = [("images/ok0.png", "a cat"), ("images/corrupt.png", "a cat"), ("images/ok1.png", "a rocket"),
             ("images/missing.png", "x"), ("../outside.png", "y"), ("images/ok2.png", "")]
