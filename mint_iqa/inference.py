@@ -163,7 +163,7 @@ class Scorer:
     max_pixels: int = DEFAULT_MAX_PIXELS
     dtype: torch.dtype = torch.float32
     workers: int = 2  # threads that each decode a batch and score it
-    micro_batch: int = 4  # images per vision-tower pass: their activations stay in cache (faster per image on CPU)
+    micro_batch: int = 4  # images per vision-tower pass on CPU: activations stay in cache (faster per image)
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu", input_size: int = 256,
@@ -185,9 +185,9 @@ class Scorer:
         enc = self.tokenizer([self.segment(p) for p in prompts])
         x = to_batch(images).to(self.device, self.dtype)
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
-        # The tower runs on micro-batches (its activations stay in cache); the Q-Former and heads, many
-        # small matrix products, run once on the whole batch.
-        step = self.micro_batch
+        # On CPU the tower runs on micro-batches (its activations stay in cache); the Q-Former and heads,
+        # many small matrix products, run once on the whole batch. An accelerator takes the batch whole.
+        step = self.micro_batch if self.device.type == "cpu" else len(x)
         feats = torch.cat([self.model.features(x[i:i + step]) for i in range(0, len(x), step)])
         return self.model(x, ids, mask, feats=feats).scores.float().cpu().numpy()
 
