@@ -132,11 +132,6 @@ def check_prompt(prompt: object) -> str | None:
     return None
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 -> float (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.array(img, dtype=np.float32, copy=True)).permute(2, 0, 1).div_(255.0)
-
-
 def to_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 HxWx3 images of one size -> float (B, 3, H, W) in [0, 1] (transposed while still 1 byte a value)."""
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)

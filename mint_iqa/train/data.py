@@ -16,7 +16,7 @@ from mint_iqa.config import DIMENSIONS
 from mint_iqa.data import degradations, manifest
 from mint_iqa.data.splits import split_column
 from mint_iqa.data.synth import Synthesiser
-from mint_iqa.inference import to_tensor
+from mint_iqa.inference import to_batch
 from mint_iqa.io import load_image
 
 AUX_CLASSES = ["none", *degradations.QUALITY, *degradations.AUTHENTICITY, "mismatch"]
@@ -101,7 +101,7 @@ class TrainStream(Dataset):
         item = self._cache[i]
         image = np.rot90(item["image"], k=view % 4) if view else item["image"]
         image = image[:, ::-1] if view >= 4 else image
-        return {**item, "image": to_tensor(image)}
+        return {**item, "image": to_batch([image])[0]}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
