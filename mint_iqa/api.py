@@ -25,8 +25,8 @@ import torch
 
 from mint_iqa.assess import Assessor
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.inference import OK, Scorer
-from mint_iqa.io import ImageInput
+from mint_iqa.inference import Scorer
+from mint_iqa.io import OK, ImageInput
 
 DEFAULT_MODELS = ("artifacts/explainer/paper/best", "artifacts/scorer/paper/best")
 RANK_KEYS = ("overall", *DIMENSIONS)

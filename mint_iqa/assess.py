@@ -13,8 +13,8 @@ import torch
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data.answers import QUESTIONS, split_answer
-from mint_iqa.inference import OK, Scorer, check_prompt, screen, to_scale
-from mint_iqa.io import ImageInput
+from mint_iqa.inference import Scorer, check_prompt, screen, to_scale
+from mint_iqa.io import OK, ImageInput
 from mint_iqa.models.registry import load_assessor
 from mint_iqa.models.text import segmenter
 from mint_iqa.train.explainer import Texts, explain_batch

@@ -27,13 +27,12 @@ import pandas as pd
 import torch
 
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.io import DEFAULT_MAX_PIXELS, ImageError, ImageInput, load_image
+from mint_iqa.io import DEFAULT_MAX_PIXELS, OK, ImageError, ImageInput, load_image
 from mint_iqa.metrics import apply_logistic, logistic_params
 from mint_iqa.models.registry import load_scorer
 from mint_iqa.models.text import segmenter
 from mint_iqa.progress import progress
 
-OK = "ok"
 SCALES = ("mos", "raw")
 _SHARE_LOCK = threading.Lock()
 _SHARE = {"active": 0, "before": 1}  # concurrent `Scorer.score` calls and torch's thread count before them

@@ -32,6 +32,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
+OK = "ok"  # the status of an item that was scored; any other status says why it was not
 
 
 class ImageError(ValueError):

@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.inference import OK
-from mint_iqa.io import atomic_write, confined
+from mint_iqa.io import OK, atomic_write, confined
 
 OUTPUT_COLUMNS = ["image", "prompt", *DIMENSIONS, "status"]
 FORMATS = (".csv", ".json", ".parquet")

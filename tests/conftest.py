@@ -22,6 +22,16 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs two xdist workers (`--dist loadgroup`). The pipeline tests share session fixtures (a
+    reproduced project, trained assessors), so they form one group that runs on one worker. They and the
+    service stack are the longest units: queued first, both workers finish at about the same time."""
+    for item in items:
+        if item.nodeid.startswith("tests/pipeline/"):
+            item.add_marker(pytest.mark.xdist_group("pipeline"))
+    items.sort(key=lambda item: not item.nodeid.startswith(("tests/pipeline/", "tests/infra/test_stack.py")))
+
+
 @pytest.fixture(scope="session")
 def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference photographs, materialised once per session."""

@@ -25,7 +25,7 @@ import requests
 from PIL import Image
 
 from tests.conftest import free_port, tool, wait_http
-from tests.pipeline.test_dvc import build_repo
+from tests.pipeline.conftest import build_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,67 +11,18 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, tool
-from tests.model.conftest import TINY
-from tests.model.test_explainer import SMALL
+from tests.pipeline.conftest import Reproduced, copy_project, dvc_env, dvc_repro, stages_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-def _ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def build_repo(repo: Path) -> Path:
-    """A git + DVC repository with the project's pipeline files, flows and a tiny configuration."""
-    repo.mkdir(parents=True)
-    for name in ("dvc.yaml", "data.dvc", ".dvcignore", "prefect.yaml"):
-        shutil.copy(ROOT / name, repo / name)
-    for folder in ("mint_iqa", "flows"):
-        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["prepare"]["images_per_reference"] = 6
-    params["model"]["overrides"] = TINY
-    params["train"].update(epochs=1, steps_per_epoch=3, batch_size=8, crop=64, workers=0, threads=1)
-    params["evaluate"]["bootstrap"] = 50
-    params["model"]["explainer"] = SMALL
-    params["explain"].update(epochs=1, steps_per_epoch=3, val_images=8, test_images=8)
-    params["register"].update(holdout_images=20, minimums={"quality": -1, "authenticity": -1, "correspondence": -1})
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = _env(repo)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([tool("dvc"), "init", "-q"], cwd=repo, check=True, env=env)
-    subprocess.run([tool("dvc"), "config", "core.analytics", "false"], cwd=repo, check=True, env=env)
-    subprocess.run([tool("mint-iqa"), "data", "fetch"], cwd=repo, check=True, env=env)
-    return repo
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_repo(tmp_path_factory.mktemp("dvc") / "repo")
-
-
-def _env(repo: Path) -> dict[str, str]:
-    bin_dir = str(Path(tool("dvc")).parent)
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE"}}
-    return {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(repo / ".site"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
-
-
-def _repro(repo: Path, *args: str) -> str:
-    proc = subprocess.run([tool("dvc"), "repro", *args], cwd=repo, env=_env(repo), capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout + proc.stderr
 
 
 STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "evaluate",
           "train_explainer@paper", "train_explainer@strict", "evaluate_explainer", "register", "promote"}
 
 
-def test_repro_runs_the_whole_pipeline_then_is_a_noop(repo: Path) -> None:
-    data_dvc = (repo / "data.dvc").read_text()
-    first = _repro(repo)
-    assert _ran(first) == STAGES
+def test_repro_runs_the_whole_pipeline_then_is_a_noop(reproduced: Reproduced) -> None:
+    repo = reproduced.path
+    assert stages_run(reproduced.output) == STAGES
     assert (repo / "artifacts/prepared/manifest.parquet").exists()
     assert yaml.safe_load((repo / "metrics/validation.json").read_text())["success"] is True
     metrics = yaml.safe_load((repo / "metrics/scorer.json").read_text())
@@ -96,24 +45,25 @@ def test_repro_runs_the_whole_pipeline_then_is_a_noop(repo: Path) -> None:
         assert 0 <= e["val_rouge_l"] <= 1
         assert e["val_score"] == pytest.approx((sum(levels) + e["val_rouge_l"]) / 4)
     assert "version 1 PROMOTED" in (repo / "artifacts/registry/decision.md").read_text()
-    shown = subprocess.run([tool("mint-iqa"), "registry", "show", "champion"], cwd=repo, env=_env(repo),
+    shown = subprocess.run([tool("mint-iqa"), "registry", "show", "champion"], cwd=repo, env=dvc_env(repo),
                            capture_output=True, text=True)
     assert shown.returncode == 0 and "mint-iqa version 1" in shown.stdout, shown.stderr
-    assert (repo / "data.dvc").read_text() == data_dvc  # the materialised data hash as committed
-    second = _repro(repo)
-    assert _ran(second) == set()
+    assert (repo / "data.dvc").read_text() == (ROOT / "data.dvc").read_text()  # the data hash as committed
+    second = dvc_repro(repo)
+    assert stages_run(second) == set()
     assert "Data and pipelines are up to date" in second
 
 
-def test_param_change_reruns_prepare_and_validate_only(repo: Path) -> None:
-    _repro(repo)
+def test_param_change_reruns_prepare_and_validate_only(reproduced: Reproduced, tmp_path: Path) -> None:
+    repo = copy_project(reproduced.path, tmp_path / "repo")
+    assert stages_run(dvc_repro(repo)) == set()  # a copied project is up to date as it is
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["prepare"]["labels"]["floor"] = 0.15
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = subprocess.run([tool("dvc"), "status", "prepare"], cwd=repo, env=_env(repo), capture_output=True,
+    status = subprocess.run([tool("dvc"), "status", "prepare"], cwd=repo, env=dvc_env(repo), capture_output=True,
                             text=True).stdout
     assert re.search(r"params.yaml:\s+modified:\s+prepare", status), status
-    assert _ran(_repro(repo, "validate")) == {"prepare", "validate"}
-    after = subprocess.run([tool("dvc"), "status", "validate"], cwd=repo, env=_env(repo), capture_output=True,
+    assert stages_run(dvc_repro(repo, "validate")) == {"prepare", "validate"}
+    after = subprocess.run([tool("dvc"), "status", "validate"], cwd=repo, env=dvc_env(repo), capture_output=True,
                            text=True).stdout
     assert "up to date" in after

@@ -13,10 +13,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import free_port, tool, wait_http
-from tests.pipeline.test_dvc import build_repo
+from tests.pipeline.conftest import DIST, Reproduced, build_repo, copy_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-DIST = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE"}
 
 
 @pytest.fixture
@@ -29,16 +28,13 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_pipeline_flow_reproduces_dvc_metrics(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipeline_flow_reproduces_dvc_metrics(clean_env: Path, reproduced: Reproduced,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.pipeline import pipeline
 
-    by_dvc = build_repo(clean_env / "by-dvc")
-    proc = subprocess.run([tool("dvc"), "repro"], cwd=by_dvc, capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{by_dvc / 'mlflow.db'}"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-
+    by_dvc = reproduced.path  # the same project, reproduced by `dvc repro`
     by_flow = build_repo(clean_env / "by-flow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{by_flow / 'mlflow.db'}")
     with prefect_test_harness(server_startup_timeout=90):
@@ -105,8 +101,11 @@ def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, full_i
         pd.testing.assert_frame_equal(pd.read_parquet(again.out), a)
 
 
-def test_scheduled_deployment_on_a_real_prefect_server(clean_env: Path) -> None:
-    project = build_repo(clean_env / "project")
+def test_scheduled_deployment_on_a_real_prefect_server(clean_env: Path, reproduced: Reproduced) -> None:
+    # a reproduced project: the retrain run's DVC stages are up to date; it registers and promotes anew
+    project = copy_project(reproduced.path, clean_env / "project")
+    for name in ("decision.md", "registered.json"):
+        (project / "artifacts" / "registry" / name).unlink()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in DIST}
     env.update(PREFECT_API_URL=f"http://127.0.0.1:{port}/api", MINT_IQA_PROJECT=str(project), COLUMNS="250",
@@ -130,7 +129,9 @@ def test_scheduled_deployment_on_a_real_prefect_server(clean_env: Path) -> None:
         worker = run("worker", "start", "--pool", "mint-iqa", "--run-once")
         assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
         assert json.loads((project / "metrics" / "scorer.json").read_text())["paper"]
-        assert (project / "artifacts" / "registry" / "decision.md").exists()
+        assert "version 1 PROMOTED" in (project / "artifacts" / "registry" / "decision.md").read_text()
+        registered = json.loads((project / "artifacts" / "registry" / "registered.json").read_text())
+        assert str(registered["version"]) == "1"
         runs = run("flow-run", "ls", "--flow-name", "retrain")
         assert "COMPLETED" in runs.stdout, runs.stdout
     finally:
