@@ -22,14 +22,27 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+PIPELINE = "tests/pipeline/"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs two xdist workers (`--dist loadgroup`). The pipeline tests share session fixtures (a
-    reproduced project, trained assessors), so they form one group that runs on one worker. They and the
-    service stack are the longest units: queued first, both workers finish at about the same time."""
-    for item in items:
-        if item.nodeid.startswith("tests/pipeline/"):
-            item.add_marker(pytest.mark.xdist_group("pipeline"))
-    items.sort(key=lambda item: not item.nodeid.startswith(("tests/pipeline/", "tests/infra/test_stack.py")))
+    """The pipeline tests and the service stack are the longest units: queued first, so that with two xdist
+    workers both finish at about the same time."""
+    items.sort(key=lambda item: not item.nodeid.startswith((PIPELINE, "tests/infra/test_stack.py")))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`make test` runs two xdist workers. The pipeline tests share session fixtures (a reproduced project,
+    trained assessors), so they go to one worker as one unit; every other test is a unit of its own. (Done
+    here rather than with `xdist_group` marks: pytest 9.2's node ids no longer carry xdist's group suffix.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PipelineTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return PIPELINE if nodeid.startswith(PIPELINE) else nodeid
+
+    return PipelineTogether(config, log) if config.getvalue("dist") == "load" else None
 
 
 @pytest.fixture(scope="session")
