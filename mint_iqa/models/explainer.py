@@ -116,19 +116,46 @@ class LevelConstraint(LogitsProcessor):
 
 
 class CompleteAnswer(LogitsProcessor):
-    """The answer may end only once it has stated each dimension it was asked about: `required[b]` lists the
-    phrases (e.g. "the image quality is") image b's answer must contain before `eos_id` is allowed."""
+    """The answer states each dimension it was asked about, once. `required[b]` lists the phrases (e.g. "the
+    image quality is") image b's answer must contain before `eos_id` is allowed. With `token_text` (token t's
+    text), a sentence may not start spelling a phrase the answer already contains (unless it may still become
+    one it does not): an out-of-vocabulary prompt otherwise lets a small LM state "the image quality is ..."
+    twice. Phrases are matched with whitespace removed, as in `ReasonConstraint`."""
 
     def __init__(self, required: list[list[str]], eos_id: int, decode: Callable[[list[int]], str],
-                 num_beams: int = 1):
+                 num_beams: int = 1, token_text: list[str] | None = None):
         self.required = [[p.lower() for p in phrases] for phrases in required]
         self.eos_id, self.decode, self.num_beams = eos_id, decode, num_beams
+        squeeze = ReasonConstraint.squeeze
+        # per token: whether it ends a sentence (a full stop, or <eos>), and its text after its last full stop
+        self.pieces = [("." in t or not t, squeeze(t.rsplit(".", 1)[-1])) for t in token_text or []]
+        self._banned: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[int]] = {}
+
+    def repeats(self, fragment: str, stated: tuple[str, ...], open_: tuple[str, ...]) -> list[int]:
+        """Tokens after which the sentence so far (`fragment`) could only become an already stated phrase."""
+        key = (fragment, stated, open_)
+        if key not in self._banned:
+            out = []
+            for t, (ends, piece) in enumerate(self.pieces):
+                word = piece if ends else fragment + piece
+                if word and any(p.startswith(word) for p in stated) and not any(p.startswith(word) for p in open_):
+                    out.append(t)
+            self._banned[key] = out
+        return self._banned[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        squeeze = ReasonConstraint.squeeze
         for row, ids in enumerate(input_ids.tolist()):
             need = self.required[row // self.num_beams]
-            if need and not all(p in self.decode(ids).lower() for p in need):
+            if not need:
+                continue
+            text = self.decode(ids).lower()
+            if not all(p in text for p in need):
                 scores[row, self.eos_id] = float("-inf")
+            stated = tuple(squeeze(p) for p in need if p in text)
+            if stated and self.pieces:
+                open_ = tuple(squeeze(p) for p in need if p not in text)
+                scores[row, self.repeats(squeeze(text[text.rfind(".") + 1:]), stated, open_)] = float("-inf")
         return scores
 
 

@@ -90,7 +90,7 @@ class Texts:
                                            intros=[INTRO[dim] for dim in DIMENSIONS]))
                 if questions is not None:
                     out.append(CompleteAnswer([asked.get(q, []) for q in questions], self.lm_tok.eos_id,
-                                              decode, num_beams))
+                                              decode, num_beams, token_text=self.token_text))
             if self.cfg.constrain_reasons:
                 allowed = allowed_reasons(grades, stage1.aux_logits, aux_classes)
                 out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache))

@@ -185,6 +185,29 @@ def test_complete_answer_ends_only_once_every_asked_dimension_is_stated() -> Non
     assert torch.isfinite(logits[:, 1:]).all()
 
 
+def test_complete_answer_states_each_dimension_once() -> None:
+    from mint_iqa.models.explainer import CompleteAnswer
+
+    vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", ".", "it", "looks", ". the"]
+    v = {w: i for i, w in enumerate(vocab)}
+    decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
+    asked = [["the image quality is", "the image authenticity is"]]
+    once = CompleteAnswer(asked, eos_id=0, decode=decode, token_text=vocab)
+
+    def banned(text: str) -> set[str]:
+        logits = once(torch.tensor([[v[w] for w in text.split(" ")]]), torch.zeros(1, len(vocab)))
+        return {vocab[i] for i in torch.isinf(logits[0]).nonzero().flatten().tolist()}
+
+    said = "the image quality is fair ."
+    assert banned(said) == {""}  # no end yet: authenticity is owed
+    assert banned(said + " the image") == {"", "quality"}  # "the image" may still become authenticity
+    assert banned(said + " it looks") == {""}  # other prose is free
+    assert banned("the image quality") == {""}  # the sentence that states quality is not a repeat
+    both = said + " the image authenticity is fair ."
+    assert banned(both) == {"the", ". the"}  # both stated: no third statement; the end is free
+    assert banned(both + " it") == {". the"}  # free prose, but no statement after it either
+
+
 def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1() -> None:
     from mint_iqa.models.explainer import ReasonConstraint
     from mint_iqa.train.data import AUX_CLASSES
