@@ -49,7 +49,7 @@ serve: $(STAMP)
 	mlflow models serve -m models:/mint-iqa@champion --env-manager local --host 127.0.0.1 --port $(PORT) --workers 1
 
 # Two workers: the suite is mostly single-threaded process start-up (imports); on 2 cores the tests take
-# 15 minutes instead of 38 (the pipeline tests stay together on one worker: tests/conftest.py).
+# 12-15 minutes instead of 38 (the pipeline tests stay together on one worker: tests/conftest.py).
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	python -m pytest -n $(TEST_WORKERS)
