@@ -124,9 +124,9 @@ class CompleteAnswer(LogitsProcessor):
 
     def __init__(self, required: list[list[str]], eos_id: int, decode: Callable[[list[int]], str],
                  num_beams: int = 1, token_text: list[str] | None = None):
-        self.required = [[p.lower() for p in phrases] for phrases in required]
-        self.eos_id, self.decode, self.num_beams = eos_id, decode, num_beams
         squeeze = ReasonConstraint.squeeze
+        self.required = [[(p.lower(), squeeze(p)) for p in phrases] for phrases in required]  # as read, squeezed
+        self.eos_id, self.decode, self.num_beams = eos_id, decode, num_beams
         # per token: whether it ends a sentence (a full stop, or <eos>), and its text after its last full stop
         self.pieces = [("." in t or not t, squeeze(t.rsplit(".", 1)[-1])) for t in token_text or []]
         self._banned: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[int]] = {}
@@ -144,18 +144,18 @@ class CompleteAnswer(LogitsProcessor):
         return self._banned[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        squeeze = ReasonConstraint.squeeze
         for row, ids in enumerate(input_ids.tolist()):
             need = self.required[row // self.num_beams]
             if not need:
                 continue
             text = self.decode(ids).lower()
-            if not all(p in text for p in need):
+            stated = tuple(squeezed for phrase, squeezed in need if phrase in text)
+            if len(stated) < len(need):
                 scores[row, self.eos_id] = float("-inf")
-            stated = tuple(squeeze(p) for p in need if p in text)
             if stated and self.pieces:
-                open_ = tuple(squeeze(p) for p in need if p not in text)
-                scores[row, self.repeats(squeeze(text[text.rfind(".") + 1:]), stated, open_)] = float("-inf")
+                open_ = tuple(squeezed for phrase, squeezed in need if phrase not in text)
+                fragment = ReasonConstraint.squeeze(text[text.rfind(".") + 1:])
+                scores[row, self.repeats(fragment, stated, open_)] = float("-inf")
         return scores
 
 
