@@ -201,10 +201,10 @@ def damage_map(pristine: np.ndarray, degraded: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - ssim, 0.0, 2.0).mean(axis=-1)
 
 
-def damage(pristine: np.ndarray, degraded: np.ndarray, local: bool) -> float:
+def damage(pristine: np.ndarray, degraded: np.ndarray, local: bool, dmap: np.ndarray | None = None) -> float:
     """How much a distortion actually changed this image: mean dissimilarity over the whole image
     (global defects) or over its most damaged 5% (local defects, which people notice wherever they are)."""
-    dmap = damage_map(pristine, degraded)
+    dmap = damage_map(pristine, degraded) if dmap is None else dmap
     if not local:
         return float(dmap.mean())
     flat = dmap.ravel()

@@ -30,9 +30,11 @@ class Sample:
     damage: float = 0.0            # measured damage of the distortion (0 for pristine and mismatches)
     labels: dict[str, float] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
+    where: np.ndarray | None = None  # (G, G, 2) visible damage per cell, quality / authenticity family, in [0, 1]
 
 
 Plan = tuple[str, str, int]        # (family, distortion, level)
+WHERE_GRID = 16                    # cells per side of a sample's damage map
 
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
 _RGB = np.linalg.inv(_YIQ).astype(np.float32)
@@ -126,11 +128,16 @@ class Synthesiser:
         defects: dict[str, str] = {}
         prompt = make_prompt(ref, self.refs, level if family == "correspondence" else 0, rng)
         damage = 0.0
+        where = np.zeros((WHERE_GRID, WHERE_GRID, 2), np.float32)
         if family in degradations.REGISTRY:
             ladders = getattr(self.cfg, family)
             pristine = img
             img = degradations.apply(img, family, distortion, level, ladders, rng)
-            damage = degradations.damage(pristine, img, local=family == "authenticity")
+            dmap = degradations.damage_map(pristine, img)
+            damage = degradations.damage(pristine, img, local=family == "authenticity", dmap=dmap)
+            visible = np.clip(dmap / self.cfg.labels.damage_scale[distortion], 0.0, 1.0)
+            where[..., int(family == "authenticity")] = cv2.resize(visible, (WHERE_GRID, WHERE_GRID),
+                                                              interpolation=cv2.INTER_AREA)
             labels[family] = self.cfg.labels.for_damage(distortion, damage)
             defects[family] = degradations.DEFECT_NAMES[distortion]
         if family == "correspondence":
@@ -139,7 +146,7 @@ class Synthesiser:
             labels[family] = self.cfg.labels.for_level(level)
         image = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
         return Sample(image, prompt.text, ref.id, family, distortion, level, round(damage, 6), labels,
-                      answers(labels, defects))
+                      answers(labels, defects), where)
 
     def calibrate(self, rng: np.random.Generator, samples: int = 100) -> dict[str, float]:
         """A `damage_scale` per distortion: the 90th percentile of the damage its level 5 does to random

@@ -32,6 +32,7 @@ class ScorerConfig:
     text: dict[str, Any] = field(default_factory=dict)        # tokenizer + segmenter
     head_hidden: int = 64
     aux_classes: list[str] = field(default_factory=list)      # distortion classes of the auxiliary head
+    locate: bool = False                                      # per-patch damage head (quality, authenticity)
     train_size: int | None = None                             # crop size used in training (tiny tower)
     calibration: dict[str, list[float]] = field(default_factory=dict)  # raw -> label map per dimension
 
@@ -52,6 +53,14 @@ class ScorerOutput(ModelOutput):
     scores: torch.Tensor | None = None          # (B, 3): quality, authenticity, correspondence
     query_embeds: torch.Tensor | None = None    # (B, 2Q, H): prompt-free and prompt-reading query outputs
     aux_logits: torch.Tensor | None = None      # (B, C) distortion classes, if the aux head exists
+    where_logits: torch.Tensor | None = None    # (B, N, 2) per patch: quality / authenticity damage, if located
+
+
+def patch_tokens(feats: torch.Tensor) -> torch.Tensor:
+    """The square grid of patch features (B, g*g, D): a leading class token (InstructBLIP's tower) is dropped."""
+    from mint_iqa.models.vision import token_grid
+
+    return feats[:, feats.shape[1] - token_grid(feats.shape[1]) ** 2:]
 
 
 class MintScorer(nn.Module):
@@ -65,6 +74,7 @@ class MintScorer(nn.Module):
         self.heads = nn.ModuleDict({dim: nn.Sequential(nn.Linear(hidden, config.head_hidden), nn.GELU(),
                                                        nn.Linear(config.head_hidden, 1)) for dim in DIMENSIONS})
         self.aux = nn.Linear(hidden, len(config.aux_classes)) if config.aux_classes else None
+        self.locate = nn.Linear(vision.dim, 2) if config.locate else None
 
     def _queries(self, feats: torch.Tensor, input_ids: torch.Tensor | None,
                  attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -94,4 +104,6 @@ class MintScorer(nn.Module):
         scores = torch.cat([self.heads["quality"](seen).mean(dim=1), self.heads["authenticity"](seen).mean(dim=1),
                             self.heads["correspondence"](read).mean(dim=1)], dim=-1)
         aux = self.aux(seen.mean(dim=1)) if self.aux is not None else None
-        return ScorerOutput(scores=scores, query_embeds=torch.cat([seen, read], dim=1), aux_logits=aux)
+        where = self.locate(patch_tokens(feats)) if self.locate is not None else None
+        return ScorerOutput(scores=scores, query_embeds=torch.cat([seen, read], dim=1), aux_logits=aux,
+                            where_logits=where)

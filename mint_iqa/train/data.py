@@ -75,7 +75,7 @@ class TrainStream(Dataset):
             s = self.synth.random(rng, self.refs)
             image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
                 aux_class(s.family, s.distortion)
-            answers = s.answers
+            answers, where = s.answers, s.where
         else:
             j = int(rng.integers(len(self.fixed.frame)))
             row = self.fixed.frame.iloc[j]
@@ -83,11 +83,12 @@ class TrainStream(Dataset):
             labels = [row[d] if row[d] == row[d] else -1.0 for d in DIMENSIONS]  # NaN (no label) -> -1, masked
             cls = aux_class(row["family"], row["distortion"])
             answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
+            where = None  # prepared images carry no damage map
         if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
             y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
             image = image[y:y + self.crop, x:x + self.crop]
         return {"image": image, "prompt": prompt, "labels": torch.tensor(labels, dtype=torch.float32), "aux": cls,
-                "answers": answers, "pick": int(rng.integers(1 << 30))}
+                "answers": answers, "pick": int(rng.integers(1 << 30)), "where": where}
 
     def __getitem__(self, j: int) -> dict[str, Any]:
         window, pos = divmod(j, self.window)
@@ -99,15 +100,28 @@ class TrainStream(Dataset):
                 self._cache.clear()
             self._cache[i] = self._sample(i)
         item = self._cache[i]
-        image = np.rot90(item["image"], k=view % 4) if view else item["image"]
-        image = image[:, ::-1] if view >= 4 else image
-        return {**item, "image": to_batch([image])[0]}
+        image, where = _view(item["image"], view), item["where"]
+        where = torch.from_numpy(_view(where, view).copy()) if where is not None else torch.full((1, 1, 2), -1.0)
+        return {**item, "image": to_batch([image])[0], "where": where}
+
+
+def _view(a: np.ndarray, view: int) -> np.ndarray:
+    """View `view` of an (H, W, ...) array: turned by 90 degrees `view % 4` times, mirrored from view 4 on."""
+    a = np.rot90(a, k=view % 4) if view else a
+    return a[:, ::-1] if view >= 4 else a
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"images": torch.stack([i["image"] for i in items]), "prompts": [i["prompt"] for i in items],
             "labels": torch.stack([i["labels"] for i in items]), "aux": torch.tensor([i["aux"] for i in items]),
-            "answers": [i["answers"] for i in items], "picks": [i["pick"] for i in items]}
+            "answers": [i["answers"] for i in items], "picks": [i["pick"] for i in items],
+            "where": _stack_where([i["where"] for i in items])}
+
+
+def _stack_where(maps: list[torch.Tensor]) -> torch.Tensor:
+    """(B, G, G, 2) damage maps; an item without one (a prepared image) is all -1 (masked in the loss)."""
+    size = max(m.shape[0] for m in maps)
+    return torch.stack([m if m.shape[0] == size else m.expand(size, size, 2) for m in maps])
 
 
 def loader(stream: Dataset, start_step: int, cfg: Any) -> DataLoader:

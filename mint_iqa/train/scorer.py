@@ -57,6 +57,18 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | No
     return (F.relu(margin - sign * dp) * mask).sum() / mask.sum().clamp_min(1)
 
 
+def where_loss(logits: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of per-patch damage logits (B, N, 2) against the damage maps (B, G, G, 2), pooled
+    onto the patch grid; maps of -1 (prepared images, no map) cost nothing."""
+    from mint_iqa.models.vision import token_grid
+
+    grid = token_grid(logits.shape[1])
+    target = F.adaptive_avg_pool2d(where.permute(0, 3, 1, 2), grid).flatten(2).transpose(1, 2)
+    known = (target >= 0).float()
+    loss = F.binary_cross_entropy_with_logits(logits, target.clamp_min(0), weight=known, reduction="sum")
+    return loss / known.sum().clamp_min(1)
+
+
 class ScorerTask:
     def __init__(self, params: Params, protocol: str, segment: Any):
         self.params, self.protocol, self.cfg = params, protocol, params.train
@@ -97,6 +109,8 @@ class ScorerTask:
                  "rank": rank_loss(pred, target, known)}
         if out.aux_logits is not None:
             parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])
+        if out.where_logits is not None:
+            parts["locate"] = where_loss(out.where_logits.float(), batch["where"])
         total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
         return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
 
@@ -120,6 +134,7 @@ def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
             shutil.rmtree(folder, ignore_errors=True)
     config = preset_config(params.model.preset, params.model.overrides)
     config.aux_classes = AUX_CLASSES if params.train.loss.aux > 0 else []
+    config.locate = params.train.loss.locate > 0
     config.train_size = params.train.crop
     seed_everything(params.seed)  # same initial weights on every run and every rank
     task = ScorerTask(params, protocol, segmenter(config.text.get("segmenter", "rules")))
