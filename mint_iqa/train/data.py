@@ -15,11 +15,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data import degradations, manifest
 from mint_iqa.data.splits import split_column
-from mint_iqa.data.synth import Synthesiser
+from mint_iqa.data.synth import WHERE_GRID, Synthesiser
 from mint_iqa.inference import to_batch
 from mint_iqa.io import load_image
 
 AUX_CLASSES = ["none", *degradations.QUALITY, *degradations.AUTHENTICITY, "mismatch"]
+NO_MAP = torch.full((WHERE_GRID, WHERE_GRID, 2), -1.0)  # a prepared image's damage map: unknown, masked in the loss
 
 
 def aux_class(family: str, distortion: str) -> int:
@@ -101,7 +102,7 @@ class TrainStream(Dataset):
             self._cache[i] = self._sample(i)
         item = self._cache[i]
         image, where = _view(item["image"], view), item["where"]
-        where = torch.from_numpy(_view(where, view).copy()) if where is not None else torch.full((1, 1, 2), -1.0)
+        where = torch.from_numpy(_view(where, view).copy()) if where is not None else NO_MAP
         return {**item, "image": to_batch([image])[0], "where": where}
 
 
@@ -115,13 +116,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"images": torch.stack([i["image"] for i in items]), "prompts": [i["prompt"] for i in items],
             "labels": torch.stack([i["labels"] for i in items]), "aux": torch.tensor([i["aux"] for i in items]),
             "answers": [i["answers"] for i in items], "picks": [i["pick"] for i in items],
-            "where": _stack_where([i["where"] for i in items])}
-
-
-def _stack_where(maps: list[torch.Tensor]) -> torch.Tensor:
-    """(B, G, G, 2) damage maps; an item without one (a prepared image) is all -1 (masked in the loss)."""
-    size = max(m.shape[0] for m in maps)
-    return torch.stack([m if m.shape[0] == size else m.expand(size, size, 2) for m in maps])
+            "where": torch.stack([i["where"] for i in items])}
 
 
 def loader(stream: Dataset, start_step: int, cfg: Any) -> DataLoader:

@@ -13,7 +13,7 @@ from mint_iqa.data.references import load_references
 from mint_iqa.data.synth import WHERE_GRID, Synthesiser
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
 from mint_iqa.models.scorer import patch_tokens
-from mint_iqa.train.data import _view, collate
+from mint_iqa.train.data import NO_MAP, _view, collate
 from mint_iqa.train.scorer import where_loss
 from tests.conftest import ROOT
 from tests.model.conftest import CORPUS, TINY
@@ -60,7 +60,7 @@ def test_where_loss_masks_images_without_a_map_and_rewards_the_right_map() -> No
     assert where_loss(right, target) < 0.01 < where_loss(wrong, target)
     # the second image has no map (a prepared image): its logits cost nothing
     batch = collate([{"image": torch.zeros(3, 8, 8), "prompt": "", "labels": torch.zeros(3), "aux": 0, "answers": {},
-                      "pick": 0, "where": w} for w in (target[0], torch.full((1, 1, 2), -1.0))])
+                      "pick": 0, "where": w} for w in (target[0], NO_MAP)])
     assert batch["where"].shape == (2, WHERE_GRID, WHERE_GRID, 2)
     noise = right.clone()
     noise[1] = torch.randn(4, 2) * 10
