@@ -55,7 +55,7 @@ test: $(STAMP)
 	python -m pytest -n $(TEST_WORKERS)
 
 # The longer run (about 55 minutes on 2 cores): same recipe, more epochs, its own folders.
-FULL := -S train.epochs=48 -S train.out_dir=artifacts/scorer_full -S train.checkpoint_dir=artifacts/checkpoints_full
+FULL := -S train.epochs=48 -S train.out_dir=artifacts/scorer_full -S train.checkpoint_dir=artifacts/checkpoints_full $(FULL_EXTRA)
 train-full: $(STAMP)
 	@start=$$(date +%s); \
 	mint-iqa train-scorer $(FULL) && \

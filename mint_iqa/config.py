@@ -132,7 +132,7 @@ class LossConfig(Strict):
     plcc: float = 0.5        # 1 - Pearson correlation per dimension within a batch (rank-aware, scale-free)
     rank: float = 0.0        # pairwise margin ranking loss
     aux: float = 0.1         # auxiliary distortion-type classification
-    locate: float = 0.0      # per-patch visible damage (quality / authenticity family) of synthesised samples
+    locate: float = 1.0      # per-patch visible damage (quality / authenticity family) of synthesised samples
 
 
 class TrainConfig(Strict):
