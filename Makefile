@@ -54,7 +54,8 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	python -m pytest -n $(TEST_WORKERS)
 
-# The longer run (about 55 minutes on 2 cores): same recipe, more epochs, its own folders.
+# The longer run (55-85 minutes on 2 cores, by machine): same recipe, more epochs, its own folders;
+# FULL_EXTRA adds overrides, e.g. FULL_EXTRA="-S train.loss.locate=0" (the committed full metrics).
 FULL := -S train.epochs=48 -S train.out_dir=artifacts/scorer_full -S train.checkpoint_dir=artifacts/checkpoints_full $(FULL_EXTRA)
 train-full: $(STAMP)
 	@start=$$(date +%s); \
