@@ -79,6 +79,12 @@ class ExplainerOutput(ModelOutput):
     scores: torch.Tensor | None = None       # the frozen stage-1 scores of the same images (B, 3)
 
 
+def _ids(tokens: list[int]) -> torch.Tensor:
+    """Token ids as an index tensor: the constraints build each banned set once and index with it at every
+    step (indexing with a Python list converts it again each time)."""
+    return torch.tensor(tokens, dtype=torch.long)
+
+
 class LevelConstraint(LogitsProcessor):
     """Level-constrained decoding: wherever the answer states a level word ("excellent" ... "bad"), only the
     stage-1 level of the dimension the answer is talking about (the one it named last) is allowed, so the
@@ -90,7 +96,9 @@ class LevelConstraint(LogitsProcessor):
                  num_beams: int = 1, intros: list[str] | None = None):
         self.grades = grades  # (B, 3) stage-1 levels, 1 ... 5
         self.level_ids, self.decode, self.num_beams = level_ids, decode, num_beams
-        self.all_ids = sorted({i for ids in level_ids.values() for i in ids})
+        all_ids = sorted({i for ids in level_ids.values() for i in ids})
+        self.others = {g: _ids([i for i in all_ids if i not in keep]) for g, keep in level_ids.items()}
+        self.none = _ids(all_ids)  # a grade without level words of its own bans every level word
         self.intros = [i.lower() for i in intros] if intros else None
 
     @staticmethod
@@ -105,13 +113,14 @@ class LevelConstraint(LogitsProcessor):
             dim = self.dimension(text)
             if dim is None:
                 continue
-            keep = self.level_ids.get(int(self.grades[row // self.num_beams, dim]), [])
+            grade = int(self.grades[row // self.num_beams, dim])
+            keep = self.level_ids.get(grade, [])
             if self.intros and keep and text.rstrip().endswith(self.intros[dim]):  # "quality is" -> the level
                 kept = scores[row, keep].clone()
                 scores[row] = float("-inf")
                 scores[row, keep] = kept
             else:
-                scores[row, [i for i in self.all_ids if i not in keep]] = float("-inf")
+                scores[row, self.others.get(grade, self.none)] = float("-inf")
         return scores
 
 
@@ -120,18 +129,19 @@ class CompleteAnswer(LogitsProcessor):
     image quality is") image b's answer must contain before `eos_id` is allowed. With `token_text` (token t's
     text), a sentence may not start spelling a phrase the answer already contains (unless it may still become
     one it does not): an out-of-vocabulary prompt otherwise lets a small LM state "the image quality is ..."
-    twice. Phrases are matched with whitespace removed, as in `ReasonConstraint`."""
+    twice. Phrases are matched with whitespace removed, as in `ReasonConstraint`; `cache` as there."""
 
     def __init__(self, required: list[list[str]], eos_id: int, decode: Callable[[list[int]], str],
-                 num_beams: int = 1, token_text: list[str] | None = None):
+                 num_beams: int = 1, token_text: list[str] | None = None,
+                 cache: dict[tuple[str, tuple[str, ...], tuple[str, ...]], torch.Tensor] | None = None):
         squeeze = ReasonConstraint.squeeze
         self.required = [[(p.lower(), squeeze(p)) for p in phrases] for phrases in required]  # as read, squeezed
         self.eos_id, self.decode, self.num_beams = eos_id, decode, num_beams
         # per token: whether it ends a sentence (a full stop, or <eos>), and its text after its last full stop
         self.pieces = [("." in t or not t, squeeze(t.rsplit(".", 1)[-1])) for t in token_text or []]
-        self._banned: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[int]] = {}
+        self._banned = {} if cache is None else cache
 
-    def repeats(self, fragment: str, stated: tuple[str, ...], open_: tuple[str, ...]) -> list[int]:
+    def repeats(self, fragment: str, stated: tuple[str, ...], open_: tuple[str, ...]) -> torch.Tensor:
         """Tokens after which the sentence so far (`fragment`) could only become an already stated phrase."""
         key = (fragment, stated, open_)
         if key not in self._banned:
@@ -140,7 +150,7 @@ class CompleteAnswer(LogitsProcessor):
                 word = piece if ends else fragment + piece
                 if word and any(p.startswith(word) for p in stated) and not any(p.startswith(word) for p in open_):
                     out.append(t)
-            self._banned[key] = out
+            self._banned[key] = _ids(out)
         return self._banned[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -173,7 +183,7 @@ class ReasonConstraint(LogitsProcessor):
 
     def __init__(self, allowed: list[dict[int, list[str]]], token_text: list[str],
                  decode: Callable[[list[int]], str], num_beams: int = 1,
-                 cache: dict[tuple[str, tuple[str, ...]], list[int]] | None = None):
+                 cache: dict[tuple[str, tuple[str, ...]], torch.Tensor] | None = None):
         squeeze = self.squeeze
         self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()}
                         for row in allowed]
@@ -186,7 +196,7 @@ class ReasonConstraint(LogitsProcessor):
     def squeeze(text: str) -> str:
         return "".join(text.lower().split())
 
-    def banned(self, spelt: str, allowed: tuple[str, ...]) -> list[int]:
+    def banned(self, spelt: str, allowed: tuple[str, ...]) -> torch.Tensor:
         """Tokens that, after `spelt`, would leave every allowed reason or end the sentence before one is
         complete."""
         key = (spelt, allowed)
@@ -196,7 +206,7 @@ class ReasonConstraint(LogitsProcessor):
                 word = spelt + piece
                 if word not in allowed if ends else not any(a.startswith(word) for a in allowed):
                     out.append(t)
-            self._banned[key] = out
+            self._banned[key] = _ids(out)
         return self._banned[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:

@@ -68,8 +68,13 @@ class Texts:
         return [self.lm_tok.decode([i]) for i in range(self.lm_tok.vocab_size)]
 
     @functools.cached_property
-    def reason_cache(self) -> dict[tuple[str, tuple[str, ...]], list[int]]:
+    def reason_cache(self) -> dict[tuple[str, tuple[str, ...]], torch.Tensor]:
         """Banned tokens per spelling state, shared by the reason constraints of every batch."""
+        return {}
+
+    @functools.cached_property
+    def repeat_cache(self) -> dict[tuple[str, tuple[str, ...], tuple[str, ...]], torch.Tensor]:
+        """The same for the constraint that states each asked dimension once."""
         return {}
 
     def constraint(self, num_beams: int, aux_classes: list[str],
@@ -90,7 +95,8 @@ class Texts:
                                            intros=[INTRO[dim] for dim in DIMENSIONS]))
                 if questions is not None:
                     out.append(CompleteAnswer([asked.get(q, []) for q in questions], self.lm_tok.eos_id,
-                                              decode, num_beams, token_text=self.token_text))
+                                              decode, num_beams, token_text=self.token_text,
+                                              cache=self.repeat_cache))
             if self.cfg.constrain_reasons:
                 allowed = allowed_reasons(grades, stage1.aux_logits, aux_classes)
                 out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache))

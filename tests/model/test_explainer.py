@@ -208,6 +208,27 @@ def test_complete_answer_states_each_dimension_once() -> None:
     assert banned(both + " it") == {". the"}  # free prose, but no statement after it either
 
 
+def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer() -> None:
+    """Banned sets are kept per spelling state and shared by every batch (`Texts`): a batch asking other
+    questions must not inherit the previous batch's bans."""
+    from mint_iqa.models.explainer import CompleteAnswer
+
+    vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", "."]
+    v = {w: i for i, w in enumerate(vocab)}
+    decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
+    ids = torch.tensor([[v[w] for w in "the image quality is fair . the image".split()]])
+    asks = [[["the image quality is", "the image authenticity is"]], [["the image quality is"]],
+            [["the image authenticity is"]]]
+
+    def bans(asked: list[list[str]], cache: dict | None) -> list[int]:
+        constraint = CompleteAnswer(asked, eos_id=0, decode=decode, token_text=vocab, cache=cache)
+        return torch.isinf(constraint(ids, torch.zeros(1, len(vocab)))[0]).nonzero().flatten().tolist()
+
+    shared: dict = {}
+    assert [bans(a, shared) for a in asks] == [bans(a, None) for a in asks]
+    assert len(shared) == 2  # same text, other phrases owed: two states (the third batch has stated nothing)
+
+
 def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1() -> None:
     from mint_iqa.models.explainer import ReasonConstraint
     from mint_iqa.train.data import AUX_CLASSES
