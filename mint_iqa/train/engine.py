@@ -59,11 +59,23 @@ def _free_port() -> int:
 
 
 def setup_distributed_env() -> None:
-    """Variables a single-process DeepSpeed run needs (else it goes looking for MPI)."""
+    """Variables a single-process DeepSpeed run needs (else it goes looking for MPI); no run-time compiling."""
+    skip_shm_comm_op()
     if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
         return
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
                       LOCAL_RANK="0", LOCAL_SIZE="1")
+
+
+def skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from compiling its shared-memory all-reduce op when its comm backend starts.
+
+    The op serves only inference all-reduce (training reduces through torch.distributed / gloo), yet building
+    it needs a C++ compiler at run time and takes ~50 s on 2 cores, again whenever the venv's path changes.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def deepspeed_config(cfg: TrainConfig, world_size: int = 1) -> dict[str, Any]:

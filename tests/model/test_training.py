@@ -57,6 +57,9 @@ def test_zero_stages_lower_the_loss(stage: int, tiny_scorer, tmp_path: Path) -> 
     assert last < 0.8 * first
     assert result.history[0]["train_loss"] < first
     assert (tmp_path / "ckpt" / "latest").read_text().strip() == "epoch1"
+    from deepspeed.comm import comm
+
+    assert comm.cdb.shm_comm_op is None  # nothing compiled at run time (engine.skip_shm_comm_op)
 
 
 def _project(tmp_path: Path, raw_dir: Path, prepared: Path, **train: object) -> Path:
