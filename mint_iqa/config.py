@@ -160,6 +160,7 @@ class TrainConfig(Strict):
     threads: int = Field(2, ge=1)              # torch intra-op threads
     num_procs: int = Field(1, ge=1)            # >1: launched through the deepspeed launcher
     checkpoint_every: int = Field(0, ge=0)     # extra checkpoints every N steps (0: once per epoch)
+    ema: float = Field(0.99, ge=0, lt=1)       # decay of the weight average validated and exported (0: off)
     deepspeed_extra: Path | None = None        # JSON merged over the built DeepSpeed config (infra/deepspeed/)
     loss: LossConfig = LossConfig()
 

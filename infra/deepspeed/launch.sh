@@ -11,6 +11,8 @@ shift $(( $# < 3 ? $# : 3 ))
 config="infra/deepspeed/${zero}_bf16.json"
 [[ -f $config ]] || { echo "no DeepSpeed config $config" >&2; exit 2; }
 [[ -f $hostfile ]] || { echo "no hostfile $hostfile" >&2; exit 2; }
+# ZeRO-3 partitions the weights, so the weight average (train.ema) is off there.
+[[ $zero == zero3 ]] && set -- -S train.ema=0 "$@"
 exec deepspeed --hostfile "$hostfile" --master_port "${MASTER_PORT:-29500}" \
   --module mint_iqa "train-$stage" \
   -S model.preset=paper -S train.deepspeed_extra="$config" "$@"

@@ -3,8 +3,9 @@
 A `Task` says what a batch is, what the loss is and how to score a checkpoint on the validation split;
 `fit` does the rest: DeepSpeed engine from `params.yaml` (ZeRO stage, bf16, accumulation and clipping
 always written explicitly, since DeepSpeed silently defaults unknown keys), cosine schedule with
-warm-up, a checkpoint every epoch (model, optimizer, scheduler, data position, RNG, history), best
-epoch chosen on validation only, `resume=True` to continue after an interruption.
+warm-up, a moving average of the weights (what is validated and exported), a checkpoint every epoch
+(model, optimizer, scheduler, weight average, data position, RNG, history), best epoch chosen on
+validation only, `resume=True` to continue after an interruption.
 
 Single process on CPU by default: the distributed environment DeepSpeed expects is set up here.
 Several processes are started by the `deepspeed` launcher (`mint_iqa.train.launch`).
@@ -19,7 +20,7 @@ import random
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -141,6 +142,42 @@ def _prune(ckpt_dir: Path, keep: str) -> None:
             shutil.rmtree(tag, ignore_errors=True)
 
 
+class WeightAverage:
+    """Exponential moving average of the trainable weights (`train.ema`), kept in float32. Validation and the
+    exported best weights use the average; training goes on from the raw weights. The decay ramps up as
+    (1 + n) / (10 + n) over the first updates, so a short run is not pulled towards its initial weights."""
+
+    def __init__(self, params: list[nn.Parameter], decay: float) -> None:
+        self.params, self.decay, self.updates = params, decay, 0
+        self.shadow = [p.detach().float().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.shadow, [p.detach().float() for p in self.params], 1 - decay)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        raw = [p.detach().clone() for p in self.params]
+        self._load(self.shadow)
+        try:
+            yield
+        finally:
+            self._load(raw)
+
+    @torch.no_grad()
+    def _load(self, tensors: list[torch.Tensor]) -> None:
+        for p, t in zip(self.params, tensors):
+            p.copy_(t)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updates, self.shadow = state["updates"], [t.float() for t in state["shadow"]]
+
+
 def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckpt_dir: str | Path, *,
         seed: int = 0, resume: bool = False, on_epoch_end: Any = None, on_best: Any = None) -> FitResult:
     """Train `model` on `task`; DeepSpeed checkpoints in `ckpt_dir`, history in `out_dir/history.json`.
@@ -163,14 +200,25 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
     total_steps = cfg.epochs * cfg.steps_per_epoch
     scheduler = cosine_schedule(optimizer, cfg, total_steps)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(cfg, world))
+    ds_config = deepspeed_config(cfg, world)
+    if cfg.ema and ds_config["zero_optimization"]["stage"] == 3:
+        raise ValueError("train.ema needs ZeRO stage < 3 (stage 3 partitions the weights it averages); set ema: 0")
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    average = WeightAverage(params, cfg.ema) if cfg.ema else None
+    averaged = average.applied if average is not None else nullcontext
     start_epoch, start_step, history, best = 0, 0, [], (-1, -math.inf)
+
+    def client_state(epoch: int, step: int) -> dict[str, Any]:
+        state = {"epoch": epoch, "step": step, "history": history, "best": list(best), "rng": _rng_state()}
+        return state if average is None else {**state, "ema": average.state_dict()}
+
     if resume and (ckpt_dir / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt_dir))
         start_epoch, start_step = client["epoch"], client["step"]
         history, best = client["history"], tuple(client["best"])
         _set_rng_state(client["rng"])
+        if average is not None:
+            average.load_state_dict(client["ema"])
     for epoch in range(start_epoch, cfg.epochs):
         engine.train()
         started, logs = time.time(), []
@@ -180,33 +228,34 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
             loss, scalars = task.loss(engine, batch)
             engine.backward(loss)
             engine.step()
+            if average is not None and (step + 1) % cfg.grad_accum == 0:
+                average.update()
             logs.append(scalars)
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}", refresh=False)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps_per_epoch:
                 tag = f"epoch{epoch}-step{step + 1}"
-                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={
-                    "epoch": epoch, "step": step + 1, "history": history, "best": list(best), "rng": _rng_state()})
+                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state(epoch, step + 1))
                 if rank == 0:
                     _prune(ckpt_dir, tag)
         bar.close()
         start_step = 0
         engine.eval()
-        with torch.no_grad():
-            val = task.validate(engine.module)
-        record = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
-                  "lr": scheduler.get_last_lr()[0],
-                  **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
-                  **{f"val_{k}": v for k, v in val.items()}}
-        history.append(record)
-        if val["score"] > best[1]:
-            best = (epoch + 1, val["score"])
-            if on_best is not None and rank == 0:
-                on_best(engine.module, epoch + 1)
+        with averaged():
+            with torch.no_grad():
+                val = task.validate(engine.module)
+            record = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
+                      "lr": scheduler.get_last_lr()[0],
+                      **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
+                      **{f"val_{k}": v for k, v in val.items()}}
+            history.append(record)
+            if val["score"] > best[1]:
+                best = (epoch + 1, val["score"])
+                if on_best is not None and rank == 0:
+                    on_best(engine.module, epoch + 1)
         if on_epoch_end is not None and rank == 0:
             on_epoch_end(record)
-        engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch + 1}", client_state={
-            "epoch": epoch + 1, "step": 0, "history": history, "best": list(best), "rng": _rng_state()})
+        engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch + 1}", client_state=client_state(epoch + 1, 0))
         if rank == 0:
             _prune(ckpt_dir, f"epoch{epoch + 1}")
             write_text(out_dir / "history.json", json.dumps(history, indent=2) + "\n")

@@ -62,6 +62,28 @@ def test_zero_stages_lower_the_loss(stage: int, tiny_scorer, tmp_path: Path) -> 
     assert comm.cdb.shm_comm_op is None  # nothing compiled at run time (engine.skip_shm_comm_op)
 
 
+def test_weight_average_follows_its_decay_and_hands_back_the_raw_weights(tiny_scorer, tmp_path: Path) -> None:
+    from mint_iqa.config import TrainConfig
+    from mint_iqa.train.engine import WeightAverage, fit
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([weight], decay=0.5)
+    expected = 0.0
+    for n, value in enumerate((1.0, 2.0, 3.0), start=1):
+        with torch.no_grad():
+            weight.fill_(value)
+        average.update()
+        decay = min(0.5, (1 + n) / (10 + n))  # ramps up: early weights do not dominate a short run
+        expected = decay * expected + (1 - decay) * value
+    with average.applied():
+        assert torch.allclose(weight, torch.full((3,), expected))
+    assert torch.equal(weight, torch.full((3,), 3.0))  # training goes on from where it was
+
+    model, tok = tiny_scorer
+    with pytest.raises(ValueError, match="ZeRO stage < 3"):
+        fit(model, FixedTask(tok), TrainConfig(zero_stage=3, ema=0.99, threads=1), tmp_path / "o", tmp_path / "c")
+
+
 def _project(tmp_path: Path, raw_dir: Path, prepared: Path, **train: object) -> Path:
     params = {
         "data": {"raw_dir": str(raw_dir)},
