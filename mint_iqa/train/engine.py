@@ -175,7 +175,7 @@ class WeightAverage:
         return {"updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.updates, self.shadow = state["updates"], [t.float() for t in state["shadow"]]
+        self.updates, self.shadow = state["updates"], list(state["shadow"])
 
 
 def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckpt_dir: str | Path, *,
@@ -241,18 +241,18 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
         bar.close()
         start_step = 0
         engine.eval()
-        with averaged():
+        with averaged():  # the weights validated are the weights exported
             with torch.no_grad():
                 val = task.validate(engine.module)
-            record = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
-                      "lr": scheduler.get_last_lr()[0],
-                      **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
-                      **{f"val_{k}": v for k, v in val.items()}}
-            history.append(record)
             if val["score"] > best[1]:
                 best = (epoch + 1, val["score"])
                 if on_best is not None and rank == 0:
                     on_best(engine.module, epoch + 1)
+        record = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
+                  "lr": scheduler.get_last_lr()[0],
+                  **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
+                  **{f"val_{k}": v for k, v in val.items()}}
+        history.append(record)
         if on_epoch_end is not None and rank == 0:
             on_epoch_end(record)
         engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch + 1}", client_state=client_state(epoch + 1, 0))
