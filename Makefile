@@ -54,7 +54,7 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	python -m pytest -n $(TEST_WORKERS)
 
-# The longer run, both protocols: same recipe, FULL_EPOCHS epochs, its own folders. 30 epochs took 51 minutes
+# The longer run, both protocols: same recipe, FULL_EPOCHS epochs, its own folders. 30 epochs took 53 minutes
 # on the slower 2-core machine (README, Results); FULL_EPOCHS=48 needs about 85 there. FULL_EXTRA adds
 # overrides, e.g. FULL_EXTRA="-S train.loss.locate=0".
 FULL_EPOCHS ?= 30
