@@ -75,7 +75,7 @@ class ExplainerConfig:
 @dataclass
 class ExplainerOutput(ModelOutput):
     loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
+    logits: torch.Tensor | None = None       # predicting answer tokens 1, 2, ... (B, answer length - 1, vocab)
     scores: torch.Tensor | None = None       # the frozen stage-1 scores of the same images (B, 3)
 
 
@@ -295,12 +295,17 @@ class MintExplainer(nn.Module):
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(answer_ids)], dim=1)
         mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
                           instruction_mask, answer_mask], dim=1)
-        logits = self.language_model(inputs_embeds=embeds, attention_mask=mask).logits
+        # Positions count real tokens only, as `generate` numbers them: the instruction's padding sits
+        # mid-sequence, and counting it would move the answer by a different amount in every batch.
+        positions = (mask.cumsum(dim=1) - 1).clamp_min(0)
+        # The logit at position t predicts token t + 1. Answers start with <bos>, which generation is given, so
+        # answer token j >= 1 is predicted from answer token j - 1: only the answer's positions go through
+        # the (vocabulary-wide) LM head.
+        logits = self.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                     logits_to_keep=answer_ids.shape[1]).logits[:, :-1]
         weights = answer_mask.to(logits.dtype) if answer_weights is None else answer_weights * answer_mask
-        # the logit at position t predicts token t + 1: answer token j is predicted from position start + j - 1
-        start = prefix.shape[1] + instruction_ids.shape[1]
-        predicted = logits[:, start - 1:-1].float()
-        ce = nn.functional.cross_entropy(predicted.transpose(1, 2), answer_ids, reduction="none")
+        weights, targets = weights[:, 1:], answer_ids[:, 1:]
+        ce = nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
         loss = (ce * weights).sum() / weights.sum().clamp_min(1e-6)
         return ExplainerOutput(loss=loss, logits=logits, scores=stage1.scores)
 

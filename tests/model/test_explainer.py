@@ -42,10 +42,28 @@ def test_loss_on_answer_tokens_only_and_stage1_frozen(explainer) -> None:
     assert model.query_tokens.grad is not None and model.language_model.get_input_embeddings().weight.grad is not None
     # changing the instruction padding positions' labels cannot matter: only answer tokens are scored
     n_answer = int(enc["answer_mask"].sum())
-    evidence = 3 + (model.defects is not None)  # one level token per dimension (+ the defect-class token)
-    assert out.logits.shape[1] == evidence + 8 + enc["instruction_ids"].shape[1] + enc["answer_ids"].shape[1]
+    batch, length = enc["answer_ids"].shape  # logits only where answer tokens after <bos> are predicted
+    assert out.logits.shape[:2] == (batch, length - 1)
     assert n_answer > 0
     assert model.levels.weight.grad is not None  # the evidence tokens are trained
+
+
+def test_answer_logits_do_not_depend_on_the_instruction_padding_of_the_batch(explainer) -> None:
+    """Training numbers positions as generation does (real tokens only): an item padded to a longer
+    instruction in its batch gets the same answer logits as alone, where nothing is padded."""
+    model, texts = explainer
+    model.eval()
+    images = torch.rand(2, 3, 64, 64)
+    questions = ["What is the quality of the image?", "What are the quality, authenticity and correspondence?"]
+    prompts = ["a cat", "a rocket at dawn over a quiet sea, painted in oil, warm light"]
+    batch = texts.encode(prompts, questions, ANSWERS)
+    alone = texts.encode(prompts[:1], questions[:1], ANSWERS[:1])
+    assert int(batch["instruction_mask"][0].sum()) < batch["instruction_ids"].shape[1]  # item 0 is padded
+    with torch.no_grad():
+        padded = model(images, **batch).logits[0]
+        single = model(images[:1], **alone).logits[0]
+    n = single.shape[0]
+    assert torch.allclose(padded[:n], single, atol=1e-5)
 
 
 def test_evidence_tokens_state_the_stage1_grade(explainer) -> None:
