@@ -246,7 +246,8 @@ class Scorer:
 def score_arrays(model: Any, tokenizer: Any, images: Iterable[np.ndarray], prompts: list[str],
                  batch_size: int = 32) -> np.ndarray:
     """Scores of in-memory uint8 images (used by validation during training)."""
-    scorer = Scorer(model, tokenizer, next(model.parameters()).device)
+    weight = next(model.parameters())
+    scorer = Scorer(model, tokenizer, weight.device, dtype=weight.dtype)
     out, batch, texts = [], [], []
     for img, prompt in zip(images, prompts):
         batch.append(img)

@@ -57,6 +57,7 @@ class ExplainerConfig:
     level_cuts: dict[str, list[float]] = field(default_factory=dict)  # stage-1 score -> level (`score_grades`)
     max_instruction_tokens: int = 64
     max_answer_tokens: int = 96
+    freeze_lm: bool = False       # keep the language model as loaded (paper: Vicuna-7B; tiny's is trained from scratch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,7 +232,7 @@ class MintExplainer(nn.Module):
         self.qformer = qformer
         self.query_tokens = nn.Parameter(query_tokens)
         self.language_projection = language_projection
-        self.language_model = language_model
+        self.language_model = language_model.requires_grad_(not config.freeze_lm)
         stage1 = scorer.qformer.config.hidden_size
         self.feedback = nn.Linear(stage1, qformer.config.hidden_size)
         nn.init.zeros_(self.feedback.weight)

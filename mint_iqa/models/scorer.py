@@ -88,10 +88,11 @@ class MintScorer(nn.Module):
         return out.last_hidden_state[:, : queries.shape[1]]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Patch features (B, N, D) of images in [0, 1] (resized if the tower needs a fixed size)."""
+        """Patch features (B, N, D) of images in [0, 1] (resized if the tower needs a fixed size), computed in
+        the weights' dtype (a bf16 engine is fed float32 batches)."""
         from mint_iqa.models.vision import resize_for
 
-        return self.vision(resize_for(self.vision, images))
+        return self.vision(resize_for(self.vision, images.to(self.query_tokens.dtype)))
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 feats: torch.Tensor | None = None) -> ScorerOutput:

@@ -4,7 +4,8 @@ A `Task` says what a batch is, what the loss is and how to score a checkpoint on
 `fit` does the rest: DeepSpeed engine from `params.yaml` (ZeRO stage, bf16, accumulation and clipping
 always written explicitly, since DeepSpeed silently defaults unknown keys), cosine schedule with
 warm-up, a moving average of the weights (what is validated and exported), a checkpoint every epoch
-(model, optimizer, scheduler, weight average, data position, RNG, history), best epoch chosen on
+(model, optimizer, scheduler, weight average, data position, RNG, history; frozen weights are left out:
+the builders recreate them identically, and a 7B language model would add 13.5 GB), best epoch chosen on
 validation only, `resume=True` to continue after an interruption.
 
 Single process on CPU by default: the distributed environment DeepSpeed expects is set up here.
@@ -117,6 +118,24 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def local_device() -> torch.device:
+    """Where this rank trains: its accelerator (`LOCAL_RANK` picks which), or the CPU."""
+    from deepspeed.accelerator import get_accelerator
+
+    return torch.device(get_accelerator().device_name(int(os.environ.get("LOCAL_RANK", "0"))))
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """The batch's tensors (at any depth of dicts, lists and tuples) on `device`; everything else as it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -204,6 +223,10 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
     if cfg.ema and ds_config["zero_optimization"]["stage"] == 3:
         raise ValueError("train.ema needs ZeRO stage < 3 (stage 3 partitions the weights it averages); set ema: 0")
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+    if ds_config["bf16"].get("enabled"):  # DeepSpeed casts the parameters; buffers follow, as `model.to(bf16)` does
+        for buffer in engine.module.buffers():
+            if buffer.is_floating_point():
+                buffer.data = buffer.data.to(torch.bfloat16)
     average = WeightAverage(params, cfg.ema) if cfg.ema else None
     averaged = average.applied if average is not None else nullcontext
     start_epoch, start_step, history, best = 0, 0, [], (-1, -math.inf)
@@ -213,7 +236,7 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
         return state if average is None else {**state, "ema": average.state_dict()}
 
     if resume and (ckpt_dir / "latest").exists():
-        _, client = engine.load_checkpoint(str(ckpt_dir))
+        _, client = engine.load_checkpoint(str(ckpt_dir), load_module_strict=False)  # frozen weights: as built
         start_epoch, start_step = client["epoch"], client["step"]
         history, best = client["history"], tuple(client["best"])
         _set_rng_state(client["rng"])
@@ -225,7 +248,7 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
         bar = progress(total=cfg.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        unit="step", disable=rank != 0)
         for step, batch in enumerate(task.batches(epoch, start_step), start=start_step):
-            loss, scalars = task.loss(engine, batch)
+            loss, scalars = task.loss(engine, to_device(batch, engine.device))
             engine.backward(loss)
             engine.step()
             if average is not None and (step + 1) % cfg.grad_accum == 0:
@@ -235,7 +258,8 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
             bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}", refresh=False)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps_per_epoch:
                 tag = f"epoch{epoch}-step{step + 1}"
-                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state(epoch, step + 1))
+                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state(epoch, step + 1),
+                                      exclude_frozen_parameters=True)
                 if rank == 0:
                     _prune(ckpt_dir, tag)
         bar.close()
@@ -255,7 +279,8 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
         history.append(record)
         if on_epoch_end is not None and rank == 0:
             on_epoch_end(record)
-        engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch + 1}", client_state=client_state(epoch + 1, 0))
+        engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch + 1}", client_state=client_state(epoch + 1, 0),
+                               exclude_frozen_parameters=True)
         if rank == 0:
             _prune(ckpt_dir, f"epoch{epoch + 1}")
             write_text(out_dir / "history.json", json.dumps(history, indent=2) + "\n")
@@ -291,11 +316,12 @@ def tracked_run(params: Any, name: str, out_dir: Path, resume: bool, tags: dict[
 
 
 def _write_param_digest(model: nn.Module, out_dir: Path, rank: int) -> None:
-    """Each rank records a digest of its final parameters: data-parallel ranks must agree exactly."""
+    """Each rank records a digest of its final trainable parameters: data-parallel ranks must agree exactly
+    (frozen ones, a 7B language model say, cannot drift and would cost a minute to hash)."""
     import hashlib
 
     digest = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
+    for name, p in sorted((n, p) for n, p in model.named_parameters() if p.requires_grad):
         digest.update(name.encode())
         digest.update(p.detach().float().cpu().numpy().tobytes())
     write_text(out_dir / f"params.rank{rank}.sha256", digest.hexdigest() + "\n")

@@ -29,7 +29,7 @@ from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
 from mint_iqa.models.text import segmenter
 from mint_iqa.train.data import Split, TrainStream, loader, training_synthesiser
-from mint_iqa.train.engine import fit, seed_everything, tracked_run
+from mint_iqa.train.engine import fit, local_device, seed_everything, to_device, tracked_run
 
 KEYS = list(QUESTIONS)
 FAMILIES = {"quality": QUALITY, "authenticity": AUTHENTICITY}  # the dimensions whose reasons name a defect type
@@ -172,14 +172,14 @@ def allowed_reasons(grades: torch.Tensor, aux_logits: torch.Tensor | None,
 def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: list[str], questions: list[str],
                   num_beams: int = 1) -> tuple[list[str], np.ndarray]:
     """Generated answers and the stage-1 scores for a batch of uint8 images."""
-    enc = texts.encode(prompts, questions)
     weight = next(model.parameters())
+    enc = to_device(texts.encode(prompts, questions), weight.device)
     x = to_batch(images).to(weight.device, weight.dtype)
     tok = texts.lm_tok
     constraint = texts.constraint(num_beams, model.scorer.config.aux_classes, questions)
     ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                                  num_beams=num_beams, constraint=constraint)
-    return texts.decode(ids), scores.float().numpy()
+    return texts.decode(ids), scores.float().cpu().numpy()
 
 
 def pick_question(pick: int, labels: list[float]) -> str:
@@ -244,6 +244,7 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
         for folder in (out_dir, ckpt_dir):
             shutil.rmtree(folder, ignore_errors=True)
     scorer, tokenizer = load_scorer(Path(params.train.out_dir) / protocol / "best")
+    scorer = scorer.to(local_device())  # the level cuts below score the validation split with it
     config = explainer_config(scorer.config.preset, params.model.explainer)
     config.feedback, config.evidence = e.feedback, e.evidence
     config.constrain_levels, config.constrain_reasons = e.constrain_levels, e.constrain_reasons

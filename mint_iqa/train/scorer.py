@@ -27,7 +27,7 @@ from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
 from mint_iqa.models.text import segmenter
 from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, loader, training_synthesiser
-from mint_iqa.train.engine import fit, seed_everything, tracked_run
+from mint_iqa.train.engine import fit, seed_everything, to_device, tracked_run
 
 
 def plcc_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,8 +99,8 @@ class ScorerTask:
         yield from loader(stream, start_step, cfg)
 
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        enc = self.tokenizer([self.segment(p) for p in batch["prompts"]])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.autocast):
+        enc = to_device(self.tokenizer([self.segment(p) for p in batch["prompts"]]), batch["images"].device)
+        with torch.autocast(batch["images"].device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast):
             out = model(batch["images"], enc["input_ids"], enc["attention_mask"])
         pred, target, w = out.scores.float(), batch["labels"], self.cfg.loss
         known = target >= 0  # a dataset without some label (AGIQA-3K: authenticity) marks it -1

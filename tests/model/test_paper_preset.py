@@ -133,6 +133,8 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     out.loss.backward()
     assert torch.isfinite(out.loss) and model.feedback.weight.grad is not None  # the feedback path learns
     assert all(p.grad is None for p in model.scorer.parameters())
+    assert not any(p.requires_grad for p in model.language_model.parameters())  # the paper keeps Vicuna frozen
+    assert model.qformer.encoder.layer[0].attention.attention.query.weight.grad is not None  # its Q-Former learns
     opt.step()
     assert model.feedback.weight.abs().sum() > 0  # zero-initialised, moved by one step
 
@@ -145,3 +147,25 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
                                     ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers) and scores.shape == (2, 3)
     assert answers == explain_batch(model, texts, rgb, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[0]
+
+
+def test_paper_scale_bench_runs_every_step_in_bf16_on_small_configs(tmp_path: Path) -> None:
+    """`bench/paper_scale.py --tiny`: the GPU measurement's code path (stage-1 checkpoint written and read back,
+    bf16 ZeRO-2 training with the scorer's loss, scoring, stage 2 over a frozen language model, constrained
+    generation), on a CPU with small configs of the same classes."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in env.items() if k not in {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
+                                                     "LOCAL_RANK", "LOCAL_SIZE"}}
+    proc = subprocess.run([sys.executable, str(root / "bench" / "paper_scale.py"), "--tiny", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["step"].split(",")[0]: r for r in json.loads((tmp_path / "paper_scale_tiny.json").read_text())["rows"]}
+    assert not [r for r in rows.values() if "error" in r], rows
+    assert {"train scorer", "score (forward_batch", "train explainer", "explain (greedy"} <= set(rows)
+    assert rows["build stage 2 (build_explainer)"]["trainable_M"] < rows["build stage 2 (build_explainer)"]["params_M"] / 2
+    assert all(r["images_per_s"] > 0 for r in rows.values() if "images_per_s" in r)

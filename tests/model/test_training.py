@@ -62,6 +62,46 @@ def test_zero_stages_lower_the_loss(stage: int, tiny_scorer, tmp_path: Path) -> 
     assert comm.cdb.shm_comm_op is None  # nothing compiled at run time (engine.skip_shm_comm_op)
 
 
+def test_bf16_engine_steps_on_float32_batches_and_validates_in_bf16(tiny_scorer, tmp_path: Path) -> None:
+    """DeepSpeed's bf16 casts the model, not the batches: the scorer takes the loader's float32 images, and
+    validation scores through the bf16 weights (the configuration `infra/deepspeed/*_bf16.json` trains with)."""
+    from mint_iqa.config import TrainConfig
+    from mint_iqa.inference import score_arrays
+    from mint_iqa.train.engine import fit
+
+    model, tok = tiny_scorer
+    torch.manual_seed(0)
+    batch = {"images": torch.rand(8, 3, 64, 64), **tok(CORPUS[:8]), "target": torch.rand(8, 3)}
+    val_images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(5)]
+
+    def loss(m, b):
+        out = torch.nn.functional.mse_loss(m(b["images"], b["input_ids"], b["attention_mask"]).scores.float(),
+                                           b["target"])
+        return out, {"loss": out.item()}
+
+    class Task:
+        scores = None
+
+        def batches(self, epoch, start_step):
+            yield from (batch for _ in range(start_step, 12))
+
+        def loss(self, m, b):
+            return loss(m, b)
+
+        def validate(self, m):
+            self.scores = score_arrays(m, tok, val_images, CORPUS[:5], batch_size=2)
+            return {"score": 0.0}
+
+    task = Task()
+    first = loss(model, batch)[0].item()
+    cfg = TrainConfig(epochs=1, steps_per_epoch=12, batch_size=8, lr=3e-3, warmup_steps=1, zero_stage=2, bf16=True,
+                      threads=1)
+    fit(model, task, cfg, tmp_path / "out", tmp_path / "ckpt")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert loss(model, batch)[0].item() < 0.8 * first
+    assert task.scores.shape == (5, 3) and np.isfinite(task.scores).all()
+
+
 def test_weight_average_follows_its_decay_and_hands_back_the_raw_weights(tiny_scorer, tmp_path: Path) -> None:
     from mint_iqa.config import TrainConfig
     from mint_iqa.train.engine import WeightAverage, fit
@@ -129,7 +169,8 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, raw_dir: Path
 
     straight = tmp_path / "straight"
     straight.mkdir()
-    params = _project(straight, raw_dir, prepared)
+    # a frozen vision tower (fix_rate 1): checkpoints leave frozen weights out, resuming rebuilds them
+    params = _project(straight, raw_dir, prepared, fix_rate=1.0)
     _run([tool("mint-iqa"), "train-scorer", "--params", str(params)], straight)
     # the best weights carry the 1-5 calibration fit on the validation split (dimensions this briefly
     # trained model has not learnt are left out: see test_api)
@@ -139,7 +180,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, raw_dir: Path
 
     killed = tmp_path / "killed"
     killed.mkdir()
-    params = _project(killed, raw_dir, prepared)
+    params = _project(killed, raw_dir, prepared, fix_rate=1.0)
     proc = subprocess.Popen([tool("mint-iqa"), "train-scorer", "--params", str(params)], cwd=killed,
                             env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
