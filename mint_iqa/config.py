@@ -190,6 +190,7 @@ class EvaluateConfig(Strict):
     plots: Path = Path("plots/scorer")
     bootstrap: int = 1000
     batch_size: int = 32
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")  # auto: CUDA when present, else CPU
 
 
 class RegisterConfig(Strict):

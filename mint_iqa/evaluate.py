@@ -17,7 +17,7 @@ import pandas as pd
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import manifest
 from mint_iqa.data.splits import split_column
-from mint_iqa.inference import Scorer
+from mint_iqa.inference import Scorer, resolve_device
 from mint_iqa.io import atomic_write, write_text
 from mint_iqa.metrics import agreement, srcc, srcc_ceiling
 
@@ -28,7 +28,7 @@ def predict_split(params: Params, protocol: str, split: str = "test") -> pd.Data
     df, meta = manifest.read(prepared)
     root = manifest.image_root(prepared, meta)
     df = df[df[split_column(protocol)] == split].reset_index(drop=True)
-    scorer = Scorer.load(Path(params.train.out_dir) / protocol / "best")
+    scorer = Scorer.load(Path(params.train.out_dir) / protocol / "best", device=resolve_device(params.evaluate.device))
     scores = scorer.score([root / p for p in df["image"]], list(df["prompt"]), params.evaluate.batch_size, scale="raw")
     for dim in DIMENSIONS:
         df[f"{dim}_pred"] = scores[dim].to_numpy()
@@ -169,7 +169,8 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
         df = df[df[split_column(protocol)] == "test"].reset_index(drop=True)
         if params.explain.test_images:
             df = df.sample(n=min(len(df), params.explain.test_images), random_state=params.seed).reset_index(drop=True)
-        assessor = Assessor.load(Path(params.explain.out_dir) / protocol / "best", num_beams=params.explain.num_beams)
+        assessor = Assessor.load(Path(params.explain.out_dir) / protocol / "best", num_beams=params.explain.num_beams,
+                                 device=resolve_device(params.evaluate.device))
         answers, scores = [], []
         for start in progress(range(0, len(df), 32), desc=f"explaining {protocol} test images", unit="batch"):
             chunk = df.iloc[start:start + 32]

@@ -146,6 +146,13 @@ def _decode(item: ImageInput, size: int | None, max_pixels: int) -> np.ndarray |
     return np.asarray(img)
 
 
+def resolve_device(device: str) -> str:
+    """`auto`: the first CUDA device when there is one, else the CPU; any other name as given."""
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class Scorer:
     """A trained stage-1 scorer: `Scorer.load(folder).score(images, prompts)`."""

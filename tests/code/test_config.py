@@ -26,7 +26,8 @@ def test_overrides_apply_and_parse_yaml(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("override", ["prepare.imagez_per_reference=3", "prepare.splits.strict.test_fold=9",
-                                      "prepare.quality.noise.sigma=[0.1, 0.2]", "data.source=laion"])
+                                      "prepare.quality.noise.sigma=[0.1, 0.2]", "data.source=laion",
+                                      "evaluate.device=gpu"])
 def test_bad_values_are_errors(override: str) -> None:
     with pytest.raises(ValidationError):
         load_params(ROOT / "params.yaml", [override])
