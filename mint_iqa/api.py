@@ -25,7 +25,7 @@ import torch
 
 from mint_iqa.assess import Assessor
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.inference import Scorer
+from mint_iqa.inference import Scorer, resolve_device
 from mint_iqa.io import OK, ImageInput
 
 DEFAULT_MODELS = ("artifacts/explainer/paper/best", "artifacts/scorer/paper/best")
@@ -113,10 +113,11 @@ def _local_folder(source: str, workdir: str) -> Path:
 def load(source: str | os.PathLike | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32",
          num_beams: int = 1) -> Model:
     """Load a model once: a folder (assessor `scorer/ + explainer/`, or a scorer alone) or an MLflow URI such
-    as `models:/mint-iqa@champion`. Without `source`: $MINT_IQA_MODEL, else this project's trained model."""
+    as `models:/mint-iqa@champion`. Without `source`: $MINT_IQA_MODEL, else this project's trained model.
+    `device="auto"`: the GPU when there is one, else the CPU."""
     source = str(source or os.environ.get("MINT_IQA_MODEL") or next(
         (p for p in DEFAULT_MODELS if Path(p).exists()), DEFAULT_MODELS[0]))
-    torch_dtype = _dtype(dtype)
+    torch_dtype, device = _dtype(dtype), resolve_device(device)
     with tempfile.TemporaryDirectory(prefix="mint-iqa-model-") as workdir:
         folder = _local_folder(source, workdir)
         if (folder / "explainer").is_dir():

@@ -201,7 +201,7 @@ def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Model folder, or an MLflow URI such as models:/mint-iqa@champion "
                     "(default: $MINT_IQA_MODEL, else this project's artifacts/explainer/paper/best).")]
-DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps.")]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps, or auto (CUDA when present).")]
 
 
 def _load(model: str | None, device: str = "cpu"):

@@ -95,6 +95,8 @@ def test_load_an_assessor_explains_and_assesses(assessor_dir: Path, folder: Path
 def test_device_and_dtype(scorer_dir: Path, folder: Path) -> None:
     images = sorted(folder.glob("ok*.png"))
     full = mint_iqa.load(scorer_dir, device="cpu").score("a cat", images, scale="raw")
+    auto = mint_iqa.load(scorer_dir, device="auto")  # the GPU when there is one
+    assert auto.scorer.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = mint_iqa.load(scorer_dir, dtype="bfloat16")
     assert next(bf16.scorer.model.parameters()).dtype == torch.bfloat16
     half = bf16.score("a cat", images, scale="raw")
