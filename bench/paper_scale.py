@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     from mint_iqa.inference import Scorer
     from mint_iqa.models.registry import build_explainer, build_scorer, explainer_config, preset_config
     from mint_iqa.models.text import segmenter
-    from mint_iqa.train.engine import fit
+    from mint_iqa.train.engine import fit, to_device
     from mint_iqa.train.explainer import explain_batch
     from mint_iqa.train.scorer import ScorerTask
 
@@ -206,14 +206,9 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     task.cfg, task.tokenizer, task.segment = TrainConfig(), tokenizer, segmenter("rules")
     rng = np.random.default_rng(0)
 
-    def engine_batch(batch: dict[str, Any]) -> dict[str, Any]:
-        from mint_iqa.train.engine import to_device
-
-        return to_device(batch, torch.device(device))
-
     def scorer_batch(b: int) -> dict[str, Any]:
-        return {"images": torch.rand(b, 3, size, size), "prompts": [PROMPTS[i % 4] for i in range(b)],
-                "labels": torch.rand(b, 3)}
+        prompts = [PROMPTS[i % 4] for i in range(b)]
+        return task.with_tokens({"images": torch.rand(b, 3, size, size), "prompts": prompts, "labels": torch.rand(b, 3)})
 
     for zero, b in [(2, b) for b in arch["batches"]] + [(0, arch["batches"][-1])]:
         def train_scorer(b=b, zero=zero):
@@ -235,9 +230,9 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         net.vision.freeze(0.6)
         timed = Timed(lambda: scorer_batch(b), task.loss, arch["steps"], device)
         for batch in timed.batches(0, 0):
-            timed.loss(net, engine_batch(batch))[0].backward()
+            timed.loss(net, to_device(batch, torch.device(device)))[0].backward()
             net.zero_grad(set_to_none=True)
-        timed.loss(net, engine_batch(batch))  # closes the last step's interval
+        timed.loss(net, to_device(batch, torch.device(device)))  # closes the last step's interval
         s = timed.seconds_per_step()
         return None, {"batch": b, "s_per_step": round(s, 3), "images_per_s": round(b / s, 1)}
 

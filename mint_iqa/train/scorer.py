@@ -27,7 +27,7 @@ from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
 from mint_iqa.models.text import segmenter
 from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, loader, training_synthesiser
-from mint_iqa.train.engine import fit, seed_everything, to_device, tracked_run
+from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
 
 def plcc_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,12 +96,15 @@ class ScorerTask:
         cfg = self.cfg
         stream = TrainStream(self.synth, self.ref_indices, self.fixed, self.params.seed, epoch,
                              cfg.steps_per_epoch * cfg.batch_size, cfg.synthetic_fraction, cfg.crop, cfg.reuse)
-        yield from loader(stream, start_step, cfg)
+        yield from map(self.with_tokens, loader(stream, start_step, cfg))
+
+    def with_tokens(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch with its segmented prompts tokenised (`input_ids`, `attention_mask`)."""
+        return {**batch, **self.tokenizer([self.segment(p) for p in batch["prompts"]])}
 
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        enc = to_device(self.tokenizer([self.segment(p) for p in batch["prompts"]]), batch["images"].device)
         with torch.autocast(batch["images"].device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast):
-            out = model(batch["images"], enc["input_ids"], enc["attention_mask"])
+            out = model(batch["images"], batch["input_ids"], batch["attention_mask"])
         pred, target, w = out.scores.float(), batch["labels"], self.cfg.loss
         known = target >= 0  # a dataset without some label (AGIQA-3K: authenticity) marks it -1
         pred, target = torch.where(known, pred, target.detach()), target  # unlabelled entries cost nothing
