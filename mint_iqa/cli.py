@@ -202,13 +202,14 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Model folder, or an MLflow URI such as models:/mint-iqa@champion "
                     "(default: $MINT_IQA_MODEL, else this project's artifacts/explainer/paper/best).")]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps, or auto (CUDA when present).")]
+BeamsOpt = Annotated[int, typer.Option(min=1, help="Explanations: 1 greedy decoding, more: beam search (slower).")]
 
 
-def _load(model: str | None, device: str = "cpu"):
+def _load(model: str | None, device: str = "cpu", num_beams: int = 1):
     from mint_iqa.api import load
 
     try:
-        return load(model, device=device)
+        return load(model, device=device, num_beams=num_beams)
     except (ValueError, FileNotFoundError, OSError) as exc:
         _fail(str(exc).splitlines()[0])
     except Exception as exc:  # noqa: BLE001 - MLflow reports unknown models/aliases as a generic MlflowException
@@ -224,7 +225,7 @@ def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files 
           explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
           scale: Annotated[str, typer.Option(help="mos (calibrated 1-5) or raw (head outputs).")] = "mos",
           batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
-          device: DeviceOpt = "cpu",
+          device: DeviceOpt = "cpu", num_beams: BeamsOpt = 1,
           force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
     """Score images against their prompts; one output row per input, in order.
 
@@ -245,7 +246,7 @@ def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files 
         table = read_manifest(manifest) if manifest else images_table(images or [], prompt or "")
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
-    result = score_table(_load(model, device), table, explain=explain, scale=scale, batch_size=batch_size)
+    result = score_table(_load(model, device, num_beams), table, explain=explain, scale=scale, batch_size=batch_size)
     write_table(result, out)
     failed = result[result["status"] != "ok"]
     for _, row in failed.head(10).iterrows():
@@ -297,9 +298,9 @@ def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (fi
 def explain(image: Annotated[Path, typer.Argument(help="Image file.")],
             prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt the image was generated from.")],
             question: Annotated[str | None, typer.Option(help="Question (default: all three perspectives).")] = None,
-            model: ModelOpt = None, device: DeviceOpt = "cpu") -> None:
+            model: ModelOpt = None, device: DeviceOpt = "cpu", num_beams: BeamsOpt = 1) -> None:
     """Explain one image's quality, authenticity and correspondence in words."""
-    loaded = _load(model, device)
+    loaded = _load(model, device, num_beams)
     try:
         print(loaded.explain(image, prompt, question))
     except (ValueError, FileNotFoundError) as exc:

@@ -58,6 +58,12 @@ def reasons(dimension: str, g: int, defects: list[str]) -> list[str]:
     return [(_QUALITY if dimension == "quality" else _AUTHENTICITY)[g].format(defect=d) for d in defects]
 
 
+def sentence(dimension: str, g: int, reason: str = "") -> str:
+    """The sentence an answer gives `dimension` at grade `g`, without its full stop ("" reason: its opening,
+    up to the colon)."""
+    return f"{INTRO[dimension]} {GRADE_WORDS[g]}:" + (f" {reason}" if reason else "")
+
+
 def answer(dimension: str, label: float, defect: str = "") -> str:
     """One sentence for `dimension`; `defect` names the defect (quality/authenticity) or the mismatch."""
     g = grade(label)
@@ -65,7 +71,7 @@ def answer(dimension: str, label: float, defect: str = "") -> str:
         reason = defect
     else:
         reason = reasons(dimension, g, [defect] if defect else [])[0]
-    return f"{INTRO[dimension]} {GRADE_WORDS[g]}: {reason}."
+    return sentence(dimension, g, reason) + "."
 
 
 def answers(labels: dict[str, float | None], defects: dict[str, str] | None = None) -> dict[str, str]:

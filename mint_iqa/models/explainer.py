@@ -86,6 +86,13 @@ def _ids(tokens: list[int]) -> torch.Tensor:
     return torch.tensor(tokens, dtype=torch.long)
 
 
+def _banned(scores: torch.Tensor, ban: torch.Tensor) -> torch.Tensor:
+    """`scores` with the entries of `ban` (a host-side (rows, vocabulary) mask the constraint filled row by
+    row) set to -inf: one transfer and one fill per step whatever the batch, instead of one per row, which on
+    a GPU is a round trip each."""
+    return scores.masked_fill(ban.to(scores.device), float("-inf")) if ban.any() else scores
+
+
 class LevelConstraint(LogitsProcessor):
     """Level-constrained decoding: wherever the answer states a level word ("excellent" ... "bad"), only the
     stage-1 level of the dimension the answer is talking about (the one it named last) is allowed, so the
@@ -95,7 +102,7 @@ class LevelConstraint(LogitsProcessor):
 
     def __init__(self, grades: torch.Tensor, level_ids: dict[int, list[int]], decode: Callable[[list[int]], str],
                  num_beams: int = 1, intros: list[str] | None = None):
-        self.grades = grades  # (B, 3) stage-1 levels, 1 ... 5
+        self.grades = grades.tolist()  # (B, 3) stage-1 levels, 1 ... 5, read on the host once
         self.level_ids, self.decode, self.num_beams = level_ids, decode, num_beams
         all_ids = sorted({i for ids in level_ids.values() for i in ids})
         self.others = {g: _ids([i for i in all_ids if i not in keep]) for g, keep in level_ids.items()}
@@ -109,20 +116,20 @@ class LevelConstraint(LogitsProcessor):
         return found[max(found)] if found else None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        ban = torch.zeros(scores.shape, dtype=torch.bool)
         for row, ids in enumerate(input_ids.tolist()):
             text = self.decode(ids).lower()
             dim = self.dimension(text)
             if dim is None:
                 continue
-            grade = int(self.grades[row // self.num_beams, dim])
+            grade = int(self.grades[row // self.num_beams][dim])
             keep = self.level_ids.get(grade, [])
             if self.intros and keep and text.rstrip().endswith(self.intros[dim]):  # "quality is" -> the level
-                kept = scores[row, keep].clone()
-                scores[row] = float("-inf")
-                scores[row, keep] = kept
+                ban[row] = True
+                ban[row, keep] = False
             else:
-                scores[row, self.others.get(grade, self.none)] = float("-inf")
-        return scores
+                ban[row, self.others.get(grade, self.none)] = True
+        return _banned(scores, ban)
 
 
 class CompleteAnswer(LogitsProcessor):
@@ -130,16 +137,22 @@ class CompleteAnswer(LogitsProcessor):
     image quality is") image b's answer must contain before `eos_id` is allowed. With `token_text` (token t's
     text), a sentence may not start spelling a phrase the answer already contains (unless it may still become
     one it does not): an out-of-vocabulary prompt otherwise lets a small LM state "the image quality is ..."
-    twice. Phrases are matched with whitespace removed, as in `ReasonConstraint`; `cache` as there."""
+    twice. Phrases are matched with whitespace removed, as in `ReasonConstraint`; `cache` as there.
+
+    `in_order` (answers written from templates: one sentence per dimension) is stricter: every sentence
+    states the next phrase owed, in the order asked, and the answer ends after the last one's sentence. Beam
+    search needs it: it keeps the likeliest sequences, and for a small LM those skip the long reason of
+    quality and repeat a phrase until the token limit, where greedy decoding follows the training answers."""
 
     def __init__(self, required: list[list[str]], eos_id: int, decode: Callable[[list[int]], str],
                  num_beams: int = 1, token_text: list[str] | None = None,
-                 cache: dict[tuple[str, tuple[str, ...], tuple[str, ...]], torch.Tensor] | None = None):
+                 cache: dict[tuple, torch.Tensor] | None = None, in_order: bool = False):
         squeeze = ReasonConstraint.squeeze
         self.required = [[(p.lower(), squeeze(p)) for p in phrases] for phrases in required]  # as read, squeezed
-        self.eos_id, self.decode, self.num_beams = eos_id, decode, num_beams
+        self.eos_id, self.decode, self.num_beams, self.in_order = eos_id, decode, num_beams, in_order
         # per token: whether it ends a sentence (a full stop, or <eos>), and its text after its last full stop
         self.pieces = [("." in t or not t, squeeze(t.rsplit(".", 1)[-1])) for t in token_text or []]
+        self.silent = {t for t, text in enumerate(token_text or []) if not text and t != eos_id}
         self._banned = {} if cache is None else cache
 
     def repeats(self, fragment: str, stated: tuple[str, ...], open_: tuple[str, ...]) -> torch.Tensor:
@@ -154,7 +167,29 @@ class CompleteAnswer(LogitsProcessor):
             self._banned[key] = _ids(out)
         return self._banned[key]
 
+    def out_of_turn(self, fragment: str, reason: bool, owed: str) -> torch.Tensor:
+        """`in_order`: tokens after which the sentence so far (`fragment`; `reason`: it states a dimension
+        already) would not be the next phrase `owed` (none: only the end may follow), or would end too soon.
+        Tokens that decode to nothing but are not the end (other special tokens, a byte of a longer character)
+        are never allowed: they add nothing, and an untrained model repeats them to the token limit."""
+        key = ("in order", None if reason else fragment, owed)
+        if key not in self._banned:
+            out = []
+            for t, (ends, piece) in enumerate(self.pieces):
+                if t == self.eos_id or t in self.silent:
+                    ok = t == self.eos_id and not owed
+                elif ends:  # ends this sentence; `piece` begins the next
+                    ok = reason and owed.startswith(piece)
+                else:
+                    word = fragment + piece
+                    ok = reason or bool(owed) and (owed.startswith(word) or word.startswith(owed))
+                if not ok:
+                    out.append(t)
+            self._banned[key] = _ids(out)
+        return self._banned[key]
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        ban = torch.zeros(scores.shape, dtype=torch.bool)
         for row, ids in enumerate(input_ids.tolist()):
             need = self.required[row // self.num_beams]
             if not need:
@@ -162,21 +197,30 @@ class CompleteAnswer(LogitsProcessor):
             text = self.decode(ids).lower()
             stated = tuple(squeezed for phrase, squeezed in need if phrase in text)
             if len(stated) < len(need):
-                scores[row, self.eos_id] = float("-inf")
-            if stated and self.pieces:
+                ban[row, self.eos_id] = True
+            if self.in_order and self.pieces:
+                flat = ReasonConstraint.squeeze(text)
+                fragment = ReasonConstraint.squeeze(text[text.rfind(".") + 1:])
+                owed = next((squeezed for _, squeezed in need if squeezed not in flat), "")
+                reason = any(fragment.startswith(squeezed) for _, squeezed in need)
+                ban[row, self.out_of_turn(fragment, reason, owed)] = True
+            elif stated and self.pieces:
                 open_ = tuple(squeezed for phrase, squeezed in need if phrase not in text)
                 fragment = ReasonConstraint.squeeze(text[text.rfind(".") + 1:])
-                scores[row, self.repeats(fragment, stated, open_)] = float("-inf")
-        return scores
+                ban[row, self.repeats(fragment, stated, open_)] = True
+        return _banned(scores, ban)
 
 
 class ReasonConstraint(LogitsProcessor):
-    """Reason-constrained decoding: just after "<dimension> is <level>:", the answer may give only a reason
-    that fits stage 1 (`allowed[b][dim]`: for the templated answers of the proxy data, the template of the
-    stage-1 level naming the defect stage 1 found), and may end the sentence only once that reason is
-    complete. A dimension without allowed reasons (a mismatch told in the model's own words) stays free, and
-    so does everything after the reason. Reasons are matched with whitespace removed, so any tokenisation
-    works; a token that decodes to nothing (end of sequence) counts as ending the sentence.
+    """Reason-constrained decoding, for answers written from templates: a sentence that names a dimension
+    must be one of the sentences that fit stage 1 (`allowed[b][dim]`, e.g. "the image quality is fair: motion
+    blur is noticeable and some details are lost", the template of the stage-1 level naming the defect stage
+    1 found) and may end only once it is complete. An allowed sentence that stops at its colon ("the
+    correspondence ... is poor:") is an opening: the rest, a mismatch told in the model's own words, is free.
+    Sentences are matched with whitespace removed, so any tokenisation works; a token that decodes to nothing
+    (end of sequence) counts as ending the sentence. Whole sentences, not just the reason after the colon,
+    because beam search otherwise ends a sentence at its level word ("the image quality is good.") or runs on
+    into the next ("... is good the image authenticity is ...").
 
     `token_text[t]` is token t's text. `cache` (banned tokens per spelling state) may be shared by every
     constraint over the same vocabulary, so each state is worked out once, not once per batch.
@@ -184,12 +228,15 @@ class ReasonConstraint(LogitsProcessor):
 
     def __init__(self, allowed: list[dict[int, list[str]]], token_text: list[str],
                  decode: Callable[[list[int]], str], num_beams: int = 1,
-                 cache: dict[tuple[str, tuple[str, ...]], torch.Tensor] | None = None):
+                 cache: dict[tuple[str, tuple[str, ...]], torch.Tensor] | None = None, eos_id: int | None = None):
         squeeze = self.squeeze
         self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()}
                         for row in allowed]
-        # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>)
-        self.pieces = [(squeeze(t.split(".")[0]), "." in t or not t) for t in token_text]
+        # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>);
+        # with `eos_id`, other tokens without text spell nothing and are left out of constrained sentences
+        self.pieces = [(squeeze(t.split(".")[0]), "." in t or (not t and eos_id in (None, i)))
+                       for i, t in enumerate(token_text)]
+        self.silent = {i for i, t in enumerate(token_text) if not t and eos_id not in (None, i)}
         self.decode, self.num_beams = decode, num_beams
         self._banned = {} if cache is None else cache
 
@@ -197,30 +244,40 @@ class ReasonConstraint(LogitsProcessor):
     def squeeze(text: str) -> str:
         return "".join(text.lower().split())
 
+    @staticmethod
+    def opening(sentence: str) -> bool:
+        return sentence.endswith(":")
+
     def banned(self, spelt: str, allowed: tuple[str, ...]) -> torch.Tensor:
-        """Tokens that, after `spelt`, would leave every allowed reason or end the sentence before one is
-        complete."""
+        """Tokens that, after `spelt`, would leave every allowed sentence or end it before one is complete."""
         key = (spelt, allowed)
         if key not in self._banned:
             out = []
             for t, (piece, ends) in enumerate(self.pieces):
                 word = spelt + piece
-                if word not in allowed if ends else not any(a.startswith(word) for a in allowed):
+                if t in self.silent:
+                    ok = False
+                elif ends:
+                    ok = word in allowed and not self.opening(word)
+                else:
+                    ok = any(a.startswith(word) or self.opening(a) and word.startswith(a) for a in allowed)
+                if not ok:
                     out.append(t)
             self._banned[key] = _ids(out)
         return self._banned[key]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        ban = torch.zeros(scores.shape, dtype=torch.bool)
         for row, ids in enumerate(input_ids.tolist()):
-            text = self.decode(ids).lower()
-            colon = text.rfind(":")
-            if colon < 0 or "." in text[colon + 1:]:  # no reason begun yet, or the last one is finished
+            text = self.decode(ids)
+            spelt = self.squeeze(text[text.rfind(".") + 1:])  # the sentence so far
+            named = {spelt.find(dim): i for i, dim in enumerate(DIMENSIONS) if dim in spelt}
+            if not named:
                 continue
-            dim = LevelConstraint.dimension(text[:colon])
-            allowed = self.allowed[row // self.num_beams].get(dim) if dim is not None else None
-            if allowed:
-                scores[row, self.banned(self.squeeze(text[colon + 1:]), allowed)] = float("-inf")
-        return scores
+            allowed = self.allowed[row // self.num_beams].get(named[min(named)])  # the dimension it opens with
+            if allowed and not any(self.opening(a) and spelt.startswith(a) for a in allowed):
+                ban[row, self.banned(spelt, allowed)] = True
+        return _banned(scores, ban)
 
 
 class MintExplainer(nn.Module):

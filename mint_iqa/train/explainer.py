@@ -21,7 +21,7 @@ import torch
 from transformers import LogitsProcessor
 
 from mint_iqa.config import DIMENSIONS, Params
-from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons
+from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons, sentence
 from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
 from mint_iqa.models.explainer import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
 from mint_iqa.inference import fit_level_cuts, score_arrays, to_batch
@@ -73,8 +73,8 @@ class Texts:
         return {}
 
     @functools.cached_property
-    def repeat_cache(self) -> dict[tuple[str, tuple[str, ...], tuple[str, ...]], torch.Tensor]:
-        """The same for the constraint that states each asked dimension once."""
+    def repeat_cache(self) -> dict[tuple, torch.Tensor]:
+        """The same for the constraint that states each asked dimension once (and, with templates, in order)."""
         return {}
 
     def constraint(self, num_beams: int, aux_classes: list[str],
@@ -96,10 +96,11 @@ class Texts:
                 if questions is not None:
                     out.append(CompleteAnswer([asked.get(q, []) for q in questions], self.lm_tok.eos_id,
                                               decode, num_beams, token_text=self.token_text,
-                                              cache=self.repeat_cache))
+                                              cache=self.repeat_cache, in_order=self.cfg.constrain_reasons))
             if self.cfg.constrain_reasons:
-                allowed = allowed_reasons(grades, stage1.aux_logits, aux_classes)
-                out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache))
+                allowed = allowed_sentences(grades, stage1.aux_logits, aux_classes)
+                out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache,
+                                            eos_id=self.lm_tok.eos_id))
             return out
         return build
 
@@ -149,12 +150,12 @@ def defect_targets(aux_logits: torch.Tensor, aux_classes: list[str]) -> list[dic
     return out
 
 
-def allowed_reasons(grades: torch.Tensor, aux_logits: torch.Tensor | None,
-                    aux_classes: list[str]) -> list[dict[int, list[str]]]:
-    """Per image and dimension, the reasons that fit stage 1 (grades (B, 3), 1 ... 5): for quality and
-    authenticity the template of the level naming the defect `defect_targets` picks (any defect of the family
-    when the scorer has no defect head); for correspondence the flawless reason at level 5, and nothing below,
-    where the answer describes the mismatch in its own words."""
+def allowed_sentences(grades: torch.Tensor, aux_logits: torch.Tensor | None,
+                      aux_classes: list[str]) -> list[dict[int, list[str]]]:
+    """Per image and dimension, the sentences that fit stage 1 (grades (B, 3), 1 ... 5): the stage-1 level
+    and, for quality and authenticity, the template of that level naming the defect `defect_targets` picks
+    (any defect of the family when the scorer has no defect head); for correspondence the flawless reason at
+    level 5, and below it only the opening, after which the answer describes the mismatch in its own words."""
     targets = defect_targets(aux_logits, aux_classes) if aux_logits is not None else [{}] * len(grades)
     out: list[dict[int, list[str]]] = []
     for row, target in zip(grades.tolist(), targets):
@@ -162,9 +163,9 @@ def allowed_reasons(grades: torch.Tensor, aux_logits: torch.Tensor | None,
         for i, (dim, g) in enumerate(zip(DIMENSIONS, row)):
             if dim in FAMILIES:
                 names = [target[i]] if i in target else [DEFECT_NAMES[d] for d in FAMILIES[dim]]
-                allowed[i] = reasons(dim, g, names)
-            elif g == 5:
-                allowed[i] = reasons(dim, g, [])
+                allowed[i] = [sentence(dim, g, r) for r in reasons(dim, g, names)]
+            else:
+                allowed[i] = [sentence(dim, g, reasons(dim, g, [])[0] if g == 5 else "")]
         out.append(allowed)
     return out
 

@@ -226,6 +226,60 @@ def test_complete_answer_states_each_dimension_once() -> None:
     assert banned(both + " it") == {". the"}  # free prose, but no statement after it either
 
 
+def test_complete_answer_in_order_states_the_asked_dimensions_in_turn_then_ends() -> None:
+    from mint_iqa.models.explainer import CompleteAnswer
+
+    vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", ".", "it", "looks", ". the"]
+    v = {w: i for i, w in enumerate(vocab)}
+    decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
+    in_turn = CompleteAnswer([["the image quality is", "the image authenticity is"]], eos_id=0, decode=decode,
+                             token_text=vocab, in_order=True)
+
+    def allowed(text: str) -> set[str]:
+        ids = torch.tensor([[v[w] for w in text.split(" ") if w]], dtype=torch.long).reshape(1, -1)
+        logits = in_turn(ids, torch.zeros(1, len(vocab)))
+        return {vocab[i] for i in torch.isfinite(logits[0]).nonzero().flatten().tolist()}
+
+    assert allowed("") == {"the"}                              # the answer opens with quality ...
+    assert allowed("the image") == {"quality"}                 # ... not authenticity, which comes second
+    quality = "the image quality is fair"
+    assert allowed(quality) == set(vocab) - {""}               # its sentence is free; no end yet
+    assert allowed(quality + " . the image") == {"authenticity"}
+    both = quality + " . the image authenticity is fair"
+    assert allowed(both) == set(vocab) - {". the"}             # the last sentence may end, or the answer
+    assert allowed(both + " .") == {""}                         # nothing after it but the end
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_beams: int) -> None:
+    """Greedy or beam search, an untrained language model under the constraints answers "all three" with
+    the sentence of each dimension's stage-1 level, quality first, once each (beam search used to skip
+    quality's reason and repeat a phrase to the token limit). The correspondence below level 5 is told in
+    free words after its opening, which an untrained model fills with noise."""
+    from mint_iqa.data.answers import DIMENSIONS, INTRO, QUESTIONS, reasons, sentence
+    from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
+    from mint_iqa.models.explainer import ReasonConstraint, score_grades
+
+    model, texts = explainer
+    model.config.max_answer_tokens = 400  # the test tokenizer spells most words letter by letter
+    model.config.constrain_levels = model.config.constrain_reasons = True
+    model.eval()
+    images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
+    answers, scores = explain_batch(model, texts, images, ["a cat", "a rocket"], [QUESTIONS["all"]] * 2,
+                                    num_beams=num_beams)
+    squeeze = ReasonConstraint.squeeze
+    defects = {"quality": [DEFECT_NAMES[d] for d in QUALITY], "authenticity": [DEFECT_NAMES[d] for d in AUTHENTICITY]}
+    for answer, grades in zip(answers, score_grades(torch.as_tensor(scores)).tolist()):
+        said = squeeze(answer)
+        starts = [said.find(squeeze(sentence(dim, g))) for dim, g in zip(DIMENSIONS, grades)]
+        assert starts[0] == 0 and -1 not in starts and starts == sorted(starts), answer
+        stated = said[:starts[2] + len(squeeze(sentence(DIMENSIONS[2], grades[2])))]
+        assert all(stated.count(squeeze(INTRO[dim])) == 1 for dim in DIMENSIONS), answer
+        for i, (dim, g) in enumerate(zip(DIMENSIONS[:2], grades)):
+            given = said[starts[i]:said.index(".", starts[i])]
+            assert given in {squeeze(sentence(dim, g, r)) for r in reasons(dim, g, defects[dim])}, answer
+
+
 def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer() -> None:
     """Banned sets are kept per spelling state and shared by every batch (`Texts`): a batch asking other
     questions must not inherit the previous batch's bans."""
@@ -247,21 +301,21 @@ def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer(
     assert len(shared) == 2  # same text, other phrases owed: two states (the third batch has stated nothing)
 
 
-def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1() -> None:
+def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stage1() -> None:
     from mint_iqa.models.explainer import ReasonConstraint
     from mint_iqa.train.data import AUX_CLASSES
-    from mint_iqa.train.explainer import allowed_reasons
+    from mint_iqa.train.explainer import allowed_sentences
 
     vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", "excellent", ":",
              "motion", "blur", "noise", "noticeable", "and", "some", "details", "are", "lost", ".", "outline",
              "prompt", "a", "duplicated", "patch", "smeared", "makes", "it", "look", "partly", "synthetic",
-             "cat", "between", ""]
+             "cat", "between", "its", "good", ""]
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     logits = torch.zeros(2, len(AUX_CLASSES))
     logits[0, AUX_CLASSES.index("motion_blur")] = logits[0, AUX_CLASSES.index("duplicated_patch")] = 3.0
     logits[1, AUX_CLASSES.index("noise")] = logits[1, AUX_CLASSES.index("smear")] = 3.0
-    allowed = allowed_reasons(torch.tensor([[3, 3, 3], [5, 3, 5]]), logits, AUX_CLASSES)
+    allowed = allowed_sentences(torch.tensor([[3, 3, 3], [5, 3, 5]]), logits, AUX_CLASSES)
 
     def words(allowed: torch.Tensor) -> set[str]:
         return {vocab[i] for i in allowed.nonzero().flatten().tolist()}
@@ -271,6 +325,10 @@ def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1
         ids = torch.tensor([[v[w] for w in text.split()]] * 4)
         return torch.isfinite(constraint(ids, torch.zeros(4, len(vocab)))[row])
 
+    assert ok("the image", 0).all()                          # no dimension named yet: free
+    assert words(ok("the image quality", 0)) == {"is"}       # from its name on, the sentence of stage 1 ...
+    assert words(ok("the image quality is", 0)) == {"fair"}  # ... at its level (not "good", no full stop)
+    assert words(ok("the image quality is fair", 0)) == {":"}  # beam search would end the sentence here
     head = "the image quality is fair :"
     # image 0: only the motion-blur template; not another defect, the flawless or generic reason, prose,
     # a colon, a full stop or an end ("": <eos>)
@@ -282,8 +340,10 @@ def test_reason_constraint_lets_the_answer_give_only_the_reason_that_fits_stage1
     auth = "the image authenticity is fair : a"
     assert ok(auth, 0)[v["duplicated"]] and not ok(auth, 0)[v["smeared"]]
     assert ok(auth, 3)[v["smeared"]] and not ok(auth, 3)[v["duplicated"]]
-    assert ok("the correspondence between the image is fair :", 0).all()  # a mismatch is told in free words
-    corr = ok("the correspondence between the image is excellent :", 2)  # image 1: level 5
+    mismatch = "the correspondence between the image and its prompt is fair"
+    assert words(ok(mismatch, 0)) == {":"}                   # a mismatch opens as the template does ...
+    assert ok(mismatch + " : a cat", 0).all()                # ... and is then told in free words
+    corr = ok("the correspondence between the image and its prompt is excellent :", 2)  # image 1: level 5
     assert words(corr) == {"the"}                             # "the image shows what the prompt asks for"
     flawless = ok("the image quality is excellent :", 2)      # image 1: level 5 (its noise is ignored)
     assert flawless[v["the"]] and not flawless[[v["noise"], v["motion"], v["some"]]].any()

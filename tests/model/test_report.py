@@ -51,6 +51,10 @@ def test_rank_prints_best_first_and_explain_answers(assessor_dir: Path, folder: 
 
     assert proc.returncode == 0, proc.stderr  # same words as the API (greedy decoding is deterministic)
     assert proc.stdout.strip() == mint_iqa.load(assessor_dir).explain(folder / "ok0.png", "a photo of a cat").strip()
+    proc = _cli("explain", str(folder / "ok0.png"), "-p", "a photo of a cat", "--model", str(assessor_dir),
+                "--num-beams", "2")
+    beams = mint_iqa.load(assessor_dir, num_beams=2).explain(folder / "ok0.png", "a photo of a cat")
+    assert proc.returncode == 0 and proc.stdout.strip() == beams.strip(), proc.stderr
     proc = _cli("explain", str(folder / "corrupt.png"), "-p", "a cat", "--model", str(assessor_dir))
     assert proc.returncode == 2 and "corrupt.png" in proc.stderr and "truncated" in proc.stderr
 
