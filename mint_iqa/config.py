@@ -155,6 +155,7 @@ class TrainConfig(Strict):
     synthetic_fraction: float = Field(0.75, ge=0, le=1)  # on-the-fly samples vs prepared train images
     augment: bool = True                       # recolour pristine crops before distorting (content diversity)
     reuse: int = Field(1, ge=1, le=8)          # views (flips / 90-degree turns) per synthesised sample
+    composite: float = Field(0.0, ge=0.0, le=1.0)  # share of quality / authenticity samples with a defect of both
     autocast: bool = False                     # bf16 autocast for the forward pass (CPU AVX512-BF16, GPUs)
     workers: int = Field(1, ge=0)              # data-loader processes synthesising samples
     threads: int = Field(2, ge=1)              # torch intra-op threads

@@ -64,8 +64,8 @@ class Synthesiser:
     frame instead was measured and did not help (single runs, demo budget)."""
 
     def __init__(self, references: list[tuple[Reference, np.ndarray]], cfg: PrepareConfig,
-                 out_size: int | None = None, augment: bool = False):
-        self.augment = augment
+                 out_size: int | None = None, augment: bool = False, composite: float = 0.0):
+        self.augment, self.composite = augment, composite
         self.refs = [ref for ref, _ in references]
         self.pixels = [pixels for _, pixels in references]
         self.cfg = cfg
@@ -120,7 +120,9 @@ class Synthesiser:
         return [plans[i] for i in rng.permutation(len(plans))]
 
     # ------------------------------------------------------------------ samples
-    def make(self, ref_index: int, plan: Plan, rng: np.random.Generator) -> Sample:
+    def make(self, ref_index: int, plan: Plan, rng: np.random.Generator, also: Plan | None = None) -> Sample:
+        """One sample of `plan`; `also` (training only) adds a defect of the other image family, quality
+        first, each labelled by the damage it does itself."""
         family, distortion, level = plan
         ref = self.refs[ref_index]
         img = self.crop(ref_index, rng)
@@ -129,17 +131,18 @@ class Synthesiser:
         prompt = make_prompt(ref, self.refs, level if family == "correspondence" else 0, rng)
         damage = 0.0
         where = np.zeros((WHERE_GRID, WHERE_GRID, 2), np.float32)
-        if family in degradations.REGISTRY:
-            ladders = getattr(self.cfg, family)
-            pristine = img
-            img = degradations.apply(img, family, distortion, level, ladders, rng)
-            dmap = degradations.damage_map(pristine, img)
-            damage = degradations.damage(pristine, img, local=family == "authenticity", dmap=dmap)
-            visible = np.clip(dmap / self.cfg.labels.damage_scale[distortion], 0.0, 1.0)
-            where[..., int(family == "authenticity")] = cv2.resize(visible, (WHERE_GRID, WHERE_GRID),
-                                                              interpolation=cv2.INTER_AREA)
-            labels[family] = self.cfg.labels.for_damage(distortion, damage)
-            defects[family] = degradations.DEFECT_NAMES[distortion]
+        steps = [p for p in (plan, also) if p is not None and p[0] in degradations.REGISTRY]
+        for fam, name, lvl in sorted(steps, key=lambda p: p[0] != "quality"):
+            before = img
+            img = degradations.apply(img, fam, name, lvl, getattr(self.cfg, fam), rng)
+            dmap = degradations.damage_map(before, img)
+            hurt = degradations.damage(before, img, local=fam == "authenticity", dmap=dmap)
+            visible = np.clip(dmap / self.cfg.labels.damage_scale[name], 0.0, 1.0)
+            where[..., int(fam == "authenticity")] = cv2.resize(visible, (WHERE_GRID, WHERE_GRID),
+                                                           interpolation=cv2.INTER_AREA)
+            labels[fam] = self.cfg.labels.for_damage(name, hurt)
+            defects[fam] = degradations.DEFECT_NAMES[name]
+            damage = hurt if fam == family else damage
         if family == "correspondence":
             distortion = prompt.mismatch
             defects[family] = prompt.explanation
@@ -175,4 +178,9 @@ class Synthesiser:
             plan = (family, "mismatch", int(rng.integers(1, LEVELS + 1)))
         else:
             plan = (family, *self.grids[family][int(rng.integers(len(self.grids[family])))])
-        return self.make(ref_index, plan, rng)
+        also = None
+        if self.composite and family != "correspondence":  # each image family's defect drawn independently
+            drawn = [(f, *self.grids[f][int(rng.integers(len(self.grids[f])))])
+                     for f in ("quality", "authenticity") if rng.random() < self.composite]
+            plan, also = (drawn + [("pristine", "none", 0)])[0], (drawn[1] if len(drawn) > 1 else None)
+        return self.make(ref_index, plan, rng, also)

@@ -138,4 +138,5 @@ def training_synthesiser(params: Any, fixed: Split, protocol: str) -> Synthesise
     refs = load_references(params.data.raw_dir)
     if protocol == "strict":
         refs = [(r, px) for r, px in refs if r.id in set(fixed.frame["ref_id"])]
-    return Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment)
+    return Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment,
+                       composite=params.train.composite)

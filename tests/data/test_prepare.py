@@ -109,3 +109,29 @@ def test_failed_prepare_leaves_previous_output(raw_dir: Path, prepared_copy: Pat
     with pytest.raises(ValueError, match="no_such_blur"):
         prepare(bad)
     assert sha256_file(prepared_copy / manifest.MANIFEST) == before
+
+
+def test_composite_training_samples_draw_each_image_defect_independently(raw_dir: Path) -> None:
+    """`train.composite` (training samples only): each of the quality and authenticity defects is drawn
+    on its own, so neither says anything about the other; each is labelled by the damage it does itself.
+    0, the default and the evaluation set, keeps one defect per image."""
+    from mint_iqa.data.references import load_references
+    from mint_iqa.data.synth import Synthesiser
+
+    refs, cfg = load_references(raw_dir), load_params(ROOT / "params.yaml").prepare
+    top = cfg.labels.pristine
+
+    def draw(composite: float, n: int) -> list:
+        synth = Synthesiser(refs, cfg, out_size=64, composite=composite)
+        rng = np.random.default_rng(0)
+        return [s for s in (synth.random(rng) for _ in range(n)) if s.family != "correspondence"]
+
+    for s in draw(0.0, 60):  # one defect family at most: one damage channel, the other label flawless
+        assert (s.where.max(axis=(0, 1)) > 0).sum() <= 1
+        assert sum(s.labels[d] < top for d in ("quality", "authenticity")) <= 1
+    for s in draw(1.0, 30):  # both, each with its own damage map and a label no higher than flawless
+        assert (s.where.max(axis=(0, 1)) > 0).all() and s.family == "quality"
+    both = np.array([(s.where.max(axis=(0, 1)) > 0) for s in draw(0.5, 300)])
+    q, a = both[:, 0], both[:, 1]
+    assert 0.35 < q.mean() < 0.65 and 0.35 < a.mean() < 0.65
+    assert abs(a[q].mean() - a[~q].mean()) < 0.15  # authenticity damage as likely with a quality defect as without
