@@ -86,6 +86,12 @@ def _ids(tokens: list[int]) -> torch.Tensor:
     return torch.tensor(tokens, dtype=torch.long)
 
 
+def _silent(token_text: list[str], eos_id: int | None) -> set[int]:
+    """Tokens that decode to nothing and are not the end (other special tokens, a byte of a longer
+    character): they spell nothing, so constrained text leaves them out."""
+    return set() if eos_id is None else {t for t, text in enumerate(token_text) if not text and t != eos_id}
+
+
 def _banned(scores: torch.Tensor, ban: torch.Tensor) -> torch.Tensor:
     """`scores` with the entries of `ban` (a host-side (rows, vocabulary) mask the constraint filled row by
     row) set to -inf: one transfer and one fill per step whatever the batch, instead of one per row, which on
@@ -152,7 +158,7 @@ class CompleteAnswer(LogitsProcessor):
         self.eos_id, self.decode, self.num_beams, self.in_order = eos_id, decode, num_beams, in_order
         # per token: whether it ends a sentence (a full stop, or <eos>), and its text after its last full stop
         self.pieces = [("." in t or not t, squeeze(t.rsplit(".", 1)[-1])) for t in token_text or []]
-        self.silent = {t for t, text in enumerate(token_text or []) if not text and t != eos_id}
+        self.silent = _silent(token_text or [], eos_id)
         self._banned = {} if cache is None else cache
 
     def repeats(self, fragment: str, stated: tuple[str, ...], open_: tuple[str, ...]) -> torch.Tensor:
@@ -198,15 +204,14 @@ class CompleteAnswer(LogitsProcessor):
             stated = tuple(squeezed for phrase, squeezed in need if phrase in text)
             if len(stated) < len(need):
                 ban[row, self.eos_id] = True
+            fragment = ReasonConstraint.sentence(text)
             if self.in_order and self.pieces:
                 flat = ReasonConstraint.squeeze(text)
-                fragment = ReasonConstraint.squeeze(text[text.rfind(".") + 1:])
                 owed = next((squeezed for _, squeezed in need if squeezed not in flat), "")
                 reason = any(fragment.startswith(squeezed) for _, squeezed in need)
                 ban[row, self.out_of_turn(fragment, reason, owed)] = True
             elif stated and self.pieces:
                 open_ = tuple(squeezed for phrase, squeezed in need if phrase not in text)
-                fragment = ReasonConstraint.squeeze(text[text.rfind(".") + 1:])
                 ban[row, self.repeats(fragment, stated, open_)] = True
         return _banned(scores, ban)
 
@@ -232,17 +237,22 @@ class ReasonConstraint(LogitsProcessor):
         squeeze = self.squeeze
         self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()}
                         for row in allowed]
-        # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>);
-        # with `eos_id`, other tokens without text spell nothing and are left out of constrained sentences
-        self.pieces = [(squeeze(t.split(".")[0]), "." in t or (not t and eos_id in (None, i)))
+        # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>:
+        # without `eos_id`, any token without text)
+        self.silent = _silent(token_text, eos_id)
+        self.pieces = [(squeeze(t.split(".")[0]), "." in t or (not t and i not in self.silent))
                        for i, t in enumerate(token_text)]
-        self.silent = {i for i, t in enumerate(token_text) if not t and eos_id not in (None, i)}
         self.decode, self.num_beams = decode, num_beams
         self._banned = {} if cache is None else cache
 
     @staticmethod
     def squeeze(text: str) -> str:
         return "".join(text.lower().split())
+
+    @classmethod
+    def sentence(cls, text: str) -> str:
+        """The last sentence of `text` so far (after its last full stop), squeezed."""
+        return cls.squeeze(text[text.rfind(".") + 1:])
 
     @staticmethod
     def opening(sentence: str) -> bool:
@@ -269,8 +279,7 @@ class ReasonConstraint(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         ban = torch.zeros(scores.shape, dtype=torch.bool)
         for row, ids in enumerate(input_ids.tolist()):
-            text = self.decode(ids)
-            spelt = self.squeeze(text[text.rfind(".") + 1:])  # the sentence so far
+            spelt = self.sentence(self.decode(ids))
             named = {spelt.find(dim): i for i, dim in enumerate(DIMENSIONS) if dim in spelt}
             if not named:
                 continue
