@@ -49,8 +49,8 @@ def grade(label: float) -> int:
 
 def reasons(dimension: str, g: int, defects: list[str]) -> list[str]:
     """The templated reasons an answer gives for `dimension` at grade `g`, one per defect name in `defects`
-    (the generic reason when there is none). Below grade 5 a correspondence answer describes the mismatch in
-    its own words: only the generic reason is a template there."""
+    (the generic reason when there is none). Below grade 5 the proxy set's correspondence answers describe
+    the mismatch (`prompts.make_prompt`); the only template there is the generic reason."""
     if g == 5:
         return [_PERFECT[dimension]]
     if dimension == "correspondence" or not defects:

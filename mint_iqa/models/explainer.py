@@ -220,23 +220,33 @@ class ReasonConstraint(LogitsProcessor):
     """Reason-constrained decoding, for answers written from templates: a sentence that names a dimension
     must be one of the sentences that fit stage 1 (`allowed[b][dim]`, e.g. "the image quality is fair: motion
     blur is noticeable and some details are lost", the template of the stage-1 level naming the defect stage
-    1 found) and may end only once it is complete. An allowed sentence that stops at its colon ("the
-    correspondence ... is poor:") is an opening: the rest, a mismatch told in the model's own words, is free.
+    1 found) and may end only once it is complete.
     Sentences are matched with whitespace removed, so any tokenisation works; a token that decodes to nothing
     (end of sequence) counts as ending the sentence. Whole sentences, not just the reason after the colon,
     because beam search otherwise ends a sentence at its level word ("the image quality is good.") or runs on
     into the next ("... is good the image authenticity is ...").
 
-    `token_text[t]` is token t's text. `cache` (banned tokens per spelling state) may be shared by every
-    constraint over the same vocabulary, so each state is worked out once, not once per batch.
+    `token_text[t]` is token t's text. With `encode` (text -> token ids), a constrained sentence is spelt with
+    the tokens of the allowed sentences' own tokenisation only: matching without whitespace and case would
+    otherwise let a small LM spell a sentence it has not learnt as "it does notFu l lYshoww h at ...".
+    `cache` (banned tokens per spelling state) may be shared by every constraint over the same vocabulary,
+    so each state is worked out once, not once per batch.
     """
 
     def __init__(self, allowed: list[dict[int, list[str]]], token_text: list[str],
                  decode: Callable[[list[int]], str], num_beams: int = 1,
-                 cache: dict[tuple[str, tuple[str, ...]], torch.Tensor] | None = None, eos_id: int | None = None):
+                 cache: dict[tuple, torch.Tensor] | None = None, eos_id: int | None = None,
+                 encode: Callable[[str], list[int]] | None = None):
         squeeze = self.squeeze
         self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()}
                         for row in allowed]
+        # the tokens each set of allowed sentences is spelt with (None: any token)
+        self.spelling: dict[tuple[str, ...], frozenset[int] | None] = {}
+        for row, squeezed in zip(allowed, self.allowed):
+            for dim, rs in row.items():
+                if squeezed[dim] not in self.spelling:
+                    self.spelling[squeezed[dim]] = None if encode is None else frozenset(
+                        t for r in rs for t in encode(r + "."))
         # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>:
         # without `eos_id`, any token without text)
         self.silent = _silent(token_text, eos_id)
@@ -254,27 +264,31 @@ class ReasonConstraint(LogitsProcessor):
         """The last sentence of `text` so far (after its last full stop), squeezed."""
         return cls.squeeze(text[text.rfind(".") + 1:])
 
-    @staticmethod
-    def opening(sentence: str) -> bool:
-        return sentence.endswith(":")
-
     def banned(self, spelt: str, allowed: tuple[str, ...]) -> torch.Tensor:
-        """Tokens that, after `spelt`, would leave every allowed sentence or end it before one is complete."""
-        key = (spelt, allowed)
+        """Tokens that, after `spelt`, would leave every allowed sentence or end it before one is complete
+        (or spell it with tokens its own tokenisation does not use, unless that would leave no token)."""
+        spelling = self.spelling[allowed]
+        key = (spelt, allowed, spelling is None)
         if key not in self._banned:
-            out = []
-            for t, (piece, ends) in enumerate(self.pieces):
-                word = spelt + piece
-                if t in self.silent:
-                    ok = False
-                elif ends:
-                    ok = word in allowed and not self.opening(word)
-                else:
-                    ok = any(a.startswith(word) or self.opening(a) and word.startswith(a) for a in allowed)
-                if not ok:
-                    out.append(t)
-            self._banned[key] = _ids(out)
+            out = self._leaving(spelt, allowed)
+            off = [] if spelling is None else [t for t, (piece, _) in enumerate(self.pieces)
+                                               if piece and t not in spelling and t not in out]
+            self._banned[key] = _ids(out + off if len(out) + len(off) < len(self.pieces) else out)
         return self._banned[key]
+
+    def _leaving(self, spelt: str, allowed: tuple[str, ...]) -> list[int]:
+        out = []
+        for t, (piece, ends) in enumerate(self.pieces):
+            word = spelt + piece
+            if t in self.silent:
+                ok = False
+            elif ends:
+                ok = word in allowed
+            else:
+                ok = any(a.startswith(word) for a in allowed)
+            if not ok:
+                out.append(t)
+        return out
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         ban = torch.zeros(scores.shape, dtype=torch.bool)
@@ -284,7 +298,7 @@ class ReasonConstraint(LogitsProcessor):
             if not named:
                 continue
             allowed = self.allowed[row // self.num_beams].get(named[min(named)])  # the dimension it opens with
-            if allowed and not any(self.opening(a) and spelt.startswith(a) for a in allowed):
+            if allowed:
                 ban[row, self.banned(spelt, allowed)] = True
         return _banned(scores, ban)
 

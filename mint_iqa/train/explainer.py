@@ -67,8 +67,12 @@ class Texts:
     def token_text(self) -> list[str]:
         return [self.lm_tok.decode([i]) for i in range(self.lm_tok.vocab_size)]
 
+    def spell(self, text: str) -> list[int]:
+        """The LM tokens of `text`, as an answer spells it."""
+        return self.lm_tok([text], max_length=4 * len(text) + 2, bos=False, eos=False)["input_ids"][0].tolist()
+
     @functools.cached_property
-    def reason_cache(self) -> dict[tuple[str, tuple[str, ...]], torch.Tensor]:
+    def reason_cache(self) -> dict[tuple, torch.Tensor]:
         """Banned tokens per spelling state, shared by the reason constraints of every batch."""
         return {}
 
@@ -100,7 +104,7 @@ class Texts:
             if self.cfg.constrain_reasons:
                 allowed = allowed_sentences(grades, stage1.aux_logits, aux_classes)
                 out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache,
-                                            eos_id=self.lm_tok.eos_id))
+                                            eos_id=self.lm_tok.eos_id, encode=self.spell))
             return out
         return build
 
@@ -155,17 +159,18 @@ def allowed_sentences(grades: torch.Tensor, aux_logits: torch.Tensor | None,
     """Per image and dimension, the sentences that fit stage 1 (grades (B, 3), 1 ... 5): the stage-1 level
     and, for quality and authenticity, the template of that level naming the defect `defect_targets` picks
     (any defect of the family when the scorer has no defect head); for correspondence the flawless reason at
-    level 5, and below it only the opening, after which the answer describes the mismatch in its own words."""
+    level 5 and the generic one below it ("it does not fully show what the prompt asks for"): stage 1 scores
+    how well the image matches its prompt, not which part does not, and a small LM left to say it in its own
+    words wrote "... is poor: the image shows what the prompt asks for"."""
     targets = defect_targets(aux_logits, aux_classes) if aux_logits is not None else [{}] * len(grades)
     out: list[dict[int, list[str]]] = []
     for row, target in zip(grades.tolist(), targets):
         allowed = {}
         for i, (dim, g) in enumerate(zip(DIMENSIONS, row)):
+            names: list[str] = []
             if dim in FAMILIES:
                 names = [target[i]] if i in target else [DEFECT_NAMES[d] for d in FAMILIES[dim]]
-                allowed[i] = [sentence(dim, g, r) for r in reasons(dim, g, names)]
-            else:
-                allowed[i] = [sentence(dim, g, reasons(dim, g, [])[0] if g == 5 else "")]
+            allowed[i] = [sentence(dim, g, r) for r in reasons(dim, g, names)]
         out.append(allowed)
     return out
 

@@ -254,8 +254,7 @@ def test_complete_answer_in_order_states_the_asked_dimensions_in_turn_then_ends(
 def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_beams: int) -> None:
     """Greedy or beam search, an untrained language model under the constraints answers "all three" with
     the sentence of each dimension's stage-1 level, quality first, once each (beam search used to skip
-    quality's reason and repeat a phrase to the token limit). The correspondence below level 5 is told in
-    free words after its opening, which an untrained model fills with noise."""
+    quality's reason and repeat a phrase to the token limit)."""
     from mint_iqa.data.answers import DIMENSIONS, INTRO, QUESTIONS, reasons, sentence
     from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
     from mint_iqa.models.explainer import ReasonConstraint, score_grades
@@ -275,9 +274,9 @@ def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_be
         assert starts[0] == 0 and -1 not in starts and starts == sorted(starts), answer
         stated = said[:starts[2] + len(squeeze(sentence(DIMENSIONS[2], grades[2])))]
         assert all(stated.count(squeeze(INTRO[dim])) == 1 for dim in DIMENSIONS), answer
-        for i, (dim, g) in enumerate(zip(DIMENSIONS[:2], grades)):
+        for i, (dim, g) in enumerate(zip(DIMENSIONS, grades)):
             given = said[starts[i]:said.index(".", starts[i])]
-            assert given in {squeeze(sentence(dim, g, r)) for r in reasons(dim, g, defects[dim])}, answer
+            assert given in {squeeze(sentence(dim, g, r)) for r in reasons(dim, g, defects.get(dim, []))}, answer
 
 
 def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer() -> None:
@@ -341,8 +340,8 @@ def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stag
     assert ok(auth, 0)[v["duplicated"]] and not ok(auth, 0)[v["smeared"]]
     assert ok(auth, 3)[v["smeared"]] and not ok(auth, 3)[v["duplicated"]]
     mismatch = "the correspondence between the image and its prompt is fair"
-    assert words(ok(mismatch, 0)) == {":"}                   # a mismatch opens as the template does ...
-    assert ok(mismatch + " : a cat", 0).all()                # ... and is then told in free words
+    assert words(ok(mismatch, 0)) == {":"}                   # a mismatch: its level, then ...
+    assert words(ok(mismatch + " :", 0)) == {"it"}           # ... the generic reason, not free words
     corr = ok("the correspondence between the image and its prompt is excellent :", 2)  # image 1: level 5
     assert words(corr) == {"the"}                             # "the image shows what the prompt asks for"
     flawless = ok("the image quality is excellent :", 2)      # image 1: level 5 (its noise is ignored)
@@ -378,3 +377,25 @@ def test_assessor_saved_before_evidence_tokens_still_loads(tiny_scorer, tmp_path
     again, _ = load_assessor(folder)
     assert again.levels is None and not again.config.evidence and not again.config.constrain_reasons
     assert torch.equal(again.feedback.weight, model.feedback.weight)
+
+
+def test_reason_constraint_spells_a_sentence_with_its_own_tokens() -> None:
+    """Matched without whitespace and case, "not fully" could be spelt "notFu l lY" by a model that never
+    learnt the sentence; given the tokenizer (`encode`), only the tokens of the sentence's own spelling are
+    allowed."""
+    from mint_iqa.models.explainer import ReasonConstraint
+
+    vocab = ["the", "correspondence", "is", "fair", ":", "it", "does", "not", "fully", "show", ".", "Fu", "l",
+             "lY", "ful", "ly", ""]
+    v = {w: i for i, w in enumerate(vocab)}
+    decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
+    encode = lambda text: [v[w] for w in text.replace(":", " :").replace(".", " .").split()]  # noqa: E731
+    allowed = [{2: ["the correspondence is fair: it does not fully show"]}]
+    ids = torch.tensor([[v[w] for w in "the correspondence is fair : it does not".split()]])
+
+    def words(**kwargs) -> set[str]:
+        constraint = ReasonConstraint(allowed, vocab, decode, eos_id=v[""], **kwargs)
+        return {vocab[i] for i in torch.isfinite(constraint(ids, torch.zeros(1, len(vocab)))[0]).nonzero().flatten()}
+
+    assert words() == {"fully", "Fu", "ful"}                 # whitespace and case ignored: any spelling
+    assert words(encode=encode) == {"fully"}                 # its own tokens only
