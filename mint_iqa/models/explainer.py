@@ -240,13 +240,12 @@ class ReasonConstraint(LogitsProcessor):
         squeeze = self.squeeze
         self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()}
                         for row in allowed]
-        # the tokens each set of allowed sentences is spelt with (None: any token)
-        self.spelling: dict[tuple[str, ...], frozenset[int] | None] = {}
+        # with `encode`: the tokens each set of allowed sentences is spelt with
+        self.spelling: dict[tuple[str, ...], frozenset[int]] = {}
         for row, squeezed in zip(allowed, self.allowed):
             for dim, rs in row.items():
-                if squeezed[dim] not in self.spelling:
-                    self.spelling[squeezed[dim]] = None if encode is None else frozenset(
-                        t for r in rs for t in encode(r + "."))
+                if encode is not None and squeezed[dim] not in self.spelling:
+                    self.spelling[squeezed[dim]] = frozenset(t for r in rs for t in encode(r + "."))
         # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>:
         # without `eos_id`, any token without text)
         self.silent = _silent(token_text, eos_id)
@@ -267,28 +266,20 @@ class ReasonConstraint(LogitsProcessor):
     def banned(self, spelt: str, allowed: tuple[str, ...]) -> torch.Tensor:
         """Tokens that, after `spelt`, would leave every allowed sentence or end it before one is complete
         (or spell it with tokens its own tokenisation does not use, unless that would leave no token)."""
-        spelling = self.spelling[allowed]
+        spelling = self.spelling.get(allowed)
         key = (spelt, allowed, spelling is None)
         if key not in self._banned:
-            out = self._leaving(spelt, allowed)
-            off = [] if spelling is None else [t for t, (piece, _) in enumerate(self.pieces)
-                                               if piece and t not in spelling and t not in out]
-            self._banned[key] = _ids(out + off if len(out) + len(off) < len(self.pieces) else out)
+            leaving, foreign = [], []
+            for t, (piece, ends) in enumerate(self.pieces):
+                word = spelt + piece
+                fits = word in allowed if ends else any(a.startswith(word) for a in allowed)
+                if t in self.silent or not fits:
+                    leaving.append(t)
+                elif spelling is not None and piece and t not in spelling:
+                    foreign.append(t)
+            both = leaving + foreign
+            self._banned[key] = _ids(both if len(both) < len(self.pieces) else leaving)
         return self._banned[key]
-
-    def _leaving(self, spelt: str, allowed: tuple[str, ...]) -> list[int]:
-        out = []
-        for t, (piece, ends) in enumerate(self.pieces):
-            word = spelt + piece
-            if t in self.silent:
-                ok = False
-            elif ends:
-                ok = word in allowed
-            else:
-                ok = any(a.startswith(word) for a in allowed)
-            if not ok:
-                out.append(t)
-        return out
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         ban = torch.zeros(scores.shape, dtype=torch.bool)
