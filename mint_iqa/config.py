@@ -133,6 +133,7 @@ class LossConfig(Strict):
     rank: float = 0.0        # pairwise margin ranking loss
     aux: float = 0.1         # auxiliary distortion-type classification
     locate: float = 1.0      # per-patch visible damage (quality / authenticity family) of synthesised samples
+    match: float = 0.0       # image-prompt contrastive loss (other images' captions in the batch as negatives)
 
 
 class TrainConfig(Strict):

@@ -70,6 +70,19 @@ def _freeze(modules: list[nn.Module], fix_rate: float, stem: list[nn.Module]) ->
             p.requires_grad_(False)
 
 
+def conv_stem(c_in: int, channels: list[int], depth: int = 1) -> nn.Sequential:
+    """Stages of a strided 3x3 conv (then `depth` - 1 more), GroupNorm and GELU: halves the size per stage.
+    GroupNorm, not BatchNorm: no running statistics that would differ between training crops and full
+    images, or between data-parallel ranks."""
+    convs: list[nn.Module] = []
+    for c_out in channels:
+        for k in range(depth):
+            convs += [nn.Conv2d(c_in, c_out, 3, stride=2 if k == 0 else 1, padding=1),
+                      nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
+            c_in = c_out
+    return nn.Sequential(*convs)
+
+
 class TinyTower(nn.Module):
     def __init__(self, stem: list[int], width: int, layers: int, heads: int, mlp_ratio: float = 2.0,
                  mscn: bool = True, grid: int = 16, mscn_products: bool = False, stem_depth: int = 1, **_: Any):
@@ -77,16 +90,8 @@ class TinyTower(nn.Module):
         from open_clip.transformer import Transformer
 
         self.mscn = MSCN(products=mscn_products) if mscn else None
-        channels = [3 + (self.mscn.channels if self.mscn else 0), *stem]
-        convs: list[nn.Module] = []
-        for c_in, c_out in zip(channels, channels[1:]):
-            # GroupNorm, not BatchNorm: no running statistics that would differ between training crops and
-            # full images, or between data-parallel ranks. Each stage: a strided conv, then stem_depth - 1 more.
-            for k in range(stem_depth):
-                convs += [nn.Conv2d(c_in if k == 0 else c_out, c_out, 3, stride=2 if k == 0 else 1, padding=1),
-                          nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
-        self.stem = nn.Sequential(*convs)
-        self.proj = nn.Conv2d(channels[-1], width, 2, stride=2)   # total stride 2**(len(stem)+1)
+        self.stem = conv_stem(3 + (self.mscn.channels if self.mscn else 0), stem, stem_depth)
+        self.proj = nn.Conv2d(stem[-1], width, 2, stride=2)   # total stride 2**(len(stem)+1)
         # grid 0: no absolute positions (quality evidence is translation-invariant; crops and full
         # images then look alike to the transformer)
         self.pos = nn.Parameter(torch.randn(1, width, grid, grid) * 0.02) if grid else None

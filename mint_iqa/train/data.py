@@ -76,7 +76,7 @@ class TrainStream(Dataset):
             s = self.synth.random(rng, self.refs)
             image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
                 aux_class(s.family, s.distortion)
-            answers, where = s.answers, s.where
+            answers, where, group, matching = s.answers, s.where, s.ref_id, s.family != "correspondence"
         else:
             j = int(rng.integers(len(self.fixed.frame)))
             row = self.fixed.frame.iloc[j]
@@ -85,11 +85,14 @@ class TrainStream(Dataset):
             cls = aux_class(row["family"], row["distortion"])
             answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
             where = None  # prepared images carry no damage map
+            ref = row.get("ref_id")
+            group, matching = ref if isinstance(ref, str) else "", row["family"] != "correspondence"
         if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
             y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
             image = image[y:y + self.crop, x:x + self.crop]
         return {"image": image, "prompt": prompt, "labels": torch.tensor(labels, dtype=torch.float32), "aux": cls,
-                "answers": answers, "pick": int(rng.integers(1 << 30)), "where": where}
+                "answers": answers, "pick": int(rng.integers(1 << 30)), "where": where, "group": group,
+                "matching": matching}
 
     def __getitem__(self, j: int) -> dict[str, Any]:
         window, pos = divmod(j, self.window)
@@ -116,7 +119,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"images": torch.stack([i["image"] for i in items]), "prompts": [i["prompt"] for i in items],
             "labels": torch.stack([i["labels"] for i in items]), "aux": torch.tensor([i["aux"] for i in items]),
             "answers": [i["answers"] for i in items], "picks": [i["pick"] for i in items],
-            "where": torch.stack([i["where"] for i in items])}
+            "where": torch.stack([i["where"] for i in items]), "groups": [i["group"] for i in items],
+            "matching": torch.tensor([i["matching"] for i in items])}
 
 
 def loader(stream: Dataset, start_step: int, cfg: Any) -> DataLoader:

@@ -69,6 +69,31 @@ def where_loss(logits: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return loss / known.sum().clamp_min(1)
 
 
+def match_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, groups: list[str],
+               matching: torch.Tensor) -> torch.Tensor:
+    """Contrastive image-prompt loss over a batch, both directions. Image i and prompt j belong together when
+    j describes its own image (`matching`) and both show the same reference (`groups`); prompts that
+    describe their image wrongly are negatives for images of that reference only (what they describe
+    may well be another image in the batch). Rows without a group take no part."""
+    ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+    group = torch.tensor([ids[g] if g else -1 for g in groups], device=img.device)
+    known, matching = group >= 0, matching.to(img.device)
+    same = (group[:, None] == group[None, :]) & known[:, None] & known[None, :]
+    pos = same & matching[None, :]
+    cand = (matching[None, :] & known[None, :] & known[:, None]) | same
+    logits = logit_scale.exp().clamp_max(100) * img.float() @ txt.float().T
+
+    def nce(logits: torch.Tensor, pos: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        rows = pos.any(dim=1)
+        if not rows.any():
+            return logits.sum() * 0
+        all_ = torch.logsumexp(logits.masked_fill(~cand, -1e4), dim=1)
+        good = torch.logsumexp(logits.masked_fill(~pos, -1e4), dim=1)
+        return (all_ - good)[rows].mean()
+
+    return (nce(logits, pos, cand) + nce(logits.T, pos.T, cand.T)) / 2
+
+
 class ScorerTask:
     def __init__(self, params: Params, protocol: str, segment: Any):
         self.params, self.protocol, self.cfg = params, protocol, params.train
@@ -114,6 +139,9 @@ class ScorerTask:
             parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])
         if out.where_logits is not None:
             parts["locate"] = where_loss(out.where_logits.float(), batch["where"])
+        if out.image_embeds is not None:
+            scale = getattr(model, "module", model).matcher.logit_scale  # the engine wraps the model
+            parts["match"] = match_loss(out.image_embeds, out.text_embeds, scale, batch["groups"], batch["matching"])
         total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
         return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
 
@@ -138,6 +166,7 @@ def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
     config = preset_config(params.model.preset, params.model.overrides)
     config.aux_classes = AUX_CLASSES if params.train.loss.aux > 0 else []
     config.locate = params.train.loss.locate > 0
+    config.match = params.train.loss.match > 0
     config.train_size = params.train.crop
     seed_everything(params.seed)  # same initial weights on every run and every rank
     task = ScorerTask(params, protocol, segmenter(config.text.get("segmenter", "rules")))
