@@ -5,9 +5,10 @@ prompt tokens and cross-attend to the image's patch features; each query then fe
 (quality, authenticity, correspondence) and a dimension's score is the mean over queries, as in the
 released MINT-IQA code. The Q-Former runs twice over the same image features: without the prompt for
 quality and authenticity, with it for correspondence (see `forward`). The query outputs of both
-passes are also returned: stage 2 (the explainer) takes them as feedback. An optional auxiliary head classifies the distortion type, which gives the
-queries a reason to look for specific defects; an optional matching space (`Matcher`) puts the image and
-its prompt side by side, so that correspondence does not rest on the prompt's wording alone.
+passes are also returned: stage 2 (the explainer) takes them as feedback. An optional auxiliary head
+classifies the distortion type, which gives the queries a reason to look for specific defects; an
+optional matching space (`Matcher`) puts the image and its prompt side by side, so that correspondence
+does not rest on the prompt's wording alone.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class Matcher(nn.Module):
 
         self.encoder = nn.Sequential(nn.AvgPool2d(2), conv_stem(3, stem)) if stem else None
         self.image, self.text = nn.Linear(stem[-1] if stem else tower_dim, dim), nn.Linear(text_dim, dim)
-        self.logit_scale = nn.Parameter(torch.full((1,), math.log(1 / 0.07)))  # 1-d: DeepSpeed broadcasts no scalars
+        # 1-d parameters: DeepSpeed cannot broadcast 0-d ones
+        self.logit_scale = nn.Parameter(torch.full((1,), math.log(1 / 0.07)))
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, images: torch.Tensor, patches: torch.Tensor, text: torch.Tensor,

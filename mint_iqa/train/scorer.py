@@ -141,7 +141,8 @@ class ScorerTask:
             parts["locate"] = where_loss(out.where_logits.float(), batch["where"])
         if out.image_embeds is not None:
             scale = getattr(model, "module", model).matcher.logit_scale  # the engine wraps the model
-            parts["match"] = match_loss(out.image_embeds, out.text_embeds, scale, batch["groups"], batch["matching"])
+            parts["match"] = match_loss(out.image_embeds, out.text_embeds, scale, batch["groups"],
+                                        batch["matching"])
         total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
         return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
 

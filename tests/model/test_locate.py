@@ -60,7 +60,8 @@ def test_where_loss_masks_images_without_a_map_and_rewards_the_right_map() -> No
     assert where_loss(right, target) < 0.01 < where_loss(wrong, target)
     # the second image has no map (a prepared image): its logits cost nothing
     batch = collate([{"image": torch.zeros(3, 8, 8), "prompt": "", "labels": torch.zeros(3), "aux": 0, "answers": {},
-                      "pick": 0, "where": w} for w in (target[0], NO_MAP)])
+                      "pick": 0, "where": w, "group": "", "matching": True}
+                     for w in (target[0], NO_MAP)])
     assert batch["where"].shape == (2, WHERE_GRID, WHERE_GRID, 2)
     noise = right.clone()
     noise[1] = torch.randn(4, 2) * 10

@@ -68,4 +68,5 @@ def test_matching_space_starts_neutral_and_survives_a_round_trip(tmp_path: Path)
     moved = model(images, enc["input_ids"], enc["attention_mask"]).scores
     assert torch.equal(moved[:, :2], out.scores[:, :2]) and not torch.allclose(moved[:, 2], out.scores[:, 2])
     again, _ = load_scorer(save_scorer(model, tok, tmp_path / "scorer"))
-    assert again.config.match and torch.equal(again(images, enc["input_ids"], enc["attention_mask"]).scores, moved)
+    assert again.config.match
+    assert torch.equal(again(images, enc["input_ids"], enc["attention_mask"]).scores, moved)
