@@ -13,8 +13,8 @@ does not rest on the prompt's wording alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import math
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from mint_iqa.config import DIMENSIONS
+from mint_iqa.models.vision import conv_stem, resize_for, token_grid
 
 
 @dataclass
@@ -66,8 +67,6 @@ class ScorerOutput(ModelOutput):
 
 def patch_tokens(feats: torch.Tensor) -> torch.Tensor:
     """The square grid of patch features (B, g*g, D): a leading class token (InstructBLIP's tower) is dropped."""
-    from mint_iqa.models.vision import token_grid
-
     return feats[:, feats.shape[1] - token_grid(feats.shape[1]) ** 2:]
 
 
@@ -82,8 +81,6 @@ class Matcher(nn.Module):
 
     def __init__(self, tower_dim: int, text_dim: int, stem: list[int], dim: int = 128):
         super().__init__()
-        from mint_iqa.models.vision import conv_stem
-
         self.encoder = nn.Sequential(nn.AvgPool2d(2), conv_stem(3, stem)) if stem else None
         self.image, self.text = nn.Linear(stem[-1] if stem else tower_dim, dim), nn.Linear(text_dim, dim)
         # 1-d parameters: DeepSpeed cannot broadcast 0-d ones
@@ -131,8 +128,6 @@ class MintScorer(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Patch features (B, N, D) of images in [0, 1] (resized if the tower needs a fixed size), computed in
         the weights' dtype (a bf16 engine is fed float32 batches)."""
-        from mint_iqa.models.vision import resize_for
-
         return self.vision(resize_for(self.vision, images.to(self.query_tokens.dtype)))
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,

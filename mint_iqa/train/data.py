@@ -76,7 +76,7 @@ class TrainStream(Dataset):
             s = self.synth.random(rng, self.refs)
             image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
                 aux_class(s.family, s.distortion)
-            answers, where, group, matching = s.answers, s.where, s.ref_id, s.family != "correspondence"
+            answers, where, group, family = s.answers, s.where, s.ref_id, s.family
         else:
             j = int(rng.integers(len(self.fixed.frame)))
             row = self.fixed.frame.iloc[j]
@@ -86,13 +86,13 @@ class TrainStream(Dataset):
             answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
             where = None  # prepared images carry no damage map
             ref = row.get("ref_id")
-            group, matching = ref if isinstance(ref, str) else "", row["family"] != "correspondence"
+            group, family = ref if isinstance(ref, str) else "", row["family"]
         if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
             y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
             image = image[y:y + self.crop, x:x + self.crop]
         return {"image": image, "prompt": prompt, "labels": torch.tensor(labels, dtype=torch.float32), "aux": cls,
                 "answers": answers, "pick": int(rng.integers(1 << 30)), "where": where, "group": group,
-                "matching": matching}
+                "matching": family != "correspondence"}  # the prompt describes this image
 
     def __getitem__(self, j: int) -> dict[str, Any]:
         window, pos = divmod(j, self.window)

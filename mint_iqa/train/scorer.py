@@ -78,9 +78,10 @@ def match_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, 
     ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
     group = torch.tensor([ids[g] if g else -1 for g in groups], device=img.device)
     known, matching = group >= 0, matching.to(img.device)
-    same = (group[:, None] == group[None, :]) & known[:, None] & known[None, :]
+    both = known[:, None] & known[None, :]
+    same = both & (group[:, None] == group[None, :])
     pos = same & matching[None, :]
-    cand = (matching[None, :] & known[None, :] & known[:, None]) | same
+    cand = both & (matching[None, :] | same)
     logits = logit_scale.exp().clamp_max(100) * img.float() @ txt.float().T
 
     def nce(logits: torch.Tensor, pos: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
