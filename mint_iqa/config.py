@@ -134,6 +134,7 @@ class LossConfig(Strict):
     aux: float = 0.1         # auxiliary distortion-type classification
     locate: float = 1.0      # per-patch visible damage (quality / authenticity family) of synthesised samples
     match: float = 0.0       # image-prompt contrastive loss (other images' captions in the batch as negatives)
+    match_apart: bool = False  # the matching space trains none of the scorer's own parameters
 
 
 class TrainConfig(Strict):

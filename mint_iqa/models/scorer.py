@@ -8,7 +8,9 @@ quality and authenticity, with it for correspondence (see `forward`). The query 
 passes are also returned: stage 2 (the explainer) takes them as feedback. An optional auxiliary head
 classifies the distortion type, which gives the queries a reason to look for specific defects; an
 optional matching space (`Matcher`) puts the image and its prompt side by side, so that correspondence
-does not rest on the prompt's wording alone.
+does not rest on the prompt's wording alone. With `match_apart` the space reads the scorer's features
+but trains none of them: its term in the correspondence score learns on top of the scorer's own, held
+fixed (see `train/scorer.py`), so the scorer trains as it would without it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ScorerConfig:
     locate: bool = False                                      # per-patch damage head (quality, authenticity)
     match: bool = False                                       # image-prompt matching space (correspondence)
     match_stem: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # its encoder; []: the tower
+    match_apart: bool = False                                 # it trains none of the scorer's own weights
     train_size: int | None = None                             # crop size used in training (tiny tower)
     calibration: dict[str, list[float]] = field(default_factory=dict)  # raw -> label map per dimension
 
@@ -63,6 +66,7 @@ class ScorerOutput(ModelOutput):
     where_logits: torch.Tensor | None = None    # (B, N, 2) per patch: quality / authenticity damage, if located
     image_embeds: torch.Tensor | None = None    # (B, E) unit vectors of the matching space, if it exists
     text_embeds: torch.Tensor | None = None     # (B, E) the prompts' unit vectors there
+    match_term: torch.Tensor | None = None      # (B,) the space's share of the correspondence score
 
 
 def patch_tokens(feats: torch.Tensor) -> torch.Tensor:
@@ -77,7 +81,8 @@ class Matcher(nn.Module):
     pretrained towers, which already encode what an image shows). Trained contrastively (other images'
     captions in the batch are the negatives), its cosine similarity enters the correspondence score
     through a weight that starts at zero. Its own encoder keeps a from-scratch tower free for the quality
-    evidence: trained to match, the tiny tower lost quality (`paper`: -0.047 SRCC)."""
+    evidence: trained to match, the tiny tower lost quality (`paper`: -0.047 SRCC). With `apart` it reads
+    the tower's and the Q-Former's outputs without gradients."""
 
     def __init__(self, tower_dim: int, text_dim: int, stem: list[int], dim: int = 128):
         super().__init__()
@@ -142,10 +147,13 @@ class MintScorer(nn.Module):
                             self.heads["correspondence"](read).mean(dim=1)], dim=-1)
         aux = self.aux(seen.mean(dim=1)) if self.aux is not None else None
         where = self.locate(patch_tokens(feats)) if self.locate is not None else None
-        img = txt = None
+        img = txt = term = None
         if self.matcher is not None:
-            text = self.qformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            img, txt = self.matcher(images, patch_tokens(feats), text, attention_mask)
-            scores = scores + F.pad(self.matcher.weight * (img * txt).sum(dim=-1, keepdim=True), (2, 0))
+            apart, patches = self.config.match_apart, patch_tokens(feats)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not apart):
+                text = self.qformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            img, txt = self.matcher(images, patches.detach() if apart else patches, text, attention_mask)
+            term = self.matcher.weight * (img * txt).sum(dim=-1)
+            scores = scores + F.pad(term[:, None], (2, 0))
         return ScorerOutput(scores=scores, query_embeds=torch.cat([seen, read], dim=1), aux_logits=aux,
-                            where_logits=where, image_embeds=img, text_embeds=txt)
+                            where_logits=where, image_embeds=img, text_embeds=txt, match_term=term)

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mint_iqa.config import DIMENSIONS, Params
+from mint_iqa.config import DIMENSIONS, LossConfig, Params
 from mint_iqa.data import manifest
 from mint_iqa.inference import fit_calibration, score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
+from mint_iqa.models.scorer import ScorerOutput
 from mint_iqa.models.text import segmenter
 from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, loader, training_synthesiser
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
@@ -55,6 +56,13 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | No
     if known is not None:
         mask = mask & known[:, None, :] & known[None, :, :]
     return (F.relu(margin - sign * dp) * mask).sum() / mask.sum().clamp_min(1)
+
+
+def label_losses(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor,
+                 count: torch.Tensor) -> dict[str, torch.Tensor]:
+    """L1 (summed over the `known` entries, over `count`), 1 - PLCC and the pairwise ranking term."""
+    l1 = ((pred - target).abs() * known).sum() / count.clamp_min(1)
+    return {"l1": l1, "plcc": plcc_loss(pred, target, known), "rank": rank_loss(pred, target, known)}
 
 
 def where_loss(logits: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
@@ -95,6 +103,33 @@ def match_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, 
     return (nce(logits, pos, cand) + nce(logits.T, pos.T, cand.T)) / 2
 
 
+def scorer_loss(out: ScorerOutput, batch: dict[str, Any], w: LossConfig, scale: torch.Tensor | None = None,
+                apart: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of the loss parts, and each part's value. With the matching space `apart`, the
+    scorer's own score (the space's term taken out) learns the labels as it would without the space, and
+    the term learns what is left on top of that score held fixed."""
+    pred, target = out.scores.float(), batch["labels"]
+    known = target >= 0  # a dataset without some label (AGIQA-3K: authenticity) marks it -1
+    pred = torch.where(known, pred, target)  # unlabelled entries cost nothing
+    term = F.pad(out.match_term.float()[:, None], (2, 0)) if out.match_term is not None and apart else None
+    if term is not None:
+        pred = pred - term
+    parts = label_losses(pred, target, known, known.sum())
+    if term is not None:
+        corr = torch.arange(len(DIMENSIONS), device=known.device) == DIMENSIONS.index("correspondence")
+        on_top = label_losses(pred.detach() + term, target, known & corr, known.sum())
+        parts = {k: v + on_top[k] for k, v in parts.items()}
+    if out.aux_logits is not None:
+        parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])
+    if out.where_logits is not None:
+        parts["locate"] = where_loss(out.where_logits.float(), batch["where"])
+    if out.image_embeds is not None:
+        parts["match"] = match_loss(out.image_embeds, out.text_embeds, scale, batch["groups"],
+                                    batch["matching"])
+    total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
+    return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
+
+
 class ScorerTask:
     def __init__(self, params: Params, protocol: str, segment: Any):
         self.params, self.protocol, self.cfg = params, protocol, params.train
@@ -131,21 +166,9 @@ class ScorerTask:
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.autocast(batch["images"].device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast):
             out = model(batch["images"], batch["input_ids"], batch["attention_mask"])
-        pred, target, w = out.scores.float(), batch["labels"], self.cfg.loss
-        known = target >= 0  # a dataset without some label (AGIQA-3K: authenticity) marks it -1
-        pred, target = torch.where(known, pred, target.detach()), target  # unlabelled entries cost nothing
-        parts = {"l1": (pred - target).abs().sum() / known.sum().clamp_min(1), "plcc": plcc_loss(pred, target, known),
-                 "rank": rank_loss(pred, target, known)}
-        if out.aux_logits is not None:
-            parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])
-        if out.where_logits is not None:
-            parts["locate"] = where_loss(out.where_logits.float(), batch["where"])
-        if out.image_embeds is not None:
-            scale = getattr(model, "module", model).matcher.logit_scale  # the engine wraps the model
-            parts["match"] = match_loss(out.image_embeds, out.text_embeds, scale, batch["groups"],
-                                        batch["matching"])
-        total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
-        return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
+        module = getattr(model, "module", model)  # the engine wraps the model
+        scale = module.matcher.logit_scale if module.matcher is not None else None
+        return scorer_loss(out, batch, self.cfg.loss, scale, module.config.match_apart)
 
     def validate(self, model: Any) -> dict[str, float]:
         pred = score_arrays(model, self.tokenizer, self.val.images, list(self.val.frame["prompt"]),
@@ -169,6 +192,7 @@ def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
     config.aux_classes = AUX_CLASSES if params.train.loss.aux > 0 else []
     config.locate = params.train.loss.locate > 0
     config.match = params.train.loss.match > 0
+    config.match_apart = params.train.loss.match_apart
     config.train_size = params.train.crop
     seed_everything(params.seed)  # same initial weights on every run and every rank
     task = ScorerTask(params, protocol, segmenter(config.text.get("segmenter", "rules")))

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mint_iqa.config import LossConfig
 from mint_iqa.models.registry import build_scorer, build_tokenizer, load_scorer, preset_config, save_scorer
-from mint_iqa.train.scorer import match_loss
+from mint_iqa.train.scorer import match_loss, scorer_loss
 from tests.model.conftest import CORPUS, TINY
 
 SCALE = torch.tensor([2.0])  # log of the logit scale: e^2 ~ 7
@@ -70,3 +71,37 @@ def test_matching_space_starts_neutral_and_survives_a_round_trip(tmp_path: Path)
     again, _ = load_scorer(save_scorer(model, tok, tmp_path / "scorer"))
     assert again.config.match
     assert torch.equal(again(images, enc["input_ids"], enc["attention_mask"]).scores, moved)
+
+
+def test_a_space_apart_trains_none_of_the_scorers_own_parameters() -> None:
+    """With the space apart, the scorer's parameters get the gradients they would get without it: the
+    term learns on top of the scorer's score, and the contrastive loss reaches only the space."""
+    torch.manual_seed(0)
+    config = preset_config("tiny", TINY)
+    tokenizer = build_tokenizer(config.text, corpus=CORPUS)
+    plain, _ = build_scorer(config, tokenizer=tokenizer)
+    config.match = config.match_apart = True
+    model, tok = build_scorer(config, tokenizer=tokenizer)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("matcher.")})
+    with torch.no_grad():
+        model.matcher.weight.fill_(0.5)  # the term moves the correspondence score
+    enc = tok(CORPUS[:4])
+    images = torch.rand(4, 3, 64, 64)
+    batch = {"labels": torch.tensor([[0.9, 0.9, 0.9], [0.4, 0.9, 0.9], [0.9, 0.2, 0.9], [0.9, 0.9, 0.3]]),
+             "groups": ["cat", "rocket", "cat", "rocket"],
+             "matching": torch.tensor([True, True, True, False])}
+    weights = LossConfig(aux=0.0, locate=0.0, match=0.1)
+    grads = {}
+    for name, m in (("plain", plain), ("space", model)):
+        out = m(images, enc["input_ids"], enc["attention_mask"])
+        scale = m.matcher.logit_scale if m.matcher else None
+        total, parts = scorer_loss(out, batch, weights, scale, m.config.match_apart)
+        m.zero_grad()
+        total.backward()
+        grads[name] = {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}
+    assert parts["match"] > 0  # the space itself learns, from both its losses
+    assert model.matcher.weight.grad.abs() > 0 and model.matcher.text.weight.grad.abs().sum() > 0
+    own = {k: g for k, g in grads["space"].items() if not k.startswith("matcher.")}
+    assert own.keys() == grads["plain"].keys()
+    for k, g in own.items():
+        assert torch.allclose(g, grads["plain"][k], atol=1e-6), k
