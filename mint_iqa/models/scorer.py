@@ -10,7 +10,8 @@ classifies the distortion type, which gives the queries a reason to look for spe
 optional matching space (`Matcher`) puts the image and its prompt side by side, so that correspondence
 does not rest on the prompt's wording alone. With `match_apart` the space reads the scorer's features
 but trains none of them: its term in the correspondence score learns on top of the scorer's own, held
-fixed (see `train/scorer.py`), so the scorer trains as it would without it.
+fixed, and its gradients are clipped on their own (see `train/scorer.py`), so the scorer trains as it
+would without it.
 """
 
 from __future__ import annotations

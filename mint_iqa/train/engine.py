@@ -20,6 +20,7 @@ import os
 import random
 import socket
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class Task(Protocol):
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Validation metrics; must contain `score` (higher is better) used to pick the best epoch."""
+
+    # Optional: `clip_groups(model) -> list[list[nn.Parameter]]`, parts of the model trained apart whose
+    # gradients are each clipped to `train.grad_clip` on their own instead of under one global norm.
 
 
 @dataclass
@@ -219,7 +223,14 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
     total_steps = cfg.epochs * cfg.steps_per_epoch
     scheduler = cosine_schedule(optimizer, cfg, total_steps)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    clip_groups = getattr(task, "clip_groups", lambda m: [])(model) if cfg.grad_clip > 0 else []
     ds_config = deepspeed_config(cfg, world)
+    if clip_groups and (ds_config["zero_optimization"]["stage"] > 0 or ds_config["bf16"].get("enabled")):
+        warnings.warn("gradients are clipped by part only under ZeRO stage 0 without bf16 (elsewhere DeepSpeed "
+                      "holds them in flat buffers): clipping them under one global norm", stacklevel=2)
+        clip_groups = []
+    if clip_groups:
+        ds_config["gradient_clipping"] = 0.0  # the loop clips group by group, after backward
     if cfg.ema and ds_config["zero_optimization"]["stage"] == 3:
         raise ValueError("train.ema needs ZeRO stage < 3 (stage 3 partitions the weights it averages); set ema: 0")
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
@@ -250,6 +261,9 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
         for step, batch in enumerate(task.batches(epoch, start_step), start=start_step):
             loss, scalars = task.loss(engine, to_device(batch, engine.device))
             engine.backward(loss)
+            if clip_groups and engine.is_gradient_accumulation_boundary():  # gradients averaged over ranks
+                for group in clip_groups:
+                    torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
             engine.step()
             if average is not None and (step + 1) % cfg.grad_accum == 0:
                 average.update()

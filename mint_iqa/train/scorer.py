@@ -170,6 +170,15 @@ class ScorerTask:
         scale = module.matcher.logit_scale if module.matcher is not None else None
         return scorer_loss(out, batch, self.cfg.loss, scale, module.config.match_apart)
 
+    def clip_groups(self, model: Any) -> list[list[torch.nn.Parameter]]:
+        """With the matching space apart, its gradients are clipped apart too: under one global norm a
+        large gradient of the space would shrink the scorer's steps."""
+        if model.matcher is None or not model.config.match_apart:
+            return []
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        return [[p for n, p in trained if not n.startswith("matcher.")],
+                [p for n, p in trained if n.startswith("matcher.")]]
+
     def validate(self, model: Any) -> dict[str, float]:
         pred = score_arrays(model, self.tokenizer, self.val.images, list(self.val.frame["prompt"]),
                             self.params.evaluate.batch_size)
