@@ -129,7 +129,7 @@ def explanation_metrics(frame: pd.DataFrame, answers: list[str], scores: Any,
     from mint_iqa.data.answers import grade, parse_grades, split_answer
     from mint_iqa.data.degradations import DEFECT_NAMES
     from mint_iqa.metrics import bleu4, rouge_l
-    from mint_iqa.models.explainer import score_grades
+    from mint_iqa.models.decoding import score_grades
 
     level: dict[str, list[bool]] = {d: [] for d in DIMENSIONS}
     consistent, mentions = [], []

@@ -23,7 +23,7 @@ from transformers import LogitsProcessor
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons, sentence
 from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
-from mint_iqa.models.explainer import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
+from mint_iqa.models.decoding import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
 from mint_iqa.inference import fit_level_cuts, score_arrays, to_batch
 from mint_iqa.io import write_text
 from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor

@@ -126,7 +126,7 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
 
 
 def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_last() -> None:
-    from mint_iqa.models.explainer import LevelConstraint, score_grades
+    from mint_iqa.models.decoding import LevelConstraint, score_grades
 
     vocab = ["the", "image", "quality", "authenticity", "is", "excellent", "good", "fair", "poor", "bad", "blur"]
     level_ids = {5: [5], 4: [6], 3: [7], 2: [8], 1: [9]}
@@ -156,7 +156,7 @@ def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_la
 
 
 def test_score_grades_label_cuts_and_fitted_cuts() -> None:
-    from mint_iqa.models.explainer import score_grades
+    from mint_iqa.models.decoding import score_grades
 
     scores = torch.tensor([[0.0, 0.19, 0.2], [0.79, 0.8, 1.0]])
     assert score_grades(scores).tolist() == [[1, 1, 2], [4, 5, 5]]  # as data.answers.grade cuts labels
@@ -171,7 +171,7 @@ def test_fitted_level_cuts_state_more_validation_levels_right() -> None:
 
     from mint_iqa.data.answers import grade
     from mint_iqa.inference import fit_level_cuts
-    from mint_iqa.models.explainer import score_grades
+    from mint_iqa.models.decoding import score_grades
 
     def head(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(seed)
@@ -191,7 +191,7 @@ def test_fitted_level_cuts_state_more_validation_levels_right() -> None:
 
 
 def test_complete_answer_ends_only_once_every_asked_dimension_is_stated() -> None:
-    from mint_iqa.models.explainer import CompleteAnswer
+    from mint_iqa.models.decoding import CompleteAnswer
 
     vocab = ["<eos>", "the", "image", "quality", "authenticity", "is", "fair", "."]
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
@@ -204,7 +204,7 @@ def test_complete_answer_ends_only_once_every_asked_dimension_is_stated() -> Non
 
 
 def test_complete_answer_states_each_dimension_once() -> None:
-    from mint_iqa.models.explainer import CompleteAnswer
+    from mint_iqa.models.decoding import CompleteAnswer
 
     vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", ".", "it", "looks", ". the"]
     v = {w: i for i, w in enumerate(vocab)}
@@ -227,7 +227,7 @@ def test_complete_answer_states_each_dimension_once() -> None:
 
 
 def test_complete_answer_in_order_states_the_asked_dimensions_in_turn_then_ends() -> None:
-    from mint_iqa.models.explainer import CompleteAnswer
+    from mint_iqa.models.decoding import CompleteAnswer
 
     vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", ".", "it", "looks", ". the"]
     v = {w: i for i, w in enumerate(vocab)}
@@ -257,7 +257,7 @@ def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_be
     quality's reason and repeat a phrase to the token limit)."""
     from mint_iqa.data.answers import DIMENSIONS, INTRO, QUESTIONS, reasons, sentence
     from mint_iqa.data.degradations import AUTHENTICITY, DEFECT_NAMES, QUALITY
-    from mint_iqa.models.explainer import ReasonConstraint, score_grades
+    from mint_iqa.models.decoding import ReasonConstraint, score_grades
 
     model, texts = explainer
     model.config.max_answer_tokens = 400  # the test tokenizer spells most words letter by letter
@@ -282,7 +282,7 @@ def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_be
 def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer() -> None:
     """Banned sets are kept per spelling state and shared by every batch (`Texts`): a batch asking other
     questions must not inherit the previous batch's bans."""
-    from mint_iqa.models.explainer import CompleteAnswer
+    from mint_iqa.models.decoding import CompleteAnswer
 
     vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", "."]
     v = {w: i for i, w in enumerate(vocab)}
@@ -301,7 +301,7 @@ def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer(
 
 
 def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stage1() -> None:
-    from mint_iqa.models.explainer import ReasonConstraint
+    from mint_iqa.models.decoding import ReasonConstraint
     from mint_iqa.train.data import AUX_CLASSES
     from mint_iqa.train.explainer import allowed_sentences
 
@@ -383,7 +383,7 @@ def test_reason_constraint_spells_a_sentence_with_its_own_tokens() -> None:
     """Matched without whitespace and case, "not fully" could be spelt "notFu l lY" by a model that never
     learnt the sentence; given the tokenizer (`encode`), only the tokens of the sentence's own spelling are
     allowed."""
-    from mint_iqa.models.explainer import ReasonConstraint
+    from mint_iqa.models.decoding import ReasonConstraint
 
     vocab = ["the", "correspondence", "is", "fair", ":", "it", "does", "not", "fully", "show", ".", "Fu", "l",
              "lY", "ful", "ly", ""]
