@@ -85,16 +85,17 @@ def saturation(pred: np.ndarray, label: np.ndarray) -> float:
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(a random positive scores above a random negative), ties counting half (Mann-Whitney U / n1 n2)."""
-    ranks = pd.Series(np.concatenate([positive, negative])).rank().to_numpy()[: len(positive)]
-    return float((ranks.sum() - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
+    """P(a random positive scores above a random negative), ties counting half."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.r_[np.ones(len(positive)), np.zeros(len(negative))], np.r_[positive, negative]))
 
 
 def ties_table(val: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     """Per dimension: SRCC as evaluated, the tie ceiling, and with one shared "flawless" value (module docstring)."""
     rows = []
     for dim in DIMENSIONS:
-        v, t = val[val[dim] >= 0].dropna(subset=[dim]), test[test[dim] >= 0].dropna(subset=[dim])
+        v, t = val[val[dim] >= 0], test[test[dim] >= 0]  # known labels (NaN and -1 fail the test)
         flawless = t[dim].to_numpy() >= float(t[dim].max())
         cut = saturation(v[f"{dim}_pred"].to_numpy(), v[dim].to_numpy())
         pred = t[f"{dim}_pred"].to_numpy()
