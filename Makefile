@@ -54,10 +54,9 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	python -m pytest -n $(TEST_WORKERS)
 
-# The longer run, both protocols: same recipe, FULL_EPOCHS epochs, its own folders. 30 epochs took 53 minutes
-# on the slower 2-core machine (docs/results.md, Full runs); FULL_EPOCHS=48 needs about 85 there. FULL_EXTRA adds
-# overrides, e.g. FULL_EXTRA="-S train.loss.locate=0".
-FULL_EPOCHS ?= 30
+# The longer run, both protocols: same recipe, FULL_EPOCHS epochs, its own folders (docs/results.md, Full runs).
+# FULL_EXTRA adds overrides, e.g. FULL_EXTRA="-S train.loss.locate=0".
+FULL_EPOCHS ?= 10
 FULL := -S train.epochs=$(FULL_EPOCHS) -S train.out_dir=artifacts/scorer_full -S train.checkpoint_dir=artifacts/checkpoints_full $(FULL_EXTRA)
 train-full: $(STAMP)
 	@start=$$(date +%s); \

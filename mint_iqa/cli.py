@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,6 +42,14 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
 def _fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
+
+
+def _step(run: Any, p: Params) -> Any:
+    """A pipeline step's result; a missing input (an earlier stage not run) is a one-line error."""
+    try:
+        return run(p)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
 
 
 def _tracking_failed(step: str, exc: BaseException) -> None:
@@ -176,11 +184,7 @@ def evaluate_explainer(params: ParamsOpt = Path("params.yaml"), overrides: SetOp
     from mint_iqa.evaluate import evaluate_explainer as run
 
     p = _params(params, overrides)
-    try:
-        results = run(p)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    print(json.dumps(results, indent=2))
+    print(json.dumps(_step(run, p), indent=2))
     console.print(f"evaluate-explainer: metrics -> {p.explain.metrics}")
 
 
@@ -190,12 +194,18 @@ def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
     from mint_iqa.evaluate import evaluate as run, table
 
     p = _params(params, overrides)
-    try:
-        results = run(p)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    print(table(results))
+    print(table(_step(run, p)))
     console.print(f"evaluate: metrics -> {p.evaluate.metrics}, plots -> {p.evaluate.plots}/")
+
+
+@app.command()
+def generalise(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+    """Leave-kinds-out: score unseen defect kinds on unseen photographs; write metrics/generalisation.json."""
+    from mint_iqa.generalise import generalise as run
+
+    p = _params(params, overrides)
+    print(json.dumps(_step(run, p), indent=2))
+    console.print(f"generalise: metrics -> {p.generalise.metrics}")
 
 
 ModelOpt = Annotated[str | None, typer.Option(

@@ -6,6 +6,7 @@ instead of a silently ignored default.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,13 +43,33 @@ class LabelConfig(Strict):
         """Label of a ladder level: 0 is pristine, LEVELS is the floor, linear between."""
         return self.pristine - (self.pristine - self.floor) * level / LEVELS
 
-    def for_damage(self, distortion: str, damage: float) -> float:
-        """Label of a measured damage: 0 is pristine, `damage_scale[distortion]` or more is the floor."""
+    def scale(self, distortion: str) -> float:
         if distortion not in self.damage_scale:
             raise ValueError(f"prepare.labels.damage_scale has no entry for {distortion!r}; "
                              "run `mint-iqa data calibrate`")
-        severity = min(1.0, max(0.0, damage / self.damage_scale[distortion]))
-        return self.pristine - (self.pristine - self.floor) * severity
+        return self.damage_scale[distortion]
+
+    def for_severity(self, severity: float) -> float:
+        """Label of a summed severity (each defect's damage over its `damage_scale`): 0 is pristine, and the
+        label falls linearly to 80 % of the way to `floor` at 0.8, then approaches the floor smoothly
+        (strictly decreasing: images damaged past one defect's worst still rank, and no labels tie)."""
+        s = max(0.0, severity)
+        if s > 0.8:
+            s = 0.8 + 0.2 * (1.0 - math.exp(-(s - 0.8) / 0.2))
+        return self.pristine - (self.pristine - self.floor) * s
+
+    def for_damage(self, distortion: str, damage: float) -> float:
+        """Label of one measured damage: 0 is pristine, `damage_scale[distortion]` or more is the floor."""
+        return self.for_severity(damage / self.scale(distortion))
+
+
+class MixConfig(Strict):
+    """Chance of each dimension's defect in a sample, drawn independently (levels uniform in [1, 5])."""
+
+    quality: float = Field(0.97, ge=0, le=1)         # a quality defect ...
+    second: float = Field(0.25, ge=0, le=1)          # ... and then a second one of another kind
+    authenticity: float = Field(0.97, ge=0, le=1)    # a local authenticity defect
+    correspondence: float = Field(0.85, ge=0, le=1)  # a mismatched prompt (ladder level 1-5)
 
 
 class PaperSplit(Strict):
@@ -87,22 +108,11 @@ class PrepareConfig(Strict):
     image_size: int = Field(256, ge=32)
     images_per_reference: int = Field(120, ge=1)
     workers: int = Field(2, ge=1)
-    family_mix: dict[str, float] = {"pristine": 0.1, "quality": 0.3, "authenticity": 0.3,
-                                    "correspondence": 0.3}
+    mix: MixConfig = MixConfig()               # the prepared (evaluation) images: nearly every one damaged
     labels: LabelConfig = LabelConfig()
     quality: Ladders = {}
     authenticity: Ladders = {}
     splits: SplitConfig = SplitConfig()
-
-    @field_validator("family_mix")
-    @classmethod
-    def _known_families(cls, mix: dict[str, float]) -> dict[str, float]:
-        unknown = set(mix) - set(FAMILIES)
-        if unknown:
-            raise ValueError(f"unknown families {sorted(unknown)}; expected {FAMILIES}")
-        if any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
-            raise ValueError("family_mix needs non-negative shares with a positive sum")
-        return mix
 
     @field_validator("quality", "authenticity")
     @classmethod
@@ -122,7 +132,7 @@ class ValidateConfig(Strict):
 
 
 class ModelConfig(Strict):
-    preset: str = "tiny"                       # tiny | clip-<open_clip model> | paper
+    preset: str = "lite0"                      # lite0 | tiny | clip-<open_clip model> | paper
     overrides: dict[str, Any] = {}             # merged into the preset, e.g. {vision: {layers: 2}}
     explainer: dict[str, Any] = {}             # merged into the preset's explainer section, e.g. {lm: {num_hidden_layers: 2}}
 
@@ -140,7 +150,7 @@ class LossConfig(Strict):
 class TrainConfig(Strict):
     out_dir: Path = Path("artifacts/scorer")
     checkpoint_dir: Path = Path("artifacts/checkpoints")  # DeepSpeed checkpoints for --resume (not a DVC output)
-    protocols: list[Literal["paper", "strict"]] = ["paper", "strict"]
+    protocols: list[Literal["paper", "strict", "lko"]] = ["paper", "strict"]
     epochs: int = Field(6, ge=1)
     steps_per_epoch: int = Field(150, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -157,7 +167,7 @@ class TrainConfig(Strict):
     synthetic_fraction: float = Field(0.75, ge=0, le=1)  # on-the-fly samples vs prepared train images
     augment: bool = True                       # recolour pristine crops before distorting (content diversity)
     reuse: int = Field(1, ge=1, le=8)          # views (flips / 90-degree turns) per synthesised sample
-    composite: float = Field(0.0, ge=0.0, le=1.0)  # share of quality / authenticity samples with a defect of both
+    mix: MixConfig = MixConfig(quality=0.8, second=0.25, authenticity=0.6, correspondence=0.5)  # training samples
     autocast: bool = False                     # bf16 autocast for the forward pass (CPU AVX512-BF16, GPUs)
     workers: int = Field(1, ge=0)              # data-loader processes synthesising samples
     threads: int = Field(2, ge=1)              # torch intra-op threads
@@ -209,6 +219,24 @@ class RegisterConfig(Strict):
     decision: Path = Path("artifacts/registry/decision.md")
 
 
+class GeneraliseConfig(Strict):
+    """Leave-kinds-out: defect kinds are dealt into folds (within each group of `degradations.GROUPS`); the
+    `lko` protocol trains on the `strict` training references without fold `fold`'s kinds, and is scored on
+    `images` fresh composites of the `strict` test references made with that fold's kinds only."""
+
+    folds: int = Field(3, ge=2)
+    fold: int = 0
+    images: int = Field(400, ge=10)
+    out_dir: Path = Path("artifacts/generalisation")   # the rendered images and every model's scores
+    metrics: Path = Path("metrics/generalisation.json")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> GeneraliseConfig:
+        if not 0 <= self.fold < self.folds:
+            raise ValueError(f"generalise.fold must be in [0, {self.folds})")
+        return self
+
+
 class Params(Strict):
     seed: int = 0
     data: DataConfig = DataConfig()
@@ -218,6 +246,7 @@ class Params(Strict):
     train: TrainConfig = TrainConfig()
     explain: ExplainConfig = ExplainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    generalise: GeneraliseConfig = GeneraliseConfig()
     registry: RegisterConfig = Field(RegisterConfig(), alias="register")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

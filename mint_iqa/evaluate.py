@@ -17,6 +17,7 @@ import pandas as pd
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import manifest
 from mint_iqa.data.splits import split_column
+from mint_iqa.data.synth import kinds_of
 from mint_iqa.inference import Scorer, resolve_device
 from mint_iqa.io import atomic_write, write_text
 from mint_iqa.metrics import agreement, srcc, srcc_ceiling
@@ -36,15 +37,24 @@ def predict_split(params: Params, protocol: str, split: str = "test") -> pd.Data
     return df
 
 
-def breakdown(df: pd.DataFrame) -> dict[str, Any]:
-    """SRCC of each distortion family's own dimension, per distortion type (levels 0-5 incl. pristine)."""
-    out: dict[str, Any] = {}
-    pristine = df[df["family"] == "pristine"]
-    for dim in ("quality", "authenticity"):
-        fam = df[df["family"] == dim]
-        out[dim] = {name: round(srcc(pd.concat([g, pristine])[f"{dim}_pred"], pd.concat([g, pristine])[dim]), 4)
-                    for name, g in fam.groupby("distortion")}
+def per_kind(df: pd.DataFrame, dim: str, kinds: list[str]) -> dict[str, float]:
+    """SRCC of `dim` over the images showing each defect kind (composites: other defects vary too)."""
+    shown = [set(kinds_of(d)) for d in df["defects"]]
+    out = {}
+    for kind in kinds:
+        rows = df[[kind in s for s in shown]]
+        if len(rows) >= 5:
+            out[kind] = round(srcc(rows[f"{dim}_pred"], rows[dim]), 4)
     return out
+
+
+def breakdown(df: pd.DataFrame) -> dict[str, Any]:
+    """SRCC of each image family's dimension per defect kind, over the images showing that kind."""
+    from mint_iqa.data.degradations import REGISTRY
+
+    if "defects" not in df:
+        return {}
+    return {dim: per_kind(df, dim, list(REGISTRY[dim])) for dim in ("quality", "authenticity")}
 
 
 def scatter(df: pd.DataFrame, protocol: str, dims: list[str], path: Path) -> None:
@@ -79,7 +89,7 @@ def evaluate(params: Params) -> dict[str, Any]:
                                             params.seed) for dim in dims}
         details[protocol] = {"images": len(df), "failed": int((df["status"] != "ok").sum()),
                              "srcc_ceiling": {dim: round(srcc_ceiling(ok[dim].to_numpy()), 4) for dim in dims},
-                             "by_distortion": breakdown(ok) if "family" in ok else {}}
+                             "by_distortion": breakdown(ok)}
         Path(cfg.plots).mkdir(parents=True, exist_ok=True)
         scatter(ok, protocol, dims, Path(cfg.plots) / f"{protocol}.png")
         long = pd.concat([pd.DataFrame({"id": ok["id"], "dimension": d, "label": ok[d], "prediction": ok[f"{d}_pred"]})

@@ -136,13 +136,36 @@ def to_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
-def _decode(item: ImageInput, size: int | None, max_pixels: int) -> np.ndarray | str:
+@dataclass
+class Views:
+    """A large image as the model reads it: the whole, resized, and native-resolution windows."""
+
+    whole: np.ndarray
+    windows: list[np.ndarray]
+
+
+def native_windows(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
+    """Up to `count` windows of `size` px at native resolution, spread evenly over a grid of the image."""
+    h, w = img.shape[:2]
+    side = int(np.ceil(np.sqrt(count)))
+    ys = np.linspace(0, h - size, side).round().astype(int)
+    xs = np.linspace(0, w - size, side).round().astype(int)
+    spots = [(y, x) for y in ys for x in xs][:count]
+    return [np.ascontiguousarray(img[y:y + size, x:x + size]) for y, x in dict.fromkeys(spots)]
+
+
+def _decode(item: ImageInput, size: int | None, max_pixels: int, windows: int = 0) -> np.ndarray | Views | str:
+    """The image resized to `size` (or the error message); with `windows` and an image at least 1.5 times
+    `size` on its short side, also that many native-resolution windows (`Views`)."""
     try:
         img = load_image(item, max_pixels=max_pixels)
     except ImageError as exc:
         return str(exc)
+    native = np.asarray(img) if windows and size and min(img.size) >= 1.5 * size else None
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), resample=3)  # bicubic; 3 == Image.Resampling.BICUBIC
+    if native is not None:
+        return Views(np.asarray(img), native_windows(native, size, windows))
     return np.asarray(img)
 
 
@@ -165,6 +188,7 @@ class Scorer:
     dtype: torch.dtype = torch.float32
     workers: int = 2  # threads that each decode a batch and score it
     micro_batch: int = 4  # images per vision-tower pass on CPU: activations stay in cache (faster per image)
+    windows: int = 4  # native-resolution windows that judge quality and authenticity of large images
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu", input_size: int = 256,
@@ -193,18 +217,32 @@ class Scorer:
         return self.model(x, ids, mask, feats=feats).scores.float().cpu().numpy()
 
     def decode(self, images: Sequence[ImageInput]) -> list[np.ndarray | str]:
-        """Decoded, resized uint8 arrays — or the error message — for each input, in order."""
+        """Decoded, resized uint8 arrays — or the error message — for each input, in order (whole images:
+        what the explainer reads)."""
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images))
 
     def _score_batch(self, images: Sequence[ImageInput], prompts: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """Status ('ok' or the reason) per item, and raw scores (one row per 'ok' item, in order)."""
-        batch = screen([_decode(it, self.input_size, self.max_pixels) for it in images], prompts)
+        batch = screen([_decode(it, self.input_size, self.max_pixels, self.windows) for it in images], prompts)
         good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
         if not good:
             return list(batch), np.zeros((0, len(DIMENSIONS)))
-        scores = self.forward_batch([batch[i] for i in good], [prompts[i] for i in good])
-        return [OK if i in good else item for i, item in enumerate(batch)], scores
+        return [OK if i in good else item for i, item in enumerate(batch)], \
+            self.score_views([batch[i] for i in good], [prompts[i] for i in good])
+
+    def score_views(self, items: list[np.ndarray | Views], prompts: list[str]) -> np.ndarray:
+        """Raw scores of decoded items. Defects are applied, and seen, at the pixel scale they were made at:
+        a large image's quality and authenticity are the mean over its native-resolution windows (resizing
+        it whole would hide its noise, compression and grids); correspondence reads the whole image."""
+        scores = self.forward_batch([v.whole if isinstance(v, Views) else v for v in items], prompts)
+        owners = [i for i, v in enumerate(items) if isinstance(v, Views) for _ in v.windows]
+        if owners:
+            crops = [w for v in items if isinstance(v, Views) for w in v.windows]
+            per_window = self.forward_batch(crops, [prompts[i] for i in owners])
+            for i in dict.fromkeys(owners):
+                scores[i, :2] = per_window[np.array(owners) == i, :2].mean(axis=0)
+        return scores
 
     @contextmanager
     def _cpu_share(self) -> Iterator[None]:

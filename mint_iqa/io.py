@@ -94,6 +94,8 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     truncated data, more than `max_pixels` pixels, unsupported arrays.
     """
     name = name or _describe(item)
+    if not isinstance(item, (str, os.PathLike, bytes, Image.Image, np.ndarray)):
+        raise ImageError(f"{name}: not an image (expected a path, bytes, a PIL image or an array)")
     if isinstance(item, np.ndarray):
         img = _array_to_pil(item, name)
     elif isinstance(item, Image.Image):
@@ -119,10 +121,12 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            if isinstance(exc, UnidentifiedImageError):
-                raise ImageError(f"{name}: not a recognised image format") from None
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise ImageError(f"{name}: image too large (decompression-bomb limit)") from None
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not a recognised image format") from None
+        except Exception as exc:  # a decoder that fails on the header: the item's failure, never the batch's
+            raise ImageError(f"{name}: corrupt image header ({_reason(exc)})") from None
     width, height = img.size
     if width * height > max_pixels:
         raise ImageError(f"{name}: image too large ({width}x{height} = {width * height} pixels > {max_pixels})")
@@ -139,9 +143,12 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
         return _to_rgb(img)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageError(f"{name}: truncated or corrupt image data ({reason})") from None
+    except Exception as exc:  # whatever a decoder raises on bad data becomes this item's reason
+        raise ImageError(f"{name}: truncated or corrupt image data ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -67,6 +67,13 @@ def srcc(pred: np.ndarray, label: np.ndarray) -> float:
     return _corr(stats.spearmanr, np.asarray(pred, float), np.asarray(label, float))
 
 
+def tie_share(label: np.ndarray) -> float:
+    """The share of labels that hold the most common value (0 for no labels)."""
+    values = np.asarray(label, float)
+    values = values[np.isfinite(values)]
+    return float(np.unique(values, return_counts=True)[1].max() / len(values)) if len(values) else 0.0
+
+
 def srcc_ceiling(label: np.ndarray) -> float:
     """The highest SRCC a prediction without ties can reach against `label`. Tied labels cannot be told
     apart, so even a perfect ranking orders them somehow and loses correlation there (about

@@ -20,7 +20,7 @@ from PIL import Image
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import adapters, manifest, splits
 from mint_iqa.data.references import load_references
-from mint_iqa.data.synth import Plan, Synthesiser
+from mint_iqa.data.synth import Recipe, Synthesiser
 from mint_iqa.io import atomic_dir
 from mint_iqa.progress import progress
 
@@ -31,7 +31,7 @@ def _init_worker(synth: Synthesiser, seed: int, images_dir: Path) -> None:
     _WORKER.update(synth=synth, seed=seed, images_dir=images_dir)
 
 
-def _render(job: tuple[int, int, Plan]) -> dict[str, Any]:
+def _render(job: tuple[int, int, Recipe]) -> dict[str, Any]:
     ref_index, index, plan = job
     synth: Synthesiser = _WORKER["synth"]
     sample = synth.make(ref_index, plan, np.random.default_rng([_WORKER["seed"], ref_index, index]))
@@ -42,7 +42,7 @@ def _render(job: tuple[int, int, Plan]) -> dict[str, Any]:
     return {
         "id": name, "image": f"images/{name}.png", "prompt": sample.prompt, "ref_id": sample.ref_id,
         "source": "proxy", "family": sample.family, "distortion": sample.distortion, "level": sample.level,
-        **sample.labels, "damage": sample.damage, **{manifest.ANSWER_COLUMNS[k]: v for k, v in sample.answers.items()},
+        **sample.labels, "damage": sample.damage, "defects": sample.defects, **{manifest.ANSWER_COLUMNS[k]: v for k, v in sample.answers.items()},
         "licence": synth.refs[ref_index].licence,
     }
 

@@ -41,6 +41,12 @@ def summarise(params: Params) -> str:
         lines.append(f"  test metrics     {metrics} (SRCC; plots in {params.evaluate.plots}/)")
         for protocol, dims in results.items():
             lines.append(f"    {protocol:8s} " + "  ".join(f"{d} {m['srcc']:.3f}" for d, m in dims.items()))
+    general = Path(params.generalise.metrics)
+    if general.exists():
+        g = json.loads(general.read_text())
+        lines.append(f"  leave-kinds-out  {general} ({g['images']} images, {len(g['held_out'])} defect kinds the lko "
+                     f"scorer never saw): quality {g['quality']['srcc']:.3f}  authenticity "
+                     f"{g['authenticity']['srcc']:.3f}")
     explained = Path(params.explain.metrics)
     if explained.exists():
         lines.append(f"  explainer        {params.explain.out_dir}/<protocol>/best/ (assessor: scorer/ + explainer/), "

@@ -1,13 +1,28 @@
 """Distortions of the proxy dataset, two families, registered by name.
 
-* quality: global, technical defects (blur, noise, compression, exposure);
-* authenticity: local defects typical of generators (warped geometry, cloned patches, smears,
-  implausible colour, transposed-convolution grids).
+* quality: global, technical defects in seven groups, covering the KADID-10k families
+  (`GROUPS` maps every kind to its group):
+  - blur: `gaussian_blur` (scipy.ndimage), `motion_blur` (scipy.signal), `lens_blur` (disc kernel,
+    OpenCV filter2D), `box_blur` (OpenCV);
+  - colour: `desaturate`, `oversaturate`, `colour_cast` (numpy), `colour_quantise` (Pillow palette,
+    optional Floyd-Steinberg dither), `chromatic_aberration` (OpenCV warpAffine);
+  - compression: `jpeg`, `jpeg2000` (Pillow + OpenJPEG, registered only when Pillow has it), `webp`
+    (Pillow), `chroma_subsampling` (OpenCV resize);
+  - noise: `noise`, `impulse_noise`, `speckle_noise`, `poisson_noise`, `dither_noise` (numpy),
+    `correlated_noise` (OpenCV Gaussian blur of white noise), `denoise` (noise, then OpenCV bilateral);
+  - brightness: `exposure`, `brighten`, `darken`, `mean_shift`, `low_contrast`, `vignetting` (numpy);
+  - spatial: `pixelate`, `patch_swap`, `colour_block` (numpy), `resample` (OpenCV resize), `jitter`
+    (OpenCV remap), `ringing` (ideal low-pass, scipy.fft);
+  - sharpness: `oversharpen` (OpenCV unsharp mask), `contrast_boost`, `posterise` (numpy).
+* authenticity: local defects typical of generators, each confined to one soft-edged region (warped or
+  twisted geometry, repetition, smears, seams, transplanted texture, off colours, upsampling patterns);
+  they live in `artefacts.py`, which says what each uses.
 
-Every function takes a float32 HxWx3 image in [0, 1], a numpy Generator (for nuisance parameters:
-angles, positions, noise flavour) and the level's parameters from `params.yaml`, and returns a new
-image. Nuisance randomness is deliberate: a model trained on these samples should learn the defect,
-not one fixed rendering of it.
+Every function takes a float32 HxWx3 image in [0, 1] of any size, a numpy Generator (for nuisance
+parameters: angles, positions, noise flavour) and the level's parameters from `params.yaml`, and returns
+a new float32 image of the same shape (`apply` clips it). Pixel-scale defects (blur, noise, compression,
+pixelation) act at native resolution; region sizes are fractions of min(h, w). Nuisance randomness is
+deliberate: a model trained on these samples should learn the defect, not one fixed rendering of it.
 """
 
 from __future__ import annotations
@@ -15,38 +30,52 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+import cv2
 import numpy as np
-from PIL import Image
-from scipy import ndimage, signal
+from PIL import Image, features
+from scipy import fft, ndimage, signal
+
+from mint_iqa.data import artefacts
+from mint_iqa.data.artefacts import RGB as _RGB
+from mint_iqa.data.artefacts import YIQ as _YIQ
 
 Degradation = Callable[..., np.ndarray]
+_REFLECT = cv2.BORDER_REFLECT_101
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _blob(h: int, w: int, rng: np.random.Generator, radius: float) -> np.ndarray:
-    """A soft, irregular region mask in [0, 1] (an ellipse roughened by smooth noise)."""
-    cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
-    ry = radius * min(h, w) * rng.uniform(0.7, 1.3)
-    rx = radius * min(h, w) * rng.uniform(0.7, 1.3)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    dist = np.sqrt(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2)
-    rough = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), min(h, w) / 16)
-    rough /= np.abs(rough).max() + 1e-6
-    return np.clip((1.25 - dist + 0.35 * rough) * 3.0, 0.0, 1.0).astype(np.float32)
+def _f32(img: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(img, dtype=np.float32)
 
 
-# ---------------------------------------------------------------- quality family
+def _luma(img: np.ndarray) -> np.ndarray:
+    return (img @ _YIQ[0])[..., None]
+
+
+def _sign(rng: np.random.Generator) -> float:
+    return 1.0 if rng.random() < 0.5 else -1.0
+
+
+def _codec(img: np.ndarray, fmt: str, **options) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(_to_uint8(img)).save(buf, format=fmt, **options)
+    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+
+
+# ---------------------------------------------------------------------------------------------- blur
 
 def gaussian_blur(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Out-of-focus softness: a Gaussian point-spread function."""
     s = sigma * rng.uniform(0.9, 1.1)
     return ndimage.gaussian_filter(img, sigma=(s, s, 0), mode="reflect")
 
 
 def motion_blur(img: np.ndarray, rng: np.random.Generator, length: float) -> np.ndarray:
-    n = max(3, int(round(length)) | 1)
+    """Camera shake: a straight line kernel at a random angle."""
+    n = max(3, round(length) | 1)
     kernel = np.zeros((n, n), np.float32)
     kernel[n // 2, :] = 1.0
     kernel = ndimage.rotate(kernel, rng.uniform(0, 180), reshape=False, order=1)
@@ -56,6 +85,103 @@ def motion_blur(img: np.ndarray, rng: np.random.Generator, length: float) -> np.
     out = signal.fftconvolve(padded, kernel[..., None], mode="same", axes=(0, 1))
     return out[pad:-pad, pad:-pad].astype(np.float32)
 
+
+def lens_blur(img: np.ndarray, rng: np.random.Generator, radius: float) -> np.ndarray:
+    """Defocus through a lens aperture: a uniform disc kernel (bokeh), anti-aliased at its rim."""
+    r = radius * rng.uniform(0.9, 1.1)
+    n = int(np.ceil(r))
+    yy, xx = np.mgrid[-n:n + 1, -n:n + 1]
+    kernel = np.clip(r + 0.5 - np.hypot(yy, xx), 0, 1).astype(np.float32)
+    return cv2.filter2D(_f32(img), -1, kernel / kernel.sum(), borderType=_REFLECT)
+
+
+def box_blur(img: np.ndarray, rng: np.random.Generator, size: float) -> np.ndarray:
+    """A mean filter (cheap smoothing in a pipeline), square or slightly oblong."""
+    ky, kx = (max(2, round(size * rng.uniform(0.85, 1.15))) for _ in range(2))
+    return cv2.blur(_f32(img), (kx, ky), borderType=_REFLECT)
+
+
+# -------------------------------------------------------------------------------------------- colour
+
+def desaturate(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Saturation loss: colours pulled towards grey (1 = greyscale)."""
+    grey = _luma(img)
+    return grey + (img - grey) * max(0.0, 1.0 - amount * rng.uniform(0.95, 1.05))
+
+
+def oversaturate(img: np.ndarray, rng: np.random.Generator, gain: float) -> np.ndarray:
+    """Over-saturation: colour differences from grey multiplied by `gain`, saturating to the gamut."""
+    grey = _luma(img)
+    return grey + (img - grey) * (gain * rng.uniform(0.92, 1.08))
+
+
+def colour_cast(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """A white-balance error: channel gains exp(strength * d) along a random zero-mean colour direction."""
+    a = rng.uniform(0, 2 * np.pi)
+    d = np.cos(a) * np.array([1, 0, -1]) / np.sqrt(2) + np.sin(a) * np.array([1, -2, 1]) / np.sqrt(6)
+    return img * np.exp(strength * rng.uniform(0.9, 1.1) * d).astype(np.float32)
+
+
+def colour_quantise(img: np.ndarray, rng: np.random.Generator, colours: float) -> np.ndarray:
+    """A reduced palette (fast octree, `colours` entries), with or without Floyd-Steinberg dithering."""
+    pil = Image.fromarray(_to_uint8(img))
+    paletted = pil.quantize(colors=max(2, round(colours)), method=Image.Quantize.FASTOCTREE)
+    if rng.random() < 0.5:
+        paletted = pil.quantize(palette=paletted, dither=Image.Dither.FLOYDSTEINBERG)
+    return np.asarray(paletted.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def chromatic_aberration(img: np.ndarray, rng: np.random.Generator, shift: float) -> np.ndarray:
+    """Colour fringes: red and blue planes misregistered by `shift` px (translated, or scaled like a lens)."""
+    h, w = img.shape[:2]
+    s = shift * rng.uniform(0.9, 1.1)
+    out = _f32(img).copy()
+    if rng.random() < 0.5:  # lateral: magnification differs per colour, `shift` px at the corners
+        k = s / (0.5 * np.hypot(h, w))
+        cy, cx = (h - 1) / 2, (w - 1) / 2
+        mats = [np.float32([[1 + e * k, 0, -e * k * cx], [0, 1 + e * k, -e * k * cy]]) for e in (1, -1)]
+    else:
+        a = rng.uniform(0, 2 * np.pi)
+        mats = [np.float32([[1, 0, e * s * np.cos(a)], [0, 1, e * s * np.sin(a)]]) for e in (0.5, -0.5)]
+    for c, m in zip((0, 2), mats):
+        out[..., c] = cv2.warpAffine(_f32(img[..., c]), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=_REFLECT)
+    return out
+
+
+# --------------------------------------------------------------------------------------- compression
+
+def jpeg(img: np.ndarray, rng: np.random.Generator, quality: float) -> np.ndarray:
+    """JPEG blocking and ringing at a low quality factor, random chroma subsampling."""
+    q = int(np.clip(round(quality * rng.uniform(0.85, 1.15)), 2, 95))
+    buf = io.BytesIO()
+    Image.fromarray(_to_uint8(img)).save(buf, format="JPEG", quality=q, subsampling=int(rng.integers(0, 3)))
+    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+
+
+def jpeg2000(img: np.ndarray, rng: np.random.Generator, ratio: float) -> np.ndarray:
+    """JPEG 2000 (wavelet) at a compression `ratio`: smudged detail and ringing, no blocks."""
+    r = ratio * rng.uniform(0.85, 1.15)
+    return _codec(img, "JPEG2000", quality_mode="rates", quality_layers=[r], irreversible=True)
+
+
+def webp(img: np.ndarray, rng: np.random.Generator, quality: float) -> np.ndarray:
+    """Lossy WebP (VP8 intra) at a low quality: smeared blocks and flattened texture."""
+    return _codec(img, "WEBP", quality=int(np.clip(round(quality * rng.uniform(0.85, 1.15)), 0, 95)))
+
+
+def chroma_subsampling(img: np.ndarray, rng: np.random.Generator, factor: float) -> np.ndarray:
+    """Block-based colour compression: chroma averaged over `factor` px blocks and coarsely quantised."""
+    h, w = img.shape[:2]
+    f = max(2, round(factor))
+    yiq = img @ _YIQ.T
+    small = cv2.resize(_f32(yiq[..., 1:]), (-(-w // f), -(-h // f)), interpolation=cv2.INTER_AREA)
+    step = 0.008 * f * rng.uniform(0.8, 1.2)
+    small = np.round(small / step) * step
+    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST if rng.random() < 0.6 else cv2.INTER_LINEAR)
+    return np.concatenate([yiq[..., :1], up], axis=-1) @ _RGB.T
+
+
+# --------------------------------------------------------------------------------------------- noise
 
 def noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Sensor-like noise: colour or luminance-only, signal-independent or shot-noise-like."""
@@ -67,12 +193,45 @@ def noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray
     return img + n
 
 
-def jpeg(img: np.ndarray, rng: np.random.Generator, quality: float) -> np.ndarray:
-    q = int(np.clip(round(quality * rng.uniform(0.85, 1.15)), 2, 95))
-    buf = io.BytesIO()
-    Image.fromarray(_to_uint8(img)).save(buf, format="JPEG", quality=q, subsampling=int(rng.integers(0, 3)))
-    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+def impulse_noise(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Salt and pepper: a fraction `amount` of pixels (or of channel values) stuck at black or white."""
+    shape = img.shape[:2] + (1,) if rng.random() < 0.5 else img.shape
+    hit = rng.random(shape) < amount * rng.uniform(0.9, 1.1)
+    return np.where(hit, (rng.random(shape) < 0.5).astype(np.float32), img).astype(np.float32)
 
+
+def speckle_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Multiplicative (speckle) noise: each value scaled by 1 + sigma * N(0, 1)."""
+    return img * (1.0 + sigma * rng.standard_normal(img.shape).astype(np.float32))
+
+
+def poisson_noise(img: np.ndarray, rng: np.random.Generator, photons: float) -> np.ndarray:
+    """Photon shot noise of a sensor that collects `photons` at white: Poisson counts, rescaled."""
+    peak = photons * rng.uniform(0.8, 1.25)
+    return (rng.poisson(np.clip(img, 0, 1) * peak) / peak).astype(np.float32)
+
+
+def correlated_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Blotchy, spatially correlated noise (white noise low-passed to grains of 1-2 px), std `sigma`."""
+    shape = img.shape if rng.random() < 0.5 else img.shape[:2] + (1,)
+    n = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), rng.uniform(0.8, 2.0),
+                         borderType=_REFLECT).reshape(shape)
+    return img + sigma * n / (n.std() + 1e-6)
+
+
+def dither_noise(img: np.ndarray, rng: np.random.Generator, levels: float) -> np.ndarray:
+    """Quantisation to `levels` values per channel with random dither: grain instead of bands."""
+    q = max(2, round(levels)) - 1
+    return (np.floor(img * q + rng.random(img.shape, dtype=np.float32)) / q).astype(np.float32)
+
+
+def denoise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """A denoiser's leftovers: noise of std `sigma`, then bilateral smoothing (waxy texture, blotches)."""
+    noisy = _f32(img + sigma * rng.standard_normal(img.shape).astype(np.float32))
+    return cv2.bilateralFilter(noisy, 7, 3.0 * sigma * rng.uniform(0.85, 1.15), 3.0, borderType=_REFLECT)
+
+
+# ---------------------------------------------------------------------------------------- brightness
 
 def exposure(img: np.ndarray, rng: np.random.Generator, stops: float) -> np.ndarray:
     """Over- or under-exposure by `stops` in linear light, clipped like a sensor."""
@@ -81,97 +240,151 @@ def exposure(img: np.ndarray, rng: np.random.Generator, stops: float) -> np.ndar
     return np.clip(linear, 0, 1) ** (1 / 2.2)
 
 
-# ----------------------------------------------------------- authenticity family
+def brighten(img: np.ndarray, rng: np.random.Generator, gamma: float) -> np.ndarray:
+    """A tone curve lifted too far (gamma 1/`gamma`): shadows washed out, highlights compressed."""
+    return np.clip(img, 0, 1) ** np.float32(1.0 / (gamma * rng.uniform(0.95, 1.05)))
 
-def elastic_warp(img: np.ndarray, rng: np.random.Generator, amplitude: float, radius: float) -> np.ndarray:
-    """Locally warped geometry: a smooth random displacement field confined to one region."""
+
+def darken(img: np.ndarray, rng: np.random.Generator, gamma: float) -> np.ndarray:
+    """A tone curve pushed down (gamma `gamma`): mid-tones and shadows sink into black."""
+    return np.clip(img, 0, 1) ** np.float32(gamma * rng.uniform(0.95, 1.05))
+
+
+def mean_shift(img: np.ndarray, rng: np.random.Generator, shift: float) -> np.ndarray:
+    """A constant offset of every value, up or down (a wrong black level), clipped."""
+    return img + np.float32(_sign(rng) * shift * rng.uniform(0.9, 1.1))
+
+
+def low_contrast(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Contrast loss: a blend towards a veiling haze or towards the image's own mean."""
+    if rng.random() < 0.5:
+        target = rng.uniform(0.6, 0.9) * (1 + rng.uniform(-0.05, 0.05, 3)).astype(np.float32)
+    else:
+        target = img.mean(axis=(0, 1))
+    return img + amount * rng.uniform(0.92, 1.08) * (target - img)
+
+
+def vignetting(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Lens vignetting: brightness falling off towards the corners by up to `strength`."""
     h, w = img.shape[:2]
-    mask = _blob(h, w, rng, radius)
-    fields = []
-    for _ in range(2):
-        f = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), min(h, w) / 20)
-        fields.append(f / (np.abs(f).max() + 1e-6) * amplitude * mask)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    coords = [yy + fields[0], xx + fields[1]]
-    return np.stack([ndimage.map_coordinates(img[..., c], coords, order=1, mode="reflect")
-                     for c in range(img.shape[2])], axis=-1)
+    cy, cx = rng.uniform(0.4, 0.6) * h, rng.uniform(0.4, 0.6) * w
+    yy = (np.arange(h, dtype=np.float32) - cy)[:, None]
+    xx = (np.arange(w, dtype=np.float32) - cx)[None, :]
+    r = np.sqrt(yy**2 + xx**2) / np.float32(0.5 * np.hypot(h, w))
+    return img * (1.0 - strength * np.clip(r, 0, 1.2) ** rng.uniform(1.2, 2.0))[..., None]
 
 
-def duplicated_patch(img: np.ndarray, rng: np.random.Generator, count: float, size: float) -> np.ndarray:
-    """Cloned regions: patches copied elsewhere with soft edges, like a generator repeating content."""
-    out = img.copy()
+# ------------------------------------------------------------------------------------------- spatial
+
+def pixelate(img: np.ndarray, rng: np.random.Generator, block: float) -> np.ndarray:
+    """Pixelation: the mean of each `block` x `block` cell, repeated (grid phase random)."""
     h, w = img.shape[:2]
-    s = max(8, int(size * min(h, w)))
-    ramp = np.minimum(np.arange(s), np.arange(s)[::-1]).astype(np.float32)
-    edge = np.clip(ramp / max(2, s // 6), 0, 1)
-    alpha = np.outer(edge, edge)[..., None]
-    for _ in range(int(count)):
-        sy, sx = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-        for _ in range(10):  # destination that does not overlap its source much
-            dy, dx = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-            if abs(dy - sy) > s // 2 or abs(dx - sx) > s // 2:
-                break
-        patch = img[sy:sy + s, sx:sx + s]
-        out[dy:dy + s, dx:dx + s] = alpha * patch + (1 - alpha) * out[dy:dy + s, dx:dx + s]
+    b = max(2, round(block * rng.uniform(0.9, 1.1)))
+    oy, ox = rng.integers(0, b, size=2)
+    padded = np.pad(img, ((oy, b), (ox, b), (0, 0)), mode="reflect")
+    hh, ww = (padded.shape[0] // b) * b, (padded.shape[1] // b) * b
+    cells = padded[:hh, :ww].reshape(hh // b, b, ww // b, b, -1).mean(axis=(1, 3))
+    return np.repeat(np.repeat(cells, b, axis=0), b, axis=1)[oy:oy + h, ox:ox + w].astype(np.float32)
+
+
+def resample(img: np.ndarray, rng: np.random.Generator, factor: float) -> np.ndarray:
+    """Upscaling from a `factor` times smaller copy (area or aliased shrink, bilinear or bicubic growth)."""
+    h, w = img.shape[:2]
+    f = factor * rng.uniform(0.9, 1.1)
+    down = cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_LINEAR
+    small = cv2.resize(_f32(img), (max(4, round(w / f)), max(4, round(h / f))), interpolation=down)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR)
+
+
+def jitter(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Pixel jitter: every pixel taken from a random neighbour (Gaussian offsets of `amount` px)."""
+    h, w = img.shape[:2]
+    dy, dx = rng.standard_normal((2, h, w)).astype(np.float32) * amount
+    yy = np.arange(h, dtype=np.float32)[:, None] + dy
+    xx = np.arange(w, dtype=np.float32)[None, :] + dx
+    return cv2.remap(_f32(img), xx, yy, cv2.INTER_NEAREST, borderMode=_REFLECT)
+
+
+def patch_swap(img: np.ndarray, rng: np.random.Generator, coverage: float) -> np.ndarray:
+    """Non-eccentricity patches: small square patches (6 % of the short side) swapped with a neighbour."""
+    h, w = img.shape[:2]
+    s = max(4, round(0.06 * min(h, w) * rng.uniform(0.8, 1.2)))
+    out = _f32(img).copy()
+    for _ in range(max(1, round(coverage * h * w / s**2))):
+        ay, ax = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+        by = int(np.clip(ay + rng.integers(-s, s + 1), 0, h - s))
+        bx = int(np.clip(ax + rng.integers(-s, s + 1), 0, w - s))
+        out[ay:ay + s, ax:ax + s], out[by:by + s, bx:bx + s] = img[by:by + s, bx:bx + s], img[ay:ay + s, ax:ax + s]
     return out
 
 
-def smear(img: np.ndarray, rng: np.random.Generator, length: float, radius: float) -> np.ndarray:
-    """A melted region: content dragged along one direction with growing displacement."""
+def colour_block(img: np.ndarray, rng: np.random.Generator, count: float) -> np.ndarray:
+    """Colour blocks: `count` flat squares (about 6 % of the short side) of random colour."""
     h, w = img.shape[:2]
-    mask = _blob(h, w, rng, radius)
-    angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    steps = 8
-    acc = np.zeros_like(img)
-    for t in np.linspace(0, 1, steps):
-        shift = t * length * mask
-        coords = [yy - shift * np.sin(angle), xx - shift * np.cos(angle)]
-        acc += np.stack([ndimage.map_coordinates(img[..., c], coords, order=1, mode="reflect")
-                         for c in range(img.shape[2])], axis=-1)
-    smeared = acc / steps
-    m = mask[..., None]
-    return m * smeared + (1 - m) * img
+    out = _f32(img).copy()
+    for _ in range(round(count)):
+        s = max(3, round(0.06 * min(h, w) * rng.uniform(0.7, 1.3)))
+        y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+        out[y:y + s, x:x + s] = rng.random(3).astype(np.float32)
+    return out
 
 
-_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
-_RGB = np.linalg.inv(_YIQ).astype(np.float32)
-
-
-def implausible_colour(img: np.ndarray, rng: np.random.Generator, hue: float, radius: float) -> np.ndarray:
-    """A region whose colours are rotated in hue and tinted (grey regions get a colour cast too)."""
+def ringing(img: np.ndarray, rng: np.random.Generator, cutoff: float) -> np.ndarray:
+    """Gibbs ringing: an ideal (brick-wall) low-pass at `cutoff` x Nyquist, echoing ripples along edges."""
     h, w = img.shape[:2]
-    mask = _blob(h, w, rng, radius)[..., None]
-    yiq = img @ _YIQ.T
-    theta = np.deg2rad(hue) * (1 if rng.random() < 0.5 else -1)
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], np.float32)
-    chroma = yiq[..., 1:] @ rot.T * 1.3
-    tint_angle = rng.uniform(0, 2 * np.pi)
-    chroma += 0.12 * hue / 180 * np.array([np.cos(tint_angle), np.sin(tint_angle)], np.float32)
-    shifted = np.concatenate([yiq[..., :1], chroma], axis=-1) @ _RGB.T
-    return mask * shifted + (1 - mask) * img
+    p = 16  # reflected margin, then up to sizes the FFT factorises well
+    ph, pw = fft.next_fast_len(h + 2 * p, real=True), fft.next_fast_len(w + 2 * p, real=True)
+    padded = np.pad(_f32(img), ((p, ph - h - p), (p, pw - w - p), (0, 0)), mode="reflect")
+    spec = fft.rfft2(padded, axes=(0, 1), workers=1)
+    fy = fft.fftfreq(padded.shape[0])[:, None]
+    fx = fft.rfftfreq(padded.shape[1])[None, :]
+    c = 0.5 * cutoff * rng.uniform(0.9, 1.1)
+    keep = (np.hypot(fy, fx) <= c) if rng.random() < 0.5 else ((np.abs(fy) <= c) & (np.abs(fx) <= c))
+    out = fft.irfft2(spec * keep[..., None], s=padded.shape[:2], axes=(0, 1), workers=1)
+    return out[p:p + h, p:p + w].astype(np.float32)
 
 
-def grid(img: np.ndarray, rng: np.random.Generator, amplitude: float) -> np.ndarray:
-    """Checkerboard artefacts of a transposed convolution: a periodic pattern modulated by content."""
-    h, w = img.shape[:2]
-    period = int(rng.choice([2, 3, 4]))
-    cell = rng.standard_normal((period, period, 1)).astype(np.float32)
-    cell = (cell - cell.mean()) / (cell.std() + 1e-6)
-    pattern = np.tile(cell, (h // period + 1, w // period + 1, 1))[:h, :w]
-    detail = np.abs(img - ndimage.uniform_filter(img, size=(5, 5, 1)))
-    gain = 0.6 + 4.0 * detail.mean(axis=-1, keepdims=True)
-    return img + amplitude * pattern * gain
+# ----------------------------------------------------------------------------------------- sharpness
 
+def oversharpen(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Over-sharpening: an unsharp mask of strength `amount` (halos, crunchy texture, amplified noise)."""
+    blurred = cv2.GaussianBlur(_f32(img), (0, 0), rng.uniform(0.8, 1.6), borderType=_REFLECT)
+    return img + amount * rng.uniform(0.9, 1.1) * (img - blurred)
+
+
+def contrast_boost(img: np.ndarray, rng: np.random.Generator, gain: float) -> np.ndarray:
+    """Excess contrast: values spread by `gain` about mid-grey or the mean, clipped at both ends."""
+    pivot = np.float32(0.5 if rng.random() < 0.5 else float(img.mean()))
+    return (img - pivot) * np.float32(gain * rng.uniform(0.95, 1.05)) + pivot
+
+
+def posterise(img: np.ndarray, rng: np.random.Generator, levels: float) -> np.ndarray:
+    """Posterisation: `levels` flat bands per channel (random threshold phase), no dither."""
+    q = max(2, round(levels)) - 1
+    phase = np.float32(rng.uniform(-0.4, 0.4))
+    return (np.round(img * q + phase) - phase) / q
+
+
+# ------------------------------------------------------------------------------------------ registry
 
 QUALITY: dict[str, Degradation] = {
     "gaussian_blur": gaussian_blur, "motion_blur": motion_blur, "noise": noise, "jpeg": jpeg,
-    "exposure": exposure,
+    "exposure": exposure, "lens_blur": lens_blur, "box_blur": box_blur, "desaturate": desaturate,
+    "oversaturate": oversaturate, "colour_cast": colour_cast, "colour_quantise": colour_quantise,
+    "chromatic_aberration": chromatic_aberration, "jpeg2000": jpeg2000, "webp": webp,
+    "chroma_subsampling": chroma_subsampling, "impulse_noise": impulse_noise, "speckle_noise": speckle_noise,
+    "poisson_noise": poisson_noise, "correlated_noise": correlated_noise, "dither_noise": dither_noise,
+    "denoise": denoise, "brighten": brighten, "darken": darken, "mean_shift": mean_shift,
+    "low_contrast": low_contrast, "vignetting": vignetting, "pixelate": pixelate, "resample": resample,
+    "jitter": jitter, "patch_swap": patch_swap, "colour_block": colour_block, "ringing": ringing,
+    "oversharpen": oversharpen, "contrast_boost": contrast_boost, "posterise": posterise,
 }
-AUTHENTICITY: dict[str, Degradation] = {
-    "elastic_warp": elastic_warp, "duplicated_patch": duplicated_patch, "smear": smear,
-    "implausible_colour": implausible_colour, "grid": grid,
-}
+if not features.check("jpg_2000"):  # Pillow built without OpenJPEG
+    del QUALITY["jpeg2000"]
+AUTHENTICITY: dict[str, Degradation] = {name: getattr(artefacts, name) for name in (
+    "elastic_warp", "duplicated_patch", "smear", "implausible_colour", "grid", "swirl", "bulge", "tiled_repeat",
+    "ghost", "melt", "plastic", "seam", "tile_shuffle", "transplant", "colour_bleed", "upsample_blocks", "ripple",
+)}
 REGISTRY: dict[str, dict[str, Degradation]] = {"quality": QUALITY, "authenticity": AUTHENTICITY}
 
 # How an explanation names each defect (used by the templated answers and the explainer metrics).
@@ -179,7 +392,43 @@ DEFECT_NAMES: dict[str, str] = {
     "gaussian_blur": "blur", "motion_blur": "motion blur", "noise": "noise", "jpeg": "compression artefacts",
     "exposure": "poor exposure", "elastic_warp": "warped geometry", "duplicated_patch": "a duplicated patch",
     "smear": "a smeared region", "implausible_colour": "implausible colours", "grid": "a grid pattern",
+    "lens_blur": "defocus blur", "box_blur": "box blur", "desaturate": "washed-out colours",
+    "oversaturate": "oversaturated colours", "colour_cast": "a colour cast", "colour_quantise": "a reduced palette",
+    "chromatic_aberration": "colour fringing", "jpeg2000": "wavelet compression artefacts",
+    "webp": "smudgy compression artefacts", "chroma_subsampling": "blocky colours",
+    "impulse_noise": "salt-and-pepper noise", "speckle_noise": "speckle noise", "poisson_noise": "shot noise",
+    "correlated_noise": "blotchy noise", "dither_noise": "dithering noise", "denoise": "heavy denoising",
+    "brighten": "excessive brightness", "darken": "excessive darkness", "mean_shift": "a brightness offset",
+    "low_contrast": "low contrast", "vignetting": "vignetting", "pixelate": "pixelation",
+    "resample": "upscaling softness", "jitter": "pixel jitter", "patch_swap": "scrambled small patches",
+    "colour_block": "stray colour blocks", "ringing": "ringing around edges", "oversharpen": "oversharpening",
+    "contrast_boost": "excessive contrast", "posterise": "colour banding",
+    "swirl": "a swirled region", "bulge": "a bulging or pinched region", "tiled_repeat": "a repeating tile",
+    "ghost": "a ghosted double", "melt": "a melted region", "plastic": "a plastic-looking region",
+    "seam": "a misaligned seam", "tile_shuffle": "shuffled tiles", "transplant": "a transplanted texture",
+    "colour_bleed": "bleeding colours", "upsample_blocks": "blocky upsampling", "ripple": "aliasing ripples",
 }
+
+# Coarse family of every kind (quality: what a viewer would call the problem; authenticity: the mechanism).
+GROUPS: dict[str, str] = {
+    **dict.fromkeys(("gaussian_blur", "motion_blur", "lens_blur", "box_blur"), "blur"),
+    **dict.fromkeys(("desaturate", "oversaturate", "colour_cast", "colour_quantise", "chromatic_aberration"),
+                    "colour"),
+    **dict.fromkeys(("jpeg", "jpeg2000", "webp", "chroma_subsampling"), "compression"),
+    **dict.fromkeys(("noise", "impulse_noise", "speckle_noise", "poisson_noise", "correlated_noise",
+                     "dither_noise", "denoise"), "noise"),
+    **dict.fromkeys(("exposure", "brighten", "darken", "mean_shift", "low_contrast", "vignetting"), "brightness"),
+    **dict.fromkeys(("pixelate", "resample", "jitter", "patch_swap", "colour_block", "ringing"), "spatial"),
+    **dict.fromkeys(("oversharpen", "contrast_boost", "posterise"), "sharpness"),
+    **dict.fromkeys(("elastic_warp", "swirl", "bulge"), "geometry"),
+    **dict.fromkeys(("duplicated_patch", "tiled_repeat", "ghost"), "repetition"),
+    **dict.fromkeys(("smear", "melt", "plastic"), "smear"),
+    **dict.fromkeys(("seam", "tile_shuffle"), "seam"),
+    "transplant": "transplant",
+    **dict.fromkeys(("implausible_colour", "colour_bleed"), "colour_region"),
+    **dict.fromkeys(("grid", "upsample_blocks", "ripple"), "pattern"),
+}
+GROUPS = {k: g for k, g in GROUPS.items() if k in QUALITY or k in AUTHENTICITY}
 
 
 def damage_map(pristine: np.ndarray, degraded: np.ndarray) -> np.ndarray:
@@ -187,12 +436,13 @@ def damage_map(pristine: np.ndarray, degraded: np.ndarray) -> np.ndarray:
 
     Computing it in a luma/chroma space makes colour defects count as well as structural ones.
     """
-    import cv2
-
     a = np.ascontiguousarray(pristine @ _YIQ.T, dtype=np.float32)
     b = np.ascontiguousarray(degraded @ _YIQ.T, dtype=np.float32)
     c1, c2 = 0.01**2, 0.03**2
-    box = lambda x: cv2.blur(x, (7, 7), borderType=cv2.BORDER_REFLECT)  # noqa: E731
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.blur(x, (7, 7), borderType=cv2.BORDER_REFLECT)
+
     mu_a, mu_b = box(a), box(b)
     var_a = box(a * a) - mu_a**2
     var_b = box(b * b) - mu_b**2
@@ -212,9 +462,12 @@ def damage(pristine: np.ndarray, degraded: np.ndarray, local: bool, dmap: np.nda
     return float(np.partition(flat, flat.size - k)[-k:].mean())
 
 
-def apply(img: np.ndarray, family: str, name: str, level: int, ladders: dict[str, dict[str, list[float]]],
+def apply(img: np.ndarray, family: str, name: str, level: float, ladders: dict[str, dict[str, list[float]]],
           rng: np.random.Generator) -> np.ndarray:
-    """Apply distortion `name` of `family` at `level` (1-5) with that level's parameters, clipped to [0, 1]."""
+    """Apply distortion `name` of `family` at `level` (1-5; a fractional level interpolates its ladder's
+    neighbouring values), clipped to [0, 1]."""
     fn = REGISTRY[family][name]
-    kwargs = {key: values[level - 1] for key, values in ladders[name].items()}
+    steps = np.arange(1, len(next(iter(ladders[name].values()))) + 1)
+    kwargs = {key: float(np.interp(level, steps, values)) if level != int(level) else values[int(level) - 1]
+              for key, values in ladders[name].items()}
     return np.clip(fn(img, rng, **kwargs), 0.0, 1.0).astype(np.float32)

@@ -4,6 +4,7 @@
   between train and test, so it measures fit more than generalisation).
 * `strict`: content-disjoint: references (proxy) or prompts (real data) are dealt into k folds; the
   test fold and the validation fold (the next one) never share content with training.
+* `lko` (leave kinds out): `strict`'s references, and a fold of defect kinds never seen in training.
 """
 
 from __future__ import annotations
@@ -51,6 +52,25 @@ def assign(df: pd.DataFrame, cfg: SplitConfig, seed: int) -> pd.DataFrame:
 
 
 def split_column(protocol: str) -> str:
-    if protocol not in ("paper", "strict"):
-        raise ValueError(f"unknown protocol {protocol!r}; expected 'paper' or 'strict'")
-    return f"split_{protocol}"
+    """The manifest column of a protocol's splits (`lko` uses the `strict` references)."""
+    if protocol not in ("paper", "strict", "lko"):
+        raise ValueError(f"unknown protocol {protocol!r}; expected 'paper', 'strict' or 'lko'")
+    return "split_strict" if protocol == "lko" else f"split_{protocol}"
+
+
+def kind_folds(groups: dict[str, str], folds: int, seed: int) -> dict[str, int]:
+    """Fold of each defect kind: within each group (blur, noise, geometry, ...) the kinds are shuffled and
+    dealt round-robin, continuing from group to group, so every fold holds kinds of most groups and a held-out
+    fold asks for a new kind of a known family, not for a family never seen."""
+    out, rank = {}, 0
+    rng = np.random.default_rng([seed, 0x4B1D])
+    for group in sorted(set(groups.values())):
+        kinds = sorted(k for k, g in groups.items() if g == group)
+        for i in rng.permutation(len(kinds)):
+            out[kinds[i]] = rank % folds
+            rank += 1
+    return out
+
+
+def held_out_kinds(groups: dict[str, str], folds: int, fold: int, seed: int) -> list[str]:
+    return sorted(k for k, f in kind_folds(groups, folds, seed).items() if f == fold)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from mint_iqa.config import DIMENSIONS, LEVELS, PrepareConfig
+from mint_iqa.config import LEVELS, MixConfig, PrepareConfig
 from mint_iqa.data import degradations
 from mint_iqa.data.answers import answers
 from mint_iqa.data.prompts import make_prompt
@@ -24,18 +24,42 @@ class Sample:
     image: np.ndarray              # uint8, size x size x 3
     prompt: str
     ref_id: str
-    family: str                    # pristine | quality | authenticity | correspondence
-    distortion: str                # registry name, mismatch kind, or "none"
-    level: int                     # 0 (pristine) .. 5
-    damage: float = 0.0            # measured damage of the distortion (0 for pristine and mismatches)
+    family: str                    # the dimension hurt most: pristine | quality | authenticity | correspondence
+    distortion: str                # its defect kind, mismatch kind, or "none"
+    level: int                     # its level rounded (0 pristine .. 5)
+    damage: float = 0.0            # measured damage of that defect (0 for pristine and mismatches)
     labels: dict[str, float] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
     where: np.ndarray | None = None  # (G, G, 2) visible damage per cell, quality / authenticity family, in [0, 1]
+    defects: str = ""              # every defect as kind@level, ';'-separated (`Recipe.describe`)
 
 
-Plan = tuple[str, str, int]        # (family, distortion, level)
+@dataclass(frozen=True)
+class Recipe:
+    """What one sample gets: image defects (family, kind, level in [1, 5]; fractional levels interpolate the
+    ladder), each of independent severity, and a prompt-mismatch ladder level (0: the true caption)."""
+
+    defects: tuple[tuple[str, str, float], ...] = ()
+    mismatch: int = 0
+
+    def describe(self) -> str:
+        """The manifest's `defects` cell: `kind@level` per defect, then `mismatch@level` for a wrong prompt."""
+        parts = [f"{kind}@{level:.2f}" for _, kind, level in self.defects]
+        return ";".join(parts + ([f"mismatch@{self.mismatch}"] if self.mismatch else []))
+
+
+def parse_defects(cell: str) -> list[tuple[str, float]]:
+    """(kind, level) of each part of a manifest `defects` cell (`mismatch` for the prompt)."""
+    return [(kind, float(level)) for kind, level in
+            (part.split("@") for part in str(cell or "").split(";") if "@" in part)]
+
+
+def kinds_of(cell: str) -> list[str]:
+    """The image defect kinds of a manifest `defects` cell."""
+    return [kind for kind, _ in parse_defects(cell) if kind != "mismatch"]
+
+
 WHERE_GRID = 16                    # cells per side of a sample's damage map
-
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
 _RGB = np.linalg.inv(_YIQ).astype(np.float32)
 
@@ -59,26 +83,25 @@ def recolour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class Synthesiser:
     """`out_size` < `cfg.image_size` renders a window of what a full `image_size` sample would show, at the
     same pixel scale (training crops: four times cheaper, and the label stays true because the defect
-    is rendered inside the window). Local defects are sized as fractions of the window, so a 128-px
-    window's warp or cloned patch is half as wide in pixels as a full image's; sizing them to the full
-    frame instead was measured and did not help (single runs, demo budget)."""
+    is rendered inside the window). Local defects are sized as fractions of the window. `kinds` limits the
+    defect kinds drawn (leave-kinds-out training); `mix` the chance of each dimension's defect (default:
+    `cfg.mix`, the evaluation design)."""
 
     def __init__(self, references: list[tuple[Reference, np.ndarray]], cfg: PrepareConfig,
-                 out_size: int | None = None, augment: bool = False, composite: float = 0.0):
-        self.augment, self.composite = augment, composite
+                 out_size: int | None = None, augment: bool = False, mix: MixConfig | None = None,
+                 kinds: list[str] | None = None):
+        self.augment, self.mix = augment, mix or cfg.mix
         self.refs = [ref for ref, _ in references]
         self.pixels = [pixels for _, pixels in references]
         self.cfg = cfg
         self.out_size = out_size or cfg.image_size
-        self.grids: dict[str, list[tuple[str, int]]] = {
-            family: [(name, level) for name in getattr(cfg, family) for level in range(1, LEVELS + 1)]
-            for family in degradations.REGISTRY
-        }
         for family, ladders in (("quality", cfg.quality), ("authenticity", cfg.authenticity)):
             unknown = set(ladders) - set(degradations.REGISTRY[family])
             if unknown:
                 raise ValueError(f"prepare.{family}: unknown distortion(s) {sorted(unknown)}; "
                                  f"known: {sorted(degradations.REGISTRY[family])}")
+        self.kinds = {family: [k for k in getattr(cfg, family) if kinds is None or k in kinds]
+                      for family in degradations.REGISTRY}
 
     # ------------------------------------------------------------------ pieces
     def crop(self, ref_index: int, rng: np.random.Generator) -> np.ndarray:
@@ -98,65 +121,64 @@ class Synthesiser:
             arr = recolour(arr, rng)
         return arr[:, ::-1].copy() if rng.random() < 0.5 else arr
 
-    def plan(self, n: int, rng: np.random.Generator) -> list[Plan]:
-        """`n` (family, distortion, level) triples: family counts from `family_mix` (largest remainder),
-        distortion x level combinations cycled in a shuffled order so every combination appears."""
-        mix = {f: s for f, s in self.cfg.family_mix.items() if s > 0}
-        total = sum(mix.values())
-        exact = {f: n * s / total for f, s in mix.items()}
-        counts = {f: int(v) for f, v in exact.items()}
-        for f in sorted(exact, key=lambda f: counts[f] - exact[f])[: n - sum(counts.values())]:
-            counts[f] += 1
-        plans: list[Plan] = []
-        for family, count in counts.items():
-            if family == "pristine":
-                combos = [("none", 0)]
-            elif family == "correspondence":
-                combos = [("mismatch", level) for level in range(1, LEVELS + 1)]
-            else:
-                combos = list(self.grids[family])
-            order = rng.permutation(len(combos))
-            plans += [(family, *combos[order[i % len(combos)]]) for i in range(count)]
-        return [plans[i] for i in rng.permutation(len(plans))]
+    def draw(self, rng: np.random.Generator) -> Recipe:
+        """A recipe with each dimension's defect drawn independently (`mix`), kinds uniformly, levels
+        uniformly in [1, 5]: continuous labels, so rankings can be measured without ties."""
+        mix, defects = self.mix, []
+        n_quality = int(rng.random() < mix.quality) * (1 + int(rng.random() < mix.second))
+        for family, count in (("quality", n_quality), ("authenticity", int(rng.random() < mix.authenticity))):
+            kinds = self.kinds[family]
+            for k in (rng.choice(len(kinds), size=min(count, len(kinds)), replace=False) if kinds else []):
+                defects.append((family, kinds[int(k)], round(float(rng.uniform(1.0, LEVELS)), 2)))
+        mismatch = int(rng.integers(1, LEVELS + 1)) if rng.random() < mix.correspondence else 0
+        return Recipe(tuple(defects), mismatch)
+
+    def plan(self, n: int, rng: np.random.Generator) -> list[Recipe]:
+        return [self.draw(rng) for _ in range(n)]
 
     # ------------------------------------------------------------------ samples
-    def make(self, ref_index: int, plan: Plan, rng: np.random.Generator, also: Plan | None = None) -> Sample:
-        """One sample of `plan`; `also` (training only) adds a defect of the other image family, quality
-        first, each labelled by the damage it does itself."""
-        family, distortion, level = plan
+    def make(self, ref_index: int, recipe: Recipe, rng: np.random.Generator) -> Sample:
+        """One sample of `recipe`. Quality defects come first, authenticity ones last (what a viewer sees of
+        a local artefact is what is left after blur or noise). Each dimension's label sums the severities
+        its defects measurably did (damage over the kind's `damage_scale`), clipped at the floor."""
         ref = self.refs[ref_index]
         img = self.crop(ref_index, rng)
-        labels = {dim: self.cfg.labels.for_level(0) for dim in DIMENSIONS}
-        defects: dict[str, str] = {}
-        prompt = make_prompt(ref, self.refs, level if family == "correspondence" else 0, rng)
-        damage = 0.0
+        prompt = make_prompt(ref, self.refs, recipe.mismatch, rng)
+        severity = {fam: 0.0 for fam in degradations.REGISTRY}
+        names: dict[str, list[str]] = {fam: [] for fam in degradations.REGISTRY}
+        worst = ("pristine", "none", 0, 0.0, 0.0)  # family, kind, level, severity, damage
         where = np.zeros((WHERE_GRID, WHERE_GRID, 2), np.float32)
-        steps = [p for p in (plan, also) if p is not None and p[0] in degradations.REGISTRY]
-        for fam, name, lvl in sorted(steps, key=lambda p: p[0] != "quality"):
+        for fam, name, lvl in sorted(recipe.defects, key=lambda d: d[0] != "quality"):
             before = img
             img = degradations.apply(img, fam, name, lvl, getattr(self.cfg, fam), rng)
             dmap = degradations.damage_map(before, img)
             hurt = degradations.damage(before, img, local=fam == "authenticity", dmap=dmap)
-            visible = np.clip(dmap / self.cfg.labels.damage_scale[name], 0.0, 1.0)
-            where[..., int(fam == "authenticity")] = cv2.resize(visible, (WHERE_GRID, WHERE_GRID),
-                                                           interpolation=cv2.INTER_AREA)
-            labels[fam] = self.cfg.labels.for_damage(name, hurt)
-            defects[fam] = degradations.DEFECT_NAMES[name]
-            damage = hurt if fam == family else damage
-        if family == "correspondence":
-            distortion = prompt.mismatch
-            defects[family] = prompt.explanation
-            labels[family] = self.cfg.labels.for_level(level)
+            scale = self.cfg.labels.scale(name)
+            visible = np.clip(dmap / scale, 0.0, 1.0)
+            cell = cv2.resize(visible, (WHERE_GRID, WHERE_GRID), interpolation=cv2.INTER_AREA)
+            where[..., int(fam == "authenticity")] = np.maximum(where[..., int(fam == "authenticity")], cell)
+            severity[fam] += hurt / scale
+            names[fam].append(degradations.DEFECT_NAMES[name])
+            if hurt / scale > worst[3]:
+                worst = (fam, name, int(round(lvl)), hurt / scale, hurt)
+        labels = {fam: self.cfg.labels.for_severity(s) for fam, s in severity.items()}
+        labels["correspondence"] = self.cfg.labels.for_level(recipe.mismatch)
+        defects = {fam: " and ".join(n) for fam, n in names.items() if n}
+        family, distortion, level, _, damage = worst
+        if recipe.mismatch and labels["correspondence"] <= min(labels["quality"], labels["authenticity"]):
+            family, distortion, level, damage = "correspondence", prompt.mismatch, recipe.mismatch, 0.0
+        if recipe.mismatch:
+            defects["correspondence"] = prompt.explanation
         image = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
         return Sample(image, prompt.text, ref.id, family, distortion, level, round(damage, 6), labels,
-                      answers(labels, defects), where)
+                      answers(labels, defects), where, recipe.describe())
 
     def calibrate(self, rng: np.random.Generator, samples: int = 100) -> dict[str, float]:
         """A `damage_scale` per distortion: the 90th percentile of the damage its level 5 does to random
         crops, so that level-5 damage maps onto (or near) the label floor."""
         scales = {}
-        for family, grid in self.grids.items():
-            for name in dict.fromkeys(n for n, _ in grid):
+        for family in degradations.REGISTRY:
+            for name in getattr(self.cfg, family):
                 hits = []
                 for _ in range(samples):
                     base = self.crop(int(rng.integers(len(self.refs))), rng)
@@ -166,21 +188,7 @@ class Synthesiser:
         return scales
 
     def random(self, rng: np.random.Generator, ref_indices: list[int] | None = None) -> Sample:
-        """A fresh sample from one of `ref_indices` (all references by default), plan drawn at random."""
+        """A fresh sample from one of `ref_indices` (all references by default), recipe drawn at random."""
         pool = ref_indices if ref_indices is not None else list(range(len(self.refs)))
         ref_index = pool[int(rng.integers(len(pool)))]
-        families = [f for f, share in self.cfg.family_mix.items() if share > 0]
-        shares = np.array([self.cfg.family_mix[f] for f in families], dtype=float)
-        family = families[rng.choice(len(families), p=shares / shares.sum())]
-        if family == "pristine":
-            plan: Plan = (family, "none", 0)
-        elif family == "correspondence":
-            plan = (family, "mismatch", int(rng.integers(1, LEVELS + 1)))
-        else:
-            plan = (family, *self.grids[family][int(rng.integers(len(self.grids[family])))])
-        also = None
-        if self.composite and family != "correspondence":  # each image family's defect drawn independently
-            drawn = [(f, *self.grids[f][int(rng.integers(len(self.grids[f])))])
-                     for f in ("quality", "authenticity") if rng.random() < self.composite]
-            plan, also = (drawn + [("pristine", "none", 0)])[0], (drawn[1] if len(drawn) > 1 else None)
-        return self.make(ref_index, plan, rng, also)
+        return self.make(ref_index, self.draw(rng), rng)

@@ -1,6 +1,6 @@
 """Presets by name, building scorers from them, and saving / loading trained scorers.
 
-Presets are small JSON files in `presets/` (`tiny.json`, `clip.json`, `paper.json`). `clip-<model>`
+Presets are small JSON files in `presets/` (`lite0.json`, `tiny.json`, `clip.json`, `paper.json`). `clip-<model>`
 uses `clip.json` with `vision.model = <model>` (any open_clip architecture name). A trained scorer
 is a folder: `config.json` (a `ScorerConfig`, complete: rebuilding never touches a hub) and
 `model.safetensors`, plus the tokenizer files for HF tokenizers.
@@ -123,7 +123,7 @@ def build_scorer(config: ScorerConfig, load_weights: bool = True, tokenizer: Any
     `load_weights=False` builds the architecture only (a trained checkpoint is loaded right after)."""
     from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
 
-    from mint_iqa.models.vision import OpenClipTower, TinyTower
+    from mint_iqa.models.vision import EfficientNetTower, OpenClipTower, TinyTower
 
     kind = config.vision.get("type")
     if kind == "instructblip":
@@ -133,6 +133,9 @@ def build_scorer(config: ScorerConfig, load_weights: bool = True, tokenizer: Any
     tokenizer = tokenizer or build_tokenizer(config.text)
     if kind == "tiny":
         tower = TinyTower(**config.vision)
+    elif kind == "efficientnet":
+        tower = EfficientNetTower(**{**config.vision, "pretrained": config.vision.get("pretrained") if load_weights
+                                     else None})
     elif kind == "open_clip":
         kwargs = dict(config.vision)
         if not load_weights:

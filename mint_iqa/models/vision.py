@@ -4,6 +4,10 @@
   blocks and grids that a plain patchify would average away) + an open_clip `Transformer`, with a
   fixed MSCN channel (locally normalised luminance, the classic NR-IQA input) beside RGB. Learned
   position embeddings are interpolated, so it reads 128-px training crops and full 256-px images.
+* `EfficientNetTower` (preset `lite0`, the default): an ImageNet-pretrained EfficientNet-Lite, frozen, read
+  at four depths; each depth's features are summarised per cell of the coarsest grid by their mean and
+  standard deviation (texture statistics that blur, noise and compression reshape), beside a small
+  trainable full-resolution stem on RGB + MSCN for pixel-level evidence that ImageNet features discard.
 * `OpenClipTower` (presets `clip-*`): an open_clip vision transformer, pretrained tag or local file.
 * `InstructBlipTower` (preset `paper`): InstructBLIP's EVA ViT-g (`InstructBlipVisionModel`).
 
@@ -113,6 +117,69 @@ class TinyTower(nn.Module):
 
     def freeze(self, fix_rate: float) -> None:
         _freeze(list(self.transformer.resblocks), fix_rate, [self.stem, self.proj])
+
+
+def _cell_stats(maps: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
+    """Mean and standard deviation of each feature map over the cells of `grid`, stacked on channels."""
+    out = []
+    for m in maps:
+        m = m.float()
+        mu = F.adaptive_avg_pool2d(m, grid)
+        sd = (F.adaptive_avg_pool2d(m * m, grid) - mu * mu).clamp_min(0).add(1e-6).sqrt()
+        out += [mu, sd]
+    return torch.cat(out, dim=1)
+
+
+class EfficientNetTower(nn.Module):
+    """A frozen ImageNet EfficientNet-Lite (timm architecture) + a trainable full-resolution stem.
+
+    Fine-tuning the pretrained network on a narrow synthetic defect recipe overwrites what ImageNet taught
+    (measured: unseen-defect SRCC fell back to that of a from-scratch model), so its weights and batch-norm
+    statistics stay as loaded (`train()` keeps it in eval mode); what learns is the projection of its
+    statistics, the stem, and everything after the tower. Weights come from `pretrained`: a `.safetensors`
+    file, or the name of the pip package that ships them (see `mint_iqa.models.pretrained`).
+    """
+
+    def __init__(self, model: str = "efficientnet_lite0", pretrained: str | None = None,
+                 stages: tuple[int, ...] = (1, 2, 3, 4), width: int = 128, local: list[int] | None = None,
+                 mscn: bool = True, **_: Any):
+        super().__init__()
+        import timm
+
+        self.backbone = timm.create_model(model, pretrained=False, features_only=True, out_indices=tuple(stages))
+        self.backbone.requires_grad_(False)
+        self.mscn = MSCN() if mscn and local else None
+        self.local = conv_stem(3 + (1 if self.mscn else 0), list(local)) if local else None
+        channels = 2 * sum(self.backbone.feature_info.channels()) + (local[-1] if local else 0)
+        self.norm = nn.LayerNorm(channels)
+        self.proj = nn.Linear(channels, width)
+        self.ln = nn.LayerNorm(width)
+        self.dim, self.image_size = width, None
+        if pretrained:
+            from mint_iqa.models.pretrained import efficientnet_state_dict
+
+            self.backbone.load_state_dict(efficientnet_state_dict(pretrained, self.backbone.state_dict()))
+
+    def train(self, mode: bool = True) -> EfficientNetTower:
+        super().train(mode)
+        self.backbone.eval()  # frozen: batch-norm statistics stay ImageNet's
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - 0.5) / 0.5  # EfficientNet-Lite's input normalisation
+        with torch.no_grad():
+            maps = self.backbone(x)
+        grid = tuple(maps[-1].shape[-2:])
+        feats = [_cell_stats(maps, grid)]
+        if self.local is not None:
+            inp = torch.cat([x, self.mscn(images)], dim=1) if self.mscn is not None else x
+            feats.append(F.adaptive_avg_pool2d(self.local(inp), grid).float())
+        tokens = torch.cat(feats, dim=1).flatten(2).transpose(1, 2)
+        return self.ln(self.proj(self.norm(tokens.to(self.proj.weight.dtype))))
+
+    def freeze(self, fix_rate: float) -> None:
+        """The pretrained network is always frozen; the stem and projection learn (`fix_rate` is for
+        towers trained in part)."""
 
 
 class OpenClipTower(nn.Module):

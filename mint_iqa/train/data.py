@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data import degradations, manifest
 from mint_iqa.data.splits import split_column
-from mint_iqa.data.synth import WHERE_GRID, Synthesiser
+from mint_iqa.data.synth import WHERE_GRID, Synthesiser, kinds_of
 from mint_iqa.inference import to_batch
 from mint_iqa.io import load_image
 
@@ -37,11 +37,16 @@ class Split:
     images: list[np.ndarray]
 
     @classmethod
-    def load(cls, prepared: Path, protocol: str, split: str, size: int = 256) -> Split:
-        """Rows of one split with their images decoded, squashed to `size` like inference does."""
+    def load(cls, prepared: Path, protocol: str, split: str, size: int = 256,
+             without: list[str] | None = None) -> Split:
+        """Rows of one split with their images decoded, squashed to `size` like inference does; rows showing
+        a defect kind in `without` are left out."""
         df, meta = manifest.read(prepared)
         root = manifest.image_root(prepared, meta)
-        df = df[df[split_column(protocol)] == split].reset_index(drop=True)
+        df = df[df[split_column(protocol)] == split]
+        if without and "defects" in df:
+            df = df[[not set(kinds_of(d)) & set(without) for d in df["defects"]]]
+        df = df.reset_index(drop=True)
         images = []
         for rel in df["image"]:
             img = load_image(root / rel)
@@ -140,7 +145,17 @@ def training_synthesiser(params: Any, fixed: Split, protocol: str) -> Synthesise
     if meta.get("source") != "proxy":
         return None
     refs = load_references(params.data.raw_dir)
-    if protocol == "strict":
+    if protocol != "paper":
         refs = [(r, px) for r, px in refs if r.id in set(fixed.frame["ref_id"])]
+    unseen = set(held_out(params)) if protocol == "lko" else set()
+    kinds = [k for family in degradations.REGISTRY for k in degradations.REGISTRY[family] if k not in unseen]
     return Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment,
-                       composite=params.train.composite)
+                       mix=params.train.mix, kinds=kinds)
+
+
+def held_out(params: Any) -> list[str]:
+    """The defect kinds the `lko` protocol never trains on (`generalise.fold`)."""
+    from mint_iqa.data.splits import held_out_kinds
+
+    g = params.generalise
+    return held_out_kinds(degradations.GROUPS, g.folds, g.fold, params.seed)

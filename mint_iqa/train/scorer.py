@@ -27,7 +27,7 @@ from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
 from mint_iqa.models.scorer import ScorerOutput
 from mint_iqa.models.text import segmenter
-from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, loader, training_synthesiser
+from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, held_out, loader, training_synthesiser
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
 
@@ -136,8 +136,9 @@ class ScorerTask:
         self.segment = segment
         self.tokenizer: Any = None
         prepared = Path(params.prepare.out_dir)
-        self.fixed = Split.load(prepared, protocol, "train")
-        self.val = Split.load(prepared, protocol, "val")
+        unseen = held_out(params) if protocol == "lko" else None  # never trained on, nor chosen by
+        self.fixed = Split.load(prepared, protocol, "train", without=unseen)
+        self.val = Split.load(prepared, protocol, "val", without=unseen)
         self.synth = training_synthesiser(params, self.fixed, protocol)
         self.refs = self.synth.refs if self.synth else []
         self.ref_indices = list(range(len(self.refs)))

@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_project_params_load() -> None:
     params = load_params(ROOT / "params.yaml")
     assert params.data.source == "proxy"
-    assert set(params.prepare.quality) == {"gaussian_blur", "motion_blur", "noise", "jpeg", "exposure"}
-    assert set(params.prepare.authenticity) == {"elastic_warp", "duplicated_patch", "smear",
-                                                "implausible_colour", "grid"}
+    from mint_iqa.data.degradations import AUTHENTICITY, QUALITY
+
+    assert set(params.prepare.quality) == set(QUALITY) and len(QUALITY) >= 25
+    assert set(params.prepare.authenticity) == set(AUTHENTICITY) and len(AUTHENTICITY) >= 10
+    assert params.model.preset == "lite0"
 
 
 def test_overrides_apply_and_parse_yaml(tmp_path: Path) -> None:
@@ -38,3 +40,13 @@ def test_labels_fall_linearly_with_level() -> None:
     values = [labels.for_level(level) for level in range(6)]
     assert values[0] == pytest.approx(0.9) and values[-1] == pytest.approx(0.1)
     assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_summed_severity_labels_fall_strictly_towards_the_floor() -> None:
+    """Linear to 80 % of the way at severity 0.8, then a smooth approach: two defects that each do a lot
+    still rank below one, and no two severities share a label."""
+    labels = LabelConfig(pristine=0.9, floor=0.1)
+    values = [labels.for_severity(s) for s in (0.0, 0.4, 0.8, 1.0, 1.5, 3.0)]
+    assert values[0] == pytest.approx(0.9) and values[1] == pytest.approx(0.58) and values[2] == pytest.approx(0.26)
+    assert all(a > b for a, b in zip(values, values[1:])) and values[-1] > 0.1
+    assert LabelConfig(damage_scale={"noise": 0.5}).for_damage("noise", 0.25) == pytest.approx(0.5)

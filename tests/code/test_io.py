@@ -127,3 +127,21 @@ def test_confined(tmp_path: Path) -> None:
     (tmp_path / "link.png").symlink_to("/etc/hostname")
     with pytest.raises(ValueError, match="escapes"):
         confined(tmp_path, "link.png")
+
+
+@pytest.mark.parametrize("magic", [b"\xff\xd8\xff\xe0", b"BM", b"RIFF\x00\x10\x00\x00WEBPVP8 ", b"GIF89a",
+                                   b"II*\x00", b"\x89PNG\r\n\x1a\n"])
+def test_valid_magic_then_garbage_is_one_items_error(tmp_path: Path, magic: bytes) -> None:
+    """Whatever a decoder raises on a file that starts like an image (a JPEG, BMP, WebP, GIF, TIFF or PNG
+    header, then random bytes), loading ends in one `ImageError` line naming the file, never another error."""
+    path = tmp_path / "g.img"
+    path.write_bytes(magic + np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(ImageError) as info:
+        load_image(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("item", [None, 3, 2.5, {"path": "a.png"}, ["a.png"]])
+def test_non_image_items_are_errors_with_a_reason(item: object) -> None:
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(item)  # type: ignore[arg-type]

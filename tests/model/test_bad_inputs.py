@@ -150,6 +150,25 @@ def test_animated_gif_uses_first_frame_and_exif_is_applied(corpus: Path, scorer_
     assert table[COLS].to_numpy()[2].tolist() != sideways[COLS].to_numpy()[0].tolist()
 
 
+def test_decoder_errors_and_non_images_are_rows_not_batch_failures(scorer_dir: Path, tmp_path: Path) -> None:
+    """A file that starts like a JPEG and goes on as garbage (the decoder raises OSError inside Pillow), and
+    items that are no image at all (None, a number, a dict), get their reason in `status`; the good image in
+    the same batch is scored, through the API and the CLI alike."""
+    import mint_iqa
+
+    garbage = tmp_path / "g.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff\xe0" + RNG.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    good = tmp_path / "good.png"
+    good.write_bytes(_png())
+    table = mint_iqa.load(scorer_dir).score("a cat", [garbage, good, None, 3, {"a": 1}])
+    assert list(table["status"] == "ok") == [False, True, False, False, False]
+    assert str(garbage) in table["status"][0] and all("not an image" in s for s in table["status"][2:])
+    run = subprocess.run([tool("mint-iqa"), "score", str(garbage), str(good), "-p", "a cat", "-o",
+                          str(tmp_path / "o.csv"), "--model", str(scorer_dir)], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert list(pd.read_csv(tmp_path / "o.csv")["status"] == "ok") == [False, True]
+
+
 def test_arrays_that_are_not_images_get_a_status(scorer_dir: Path) -> None:
     import mint_iqa
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from mint_iqa.inference import Scorer
 from tests.conftest import tool
@@ -129,3 +130,28 @@ def test_cli_score_explain_adds_columns(tiny_scorer, folder: Path, tmp_path: Pat
     assert list(result.columns) == ["image", "prompt", "quality", "authenticity", "correspondence", "status",
                                     "explanation_quality", "explanation_authenticity", "explanation_correspondence"]
     assert result["status"][0] == "ok" and "corrupt" in result["status"][1]
+
+
+def test_large_images_are_judged_in_native_resolution_windows(scorer_dir: Path) -> None:
+    """An image well above the input size: quality and authenticity are the mean over native-resolution
+    windows (a whole-image resize would hide pixel-level defects), correspondence reads the resized whole;
+    small images are read whole as before."""
+    from mint_iqa.inference import native_windows
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 255, (700, 520, 3), dtype=np.uint8)
+    windows = native_windows(big, 256, 4)
+    assert len(windows) == 4 and all(w.shape == (256, 256, 3) for w in windows)
+    assert np.array_equal(windows[0], big[:256, :256]) and np.array_equal(windows[-1], big[-256:, -256:])
+    scorer = Scorer.load(scorer_dir)
+    got = scorer.score([big, big[:300, :300]], "content: a cat", scale="raw")
+    whole = np.asarray(Image.fromarray(big).resize((256, 256), 3))
+    parts = scorer.forward_batch(windows, ["content: a cat"] * 4)
+    full = scorer.forward_batch([whole], ["content: a cat"])[0]
+    assert np.allclose(got.loc[0, ["quality", "authenticity"]].to_numpy(float), parts[:, :2].mean(axis=0), atol=1e-5)
+    assert np.isclose(got.loc[0, "correspondence"], full[2], atol=1e-5)
+    small = scorer.forward_batch([np.asarray(Image.fromarray(big[:300, :300]).resize((256, 256), 3))],
+                                 ["content: a cat"])[0]
+    assert np.allclose(got.loc[1, ["quality", "authenticity", "correspondence"]].to_numpy(float), small, atol=1e-5)
+    scorer.windows = 0
+    assert np.isclose(scorer.score([big], "content: a cat", scale="raw").loc[0, "quality"], full[0], atol=1e-5)

@@ -10,7 +10,7 @@ import torch
 
 from mint_iqa.config import load_params
 from mint_iqa.data.references import load_references
-from mint_iqa.data.synth import WHERE_GRID, Synthesiser
+from mint_iqa.data.synth import Recipe, WHERE_GRID, Synthesiser
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
 from mint_iqa.models.scorer import patch_tokens
 from mint_iqa.train.data import NO_MAP, _view, collate
@@ -26,10 +26,10 @@ def synth(raw_dir: Path) -> Synthesiser:
 
 def test_damage_map_marks_the_damaged_family_and_where(synth: Synthesiser) -> None:
     rng = np.random.default_rng(0)
-    pristine = synth.make(0, ("pristine", "none", 0), rng)
-    mismatch = synth.make(0, ("correspondence", "mismatch", 5), rng)
-    noisy = synth.make(0, ("quality", "noise", 5), rng)
-    colour = synth.make(0, ("authenticity", "implausible_colour", 5), rng)
+    pristine = synth.make(0, Recipe(), rng)
+    mismatch = synth.make(0, Recipe(mismatch=5), rng)
+    noisy = synth.make(0, Recipe((("quality", "noise", 5),)), rng)
+    colour = synth.make(0, Recipe((("authenticity", "implausible_colour", 5),)), rng)
     for sample in (pristine, mismatch, noisy, colour):
         assert sample.where.shape == (WHERE_GRID, WHERE_GRID, 2)
         assert 0.0 <= sample.where.min() and sample.where.max() <= 1.0

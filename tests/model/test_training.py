@@ -249,6 +249,7 @@ def test_a_matching_space_apart_is_clipped_apart(tmp_path: Path) -> None:
     assert trained["apart"].keys() == final.keys()
     gap = {name: max((params[k] - v).abs().max().item() for k, v in final.items())
            for name, params in trained.items()}
-    assert gap["apart"] < 1e-4 and gap["global"] > 1e-3, gap  # rounding (3e-5) against one global norm (7e-3)
+    # rounding (3e-5 to 2e-4 depending on the CPU's kernels) against one global norm (7e-3)
+    assert gap["apart"] < gap["global"] / 10 and gap["global"] > 1e-3, gap
     with pytest.warns(UserWarning, match="under one global norm"):  # ZeRO 1-3 and bf16 keep flat gradients
         fit(model, ClippedApart(), cfg.model_copy(update={"zero_stage": 1}), tmp_path / "z", tmp_path / "zc")

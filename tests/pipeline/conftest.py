@@ -31,7 +31,8 @@ def build_repo(repo: Path) -> Path:
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["prepare"]["images_per_reference"] = 6
-    params["model"]["overrides"] = TINY
+    params["model"].update(preset="tiny", overrides=TINY)
+    params["generalise"]["images"] = 12
     params["train"].update(epochs=1, steps_per_epoch=3, batch_size=8, crop=64, workers=0, threads=1)
     params["evaluate"]["bootstrap"] = 50
     params["model"]["explainer"] = SMALL
@@ -97,7 +98,7 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
     root = tmp_path_factory.mktemp("assessors")
     params = Params.model_validate({
         "data": {"raw_dir": str(raw_dir)}, "prepare": {**_project_prepare(), "out_dir": str(prepared)},
-        "model": {"overrides": TINY},
+        "model": {"preset": "tiny", "overrides": TINY},
         # no damage-map target: with it, these 50 steps gave near-constant scores (0.900 +- 0.001), and the
         # gate could not tell C from A
         "train": {"out_dir": str(root / "scorer"), "checkpoint_dir": str(root / "ckpt"), "epochs": 2,

@@ -16,7 +16,8 @@ from tests.pipeline.conftest import Reproduced, copy_project, dvc_env, dvc_repro
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "evaluate",
+STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "train_scorer_lko", "generalise",
+          "evaluate",
           "train_explainer@paper", "train_explainer@strict", "evaluate_explainer", "register", "promote"}
 
 
@@ -32,6 +33,11 @@ def test_repro_runs_the_whole_pipeline_then_is_a_noop(reproduced: Reproduced) ->
         for m in protocol.values():
             assert set(m) == {"srcc", "plcc", "krcc", "rmse", "srcc_ci95"} and len(m["srcc_ci95"]) == 2
     assert (repo / "artifacts/scorer/paper/best/model.safetensors").exists()
+    general = json.loads((repo / "metrics/generalisation.json").read_text())
+    assert general["images"] == 12 and general["held_out"]
+    for dim in ("quality", "authenticity"):
+        assert -1 <= general[dim]["srcc"] <= 1 and set(general[dim]["per_kind"]) <= set(general["held_out"])
+        assert -1 <= general["seen_by_strict_model"][dim]["srcc"] <= 1
     assert (repo / "plots/scorer/strict.png").exists()
     explained = yaml.safe_load((repo / "metrics/explainer.json").read_text())
     assert set(explained) == {"paper", "strict"}
