@@ -21,7 +21,9 @@ from pydantic import BaseModel
 
 from mint_iqa.config import load_params
 
-STAGES = ["prepare", "validate", "train_scorer", "train_explainer", "evaluate", "evaluate_explainer"]
+STAGES = ["prepare", "validate", "train_scorer", "train_scorer_lko", "generalise", "train_explainer", "evaluate",
+          "evaluate_explainer"]
+PER_PROTOCOL = ("train_scorer", "train_explainer")  # DVC foreach stages: one target per protocol
 
 
 class PipelineResult(BaseModel):
@@ -99,7 +101,7 @@ def run_stages(project: Path, params_file: str) -> dict[str, Any]:
     """prepare -> validate (gate) -> training -> evaluation; returns the metrics files' contents."""
     params = load_params(project / params_file)
     for stage in STAGES:
-        targets = [f"{stage}@{p}" for p in params.train.protocols] if stage.startswith("train_") else [stage]
+        targets = [f"{stage}@{p}" for p in params.train.protocols] if stage in PER_PROTOCOL else [stage]
         for target in targets:
             try:
                 repro(target, project)
@@ -110,7 +112,8 @@ def run_stages(project: Path, params_file: str) -> dict[str, Any]:
             if stage == "validate":
                 publish_validation(project, params_file)
     metrics = {name: json.loads((project / path).read_text())
-               for name, path in (("scorer", params.evaluate.metrics), ("explainer", params.explain.metrics))}
+               for name, path in (("scorer", params.evaluate.metrics), ("explainer", params.explain.metrics),
+                                  ("generalisation", params.generalise.metrics))}
     create_table_artifact(key="scorer-metrics", table=[
         {"protocol": p, "dimension": d, **{k: v for k, v in m.items() if k != "srcc_ci95"}}
         for p, dims in metrics["scorer"].items() for d, m in dims.items()])

@@ -90,7 +90,7 @@ def copy_project(project: Path, dst: Path) -> Path:
 def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three assessors of known order on the held-out images (the paper test split), each in its own
     `<explain.out_dir>/paper/best` folder: C (trained briefly, each head's sign oriented so that its SRCC on
-    the held-out images is >= 0), A (constant scores: SRCC 0) and B (C's heads negated: SRCC -C)."""
+    the held-out images is >= 0), A (constant scores: SRCC 0) and B (1 - C's head outputs: SRCC -C)."""
     from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
     from mint_iqa.train.scorer import train_scorer
     from tests.conftest import _project_prepare
@@ -120,9 +120,11 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
                     head[-1].bias.neg_()
                 if name == "A":
                     head[-1].weight.zero_()
-                elif name == "B":
+                elif name == "B":  # 1 - C's output: the reverse order, still inside the [0, 1] scale
                     head[-1].weight.neg_()
-                    head[-1].bias.neg_()
+                    head[-1].bias.neg_().add_(1.0)
+        if name == "B":  # C's calibration would map the reversed outputs onto one end of the scale
+            scorer.config.calibration = {}
         explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
         folders[name] = root / name
         save_assessor(explainer, tok, folders[name] / "paper" / "best")

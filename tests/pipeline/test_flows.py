@@ -52,6 +52,9 @@ def test_pipeline_flow_reproduces_dvc_metrics(clean_env: Path, reproduced: Repro
                 for dim in a["level_accuracy"]:
                     assert abs(a["level_accuracy"][dim] - b["level_accuracy"][dim]) <= 0.005
     assert result.metrics["scorer"] == json.loads((by_flow / "metrics" / "scorer.json").read_text())
+    general = json.loads((by_dvc / "metrics" / "generalisation.json").read_text())
+    assert result.metrics["generalisation"]["held_out"] == general["held_out"]  # the flow runs leave-kinds-out too
+    assert abs(result.metrics["generalisation"]["quality"]["srcc"] - general["quality"]["srcc"]) <= 0.005
 
 
 @pytest.fixture(scope="module")
