@@ -138,9 +138,9 @@ class Synthesiser:
 
     # ------------------------------------------------------------------ samples
     def make(self, ref_index: int, recipe: Recipe, rng: np.random.Generator) -> Sample:
-        """One sample of `recipe`. Quality defects come first, authenticity ones last (what a viewer sees of
-        a local artefact is what is left after blur or noise). Each dimension's label sums the severities
-        its defects measurably did (damage over the kind's `damage_scale`), clipped at the floor."""
+        """One sample of `recipe`. Quality defects come first and authenticity ones last, each measured against
+        the image just before it. A dimension's label comes from the sum of the severities its defects
+        measurably did (damage over the kind's `damage_scale`; `LabelConfig.for_severity`)."""
         ref = self.refs[ref_index]
         img = self.crop(ref_index, rng)
         prompt = make_prompt(ref, self.refs, recipe.mismatch, rng)

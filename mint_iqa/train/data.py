@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data import degradations, manifest
 from mint_iqa.data.splits import split_column
-from mint_iqa.data.synth import WHERE_GRID, Synthesiser, kinds_of
+from mint_iqa.data.synth import WHERE_GRID, Synthesiser, kinds_of, parse_defects
 from mint_iqa.inference import to_batch
 from mint_iqa.io import load_image
 
@@ -57,6 +57,14 @@ class Split:
         return self.frame[list(DIMENSIONS)].to_numpy(np.float32)
 
 
+def describes(defects: Any, family: str) -> bool:
+    """Whether the prompt describes its image: no prompt mismatch among the sample's defects (composites: the
+    mismatch need not be what hurts most); without a `defects` record (adapters), its family says it."""
+    if isinstance(defects, str):
+        return not any(kind == "mismatch" for kind, _ in parse_defects(defects))
+    return family != "correspondence"
+
+
 class TrainStream(Dataset):
     """`length` training items of one epoch, each a function of (seed, epoch, rank, index) only, so resuming
     is exact. Every synthesised sample is used `reuse` times under different flips / 90-degree turns,
@@ -81,7 +89,7 @@ class TrainStream(Dataset):
             s = self.synth.random(rng, self.refs)
             image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
                 aux_class(s.family, s.distortion)
-            answers, where, group, family = s.answers, s.where, s.ref_id, s.family
+            answers, where, group, matching = s.answers, s.where, s.ref_id, describes(s.defects, s.family)
         else:
             j = int(rng.integers(len(self.fixed.frame)))
             row = self.fixed.frame.iloc[j]
@@ -91,13 +99,13 @@ class TrainStream(Dataset):
             answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
             where = None  # prepared images carry no damage map
             ref = row.get("ref_id")
-            group, family = ref if isinstance(ref, str) else "", row["family"]
+            group, matching = ref if isinstance(ref, str) else "", describes(row.get("defects"), row["family"])
         if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
             y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
             image = image[y:y + self.crop, x:x + self.crop]
         return {"image": image, "prompt": prompt, "labels": torch.tensor(labels, dtype=torch.float32), "aux": cls,
                 "answers": answers, "pick": int(rng.integers(1 << 30)), "where": where, "group": group,
-                "matching": family != "correspondence"}  # the prompt describes this image
+                "matching": matching}
 
     def __getitem__(self, j: int) -> dict[str, Any]:
         window, pos = divmod(j, self.window)

@@ -178,3 +178,19 @@ def test_lko_training_never_draws_a_held_out_kind(raw_dir: Path, prepared_copy: 
     rng = np.random.default_rng(0)
     drawn = {k for _ in range(200) for k in kinds_of(synth.random(rng).defects)}
     assert drawn and not drawn & set(held_out(params))
+
+
+def test_a_mismatched_prompt_is_never_a_matching_pair(raw_dir: Path, prepared_copy: Path) -> None:
+    """The contrastive loss takes an image and its prompt as a pair only when the prompt describes the image:
+    with composites a mismatched prompt may sit on an image whose worst defect is a blur."""
+    from mint_iqa.train.data import Split, TrainStream, describes, training_synthesiser
+
+    assert not describes("noise@3.00;mismatch@2", "quality") and describes("noise@3.00", "quality")
+    assert describes("", "pristine") and not describes(None, "correspondence") and describes(None, "quality")
+    params = small_params(raw_dir, prepared_copy)
+    fixed = Split.load(prepared_copy, "paper", "train")
+    stream = TrainStream(training_synthesiser(params, fixed, "paper"), [0, 1, 2], fixed, 0, 0, 64, 0.5, 64)
+    items = [stream[i] for i in range(64)]
+    top = params.prepare.labels.pristine
+    assert all(item["matching"] == (float(item["labels"][2]) >= top - 1e-6) for item in items)
+    assert any(not item["matching"] and float(item["labels"][0]) < float(item["labels"][2]) for item in items)
