@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install data repro sheet train-full serve clean help
+.PHONY: demo test system-deps install data repro sheet train-full serve clean help
 
 help:
 	@echo "make demo   build the venv, materialise data/, run the DVC pipeline, print what was produced"
@@ -37,22 +37,47 @@ repro: data
 sheet: $(STAMP)
 	mint-iqa data sheet
 
+# The model `make demo` trains is recorded as this user's default (mint-iqa use-model): score, rank and
+# explain find it from any folder.
+DEMO_MODEL := artifacts/explainer/paper/best
 demo: $(STAMP)
 	@start=$$(date +%s); \
-	mint-iqa data fetch && dvc repro && mint-iqa data sheet && mint-iqa summary; \
+	mint-iqa data fetch && dvc repro && mint-iqa data sheet && mint-iqa use-model $(DEMO_MODEL) && mint-iqa summary; \
 	rc=$$?; echo "demo finished in $$(( $$(date +%s) - start )) s (install excluded)"; exit $$rc
 
 # REST endpoint for the champion (POST /invocations with base64 images + prompts); see README.
 PORT ?= 5001
 serve: $(STAMP)
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db} \
-	mlflow models serve -m models:/mint-iqa@champion --env-manager local --host 127.0.0.1 --port $(PORT) --workers 1
+	mint-iqa serve --model models:/mint-iqa@champion --host 127.0.0.1 --port $(PORT)
 
 # Two workers: the suite is mostly single-threaded process start-up (imports); on 2 cores the tests take
 # 12-15 minutes instead of 38 (the pipeline tests stay together on one worker: tests/conftest.py).
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(STAMP) system-deps
 	python -m pytest -n $(TEST_WORKERS)
+
+# The Debian packages the tests drive: chromium (headless, the HTML report test) and postgresql (its server
+# binaries, /usr/lib/postgresql/*/bin/initdb, the infra stack test). Only what is missing is installed, with
+# apt-get as root or through sudo; nothing is printed when both are present.
+system-deps:
+	@missing=(); \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || command -v google-chrome >/dev/null || missing+=(chromium); \
+	compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql); \
+	(($${#missing[@]})) || exit 0; \
+	if ((EUID == 0)); then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; else \
+	  echo "make test needs the Debian packages $${missing[*]}: run as root, or with sudo installed," \
+	    "or apt-get install $${missing[*]} first" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "make test needs $${missing[*]} (Debian packages);" \
+	  "apt-get is not here: install them with this system's package manager" >&2; exit 1; }; \
+	echo "make test: installing the Debian packages $${missing[*]} (apt-get)"; \
+	apt=($$sudo env DEBIAN_FRONTEND=noninteractive apt-get -y -q); log=$$(mktemp); \
+	"$${apt[@]}" install "$${missing[@]}" >"$$log" 2>&1 \
+	  || { "$${apt[@]}" update >"$$log" 2>&1 && "$${apt[@]}" install "$${missing[@]}" >"$$log" 2>&1; } \
+	  || { tail -n 20 "$$log" >&2; rm -f "$$log"; \
+	       echo "make test: apt-get install $${missing[*]} failed (above)" >&2; exit 1; }; \
+	rm -f "$$log"
 
 # The longer run, both protocols: same recipe, FULL_EPOCHS epochs, its own folders (docs/results.md, Full runs).
 # FULL_EXTRA adds overrides, e.g. FULL_EXTRA="-S train.loss.locate=0".

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mint_iqa.config import TrainConfig  # noqa: E402
-from mint_iqa.train.explainer import Texts  # noqa: E402
+from mint_iqa.models.explaining import Texts  # noqa: E402
 
 PROMPTS = ["a tabby cat asleep on a velvet sofa, oil painting, warm evening light",
            "a red rocket lifting off over the desert, photograph, clear sky",
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     from mint_iqa.models.registry import build_explainer, build_scorer, explainer_config, preset_config
     from mint_iqa.models.text import segmenter
     from mint_iqa.train.engine import fit, to_device
-    from mint_iqa.train.explainer import explain_batch
+    from mint_iqa.models.explaining import explain_batch
     from mint_iqa.train.scorer import ScorerTask
 
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"

@@ -1,6 +1,6 @@
-"""Serving benchmark: concurrent clients against a running `mlflow models serve` on loopback.
+"""Serving benchmark: concurrent clients against a running `mint-iqa serve` (MLflow scoring server) on loopback.
 
-    make serve &                                  # or: mlflow models serve -m models:/mint-iqa@champion ...
+    make serve &                                  # or: mint-iqa serve --model models:/mint-iqa@champion
     python bench/serve.py --url http://127.0.0.1:5001 --clients 64 --requests 256
 
 Each client posts one image (a prepared 256-px proxy image, base64) with its prompt per request, until the

@@ -2,7 +2,7 @@
 
     import mint_iqa
     m = mint_iqa.load("models:/mint-iqa@champion")   # or a model folder
-    m.score("a corgi on a beach", ["a.png", "b.png"])
+    m.score(["a.png", "b.png"], "a corgi on a beach")   # images first, then the prompt
 
 See `mint_iqa.api` for the whole API. Heavy modules are imported on first use.
 """

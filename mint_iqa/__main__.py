@@ -1,5 +1,5 @@
 """`python -m mint_iqa <command>`: what the DVC stages run."""
 
-from mint_iqa.cli import app
+from mint_iqa.cli import main
 
-app(prog_name="mint-iqa")
+main(prog_name="mint-iqa")

@@ -11,15 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mint_iqa.config import DIMENSIONS
+from mint_iqa.calibration import to_scale
+from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
 from mint_iqa.data.answers import QUESTIONS, split_answer
-from mint_iqa.inference import Scorer, check_prompt, screen, to_scale
+from mint_iqa.inference import Scorer, check_prompt, screen
 from mint_iqa.io import OK, ImageInput
+from mint_iqa.models.explaining import Texts, explain_batch
 from mint_iqa.models.registry import load_assessor
 from mint_iqa.models.text import segmenter
-from mint_iqa.train.explainer import Texts, explain_batch
-
-EXPLANATION_COLUMNS = [f"explanation_{d}" for d in DIMENSIONS]
 
 
 @dataclass
@@ -31,10 +30,13 @@ class Assessor:
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu", num_beams: int = 1,
-             dtype: torch.dtype = torch.float32) -> Assessor:
+             dtype: torch.dtype = torch.float32, scorer: Scorer | None = None) -> Assessor:
+        """The assessor in `folder` (`scorer/` + `explainer/`); `scorer`: its stage 1, when already loaded."""
         model, lm_tokenizer = load_assessor(folder)
+        if scorer is not None:
+            device, dtype = scorer.device, scorer.dtype
         model = model.to(device=device, dtype=dtype)
-        scorer = Scorer.load(Path(folder) / "scorer", device=device, dtype=dtype)
+        scorer = scorer or Scorer.load(Path(folder) / "scorer", device=device, dtype=dtype)
         seg = segmenter(model.scorer.config.text.get("segmenter", "rules"))
         return cls(model, Texts(scorer.tokenizer, lm_tokenizer, seg, model.config), scorer, num_beams)
 

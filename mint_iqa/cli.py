@@ -8,17 +8,46 @@ Exit codes: 0 success; 1 the step ran and found a problem (failed validation, fa
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from mint_iqa.config import DIMENSIONS, Params, load_params
 
+
+class OneLineErrors(TyperGroup):
+    """Bad usage (unknown option, missing argument, a value out of range) is one line on stderr and exit 2,
+    like every other input error of this tool, not a usage block or a framed panel."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # typer's (vendored click) usage and parameter errors
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                print(ctx.get_help(), file=sys.stderr)
+                sys.exit(2)
+            where = f"{ctx.command_path}: " if ctx is not None else ""
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            print(f"error: {where}{message[:1].lower()}{message[1:]}{hint}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(help="Explainable, multi-perspective quality assessment for AI-generated images.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors)
 data_app = typer.Typer(help="Raw data: materialise, inspect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 registry_app = typer.Typer(help="The MLflow model registry: show lineage, roll back.", no_args_is_help=True)
@@ -91,7 +120,7 @@ def data_sheet(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None
 
 @data_app.command("calibrate")
 def data_calibrate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
-                   samples: Annotated[int, typer.Option(help="Level-5 renders per distortion type.")] = 100) -> None:
+                   samples: Annotated[int, typer.Option(min=1, help="Level-5 renders per distortion type.")] = 100) -> None:
     """Measure each distortion's level-5 damage and print `prepare.labels.damage_scale` for params.yaml."""
     import numpy as np
     import yaml
@@ -209,8 +238,8 @@ def generalise(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None
 
 
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", help="Model folder, or an MLflow URI such as models:/mint-iqa@champion "
-                    "(default: $MINT_IQA_MODEL, else this project's artifacts/explainer/paper/best).")]
+    "--model", help="Model folder, or an MLflow URI such as models:/mint-iqa@champion (default: $MINT_IQA_MODEL, "
+                    "else the model `mint-iqa use-model` recorded, else ./artifacts/explainer/paper/best).")]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps, or auto (CUDA when present).")]
 BeamsOpt = Annotated[int, typer.Option(min=1, help="Explanations: 1 greedy decoding, more: beam search (slower).")]
 
@@ -234,7 +263,7 @@ def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files 
           model: ModelOpt = None,
           explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
           scale: Annotated[str, typer.Option(help="mos (calibrated 1-5) or raw (head outputs).")] = "mos",
-          batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+          batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
           device: DeviceOpt = "cpu", num_beams: BeamsOpt = 1,
           force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
     """Score images against their prompts; one output row per input, in order.
@@ -245,6 +274,7 @@ def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files 
     """
     from mint_iqa.predict import check_output, images_table, read_manifest, score_table, write_table
 
+    quick_exit()
     if bool(images) == bool(manifest):
         _fail("give either IMAGES (with --prompt) or --manifest, not both or neither")
     if images and prompt is None:
@@ -259,10 +289,23 @@ def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files 
     result = score_table(_load(model, device, num_beams), table, explain=explain, scale=scale, batch_size=batch_size)
     write_table(result, out)
     failed = result[result["status"] != "ok"]
-    for _, row in failed.head(10).iterrows():
-        console.print(f"  [yellow]failed[/yellow] {row['image']}: {row['status']}")
+    _list_failures(failed["image"], failed["status"], out)
     console.print(f"score: {len(result)} rows -> {out} ({len(failed)} failed)")
     raise typer.Exit(1 if len(failed) else 0)
+
+
+def _list_failures(images: Any, statuses: Any, out: Path | None, shown: int = 10) -> None:
+    """The first `shown` failed rows on stderr, each once (a status that names its item is not prefixed
+    again), then how many more there are and where to find them."""
+    from mint_iqa.predict import escape_controls
+
+    rows = list(zip(images, statuses))
+    for image, status in rows[:shown]:
+        line = status if str(status).startswith(str(image)) else f"{image}: {status}"
+        console.print(f"  failed {escape_controls(line)}", markup=False, highlight=False, style="yellow")
+    if len(rows) > shown:
+        where = f" (the status column of {out})" if out is not None else ""
+        console.print(f"  ... and {len(rows) - shown} more{where}", highlight=False)
 
 
 @app.command()
@@ -278,6 +321,7 @@ def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (fi
     from mint_iqa.api import RANK_KEYS
     from mint_iqa.predict import check_output, images_table, write_table
 
+    quick_exit()
     if by not in RANK_KEYS:
         _fail(f"--by must be one of {', '.join(RANK_KEYS)}, got {by!r}")
     try:
@@ -287,7 +331,7 @@ def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (fi
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
     usable = table[table["status"] == "ok"]
-    ranked = _load(model, device).rank(prompt, list(usable["path"]), by=by)
+    ranked = _load(model, device).rank(list(usable["path"]), prompt, by=by)
     ranked.insert(2, "image", [usable["image"].iloc[i] for i in ranked["index"]])
     view = Table(title=f"ranked by {by}: {prompt[:60]}")
     for column in ("rank", "image", "overall", "quality", "authenticity", "correspondence", "status"):
@@ -300,8 +344,9 @@ def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (fi
     Console().print(view)
     if out is not None:
         write_table(ranked.drop(columns=["index"]), out)
-    failed = int((ranked["status"] != "ok").sum()) + int((table["status"] != "ok").sum())
-    raise typer.Exit(1 if failed else 0)
+    bad_input, bad_rank = table[table["status"] != "ok"], ranked[ranked["status"] != "ok"]
+    _list_failures([*bad_input["image"], *bad_rank["image"]], [*bad_input["status"], *bad_rank["status"]], out)
+    raise typer.Exit(1 if len(bad_input) + len(bad_rank) else 0)
 
 
 @app.command()
@@ -310,6 +355,7 @@ def explain(image: Annotated[Path, typer.Argument(help="Image file.")],
             question: Annotated[str | None, typer.Option(help="Question (default: all three perspectives).")] = None,
             model: ModelOpt = None, device: DeviceOpt = "cpu", num_beams: BeamsOpt = 1) -> None:
     """Explain one image's quality, authenticity and correspondence in words."""
+    quick_exit()
     loaded = _load(model, device, num_beams)
     try:
         print(loaded.explain(image, prompt, question))
@@ -331,6 +377,39 @@ def report(results: Annotated[Path, typer.Argument(help="A table written by `min
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
     console.print(f"report: {info['rows']} rows ({info['failed']} failed) -> {out}")
+
+
+@app.command()
+def serve(model: Annotated[str, typer.Option(help="Registered model URI or model folder.")] = "models:/mint-iqa@champion",
+          host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 5001) -> None:
+    """REST endpoint: MLflow's scoring server for MODEL (POST /invocations), with short error answers."""
+    import uvicorn
+
+    from mint_iqa.serving.server import build_app
+
+    try:
+        app_ = build_app(model)
+    except Exception as exc:  # noqa: BLE001 - MLflow reports unknown models/aliases as a generic MlflowException
+        _fail(f"{model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    console.print(f"serve: {model} on http://{host}:{port} (POST /invocations, GET /ping)")
+    uvicorn.run(app_, host=host, port=port, workers=1, log_level="warning")
+
+
+@app.command("use-model")
+def use_model(source: Annotated[str | None, typer.Argument(help="Model folder or MLflow URI to use by default "
+                                                                 "(omit to show the current default).")] = None) -> None:
+    """Record this user's default model, used by score, rank and explain from any folder without --model."""
+    from mint_iqa.api import default_model, set_default_model, user_default_file
+
+    try:
+        if source is None:
+            print(default_model())
+            return
+        recorded = set_default_model(source)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _fail(str(exc))
+    console.print(f"use-model: default model {recorded} (recorded in {user_default_file()})")
 
 
 @app.command()
@@ -400,8 +479,27 @@ def summary(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -
     print(summarise(_params(params, overrides)))
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def quick_exit() -> None:
+    """Called by the commands that only read a model and write one output (score, rank, explain): once they
+    are done, the process ends without tearing down torch and its thread pools one object at a time, which
+    costs about a second of every call (bench/startup.py). Their outputs are already whole on disk."""
+    global _QUICK_EXIT
+    _QUICK_EXIT = True
+
+
+_QUICK_EXIT = False
+
+
+def main(prog_name: str | None = None) -> None:  # pragma: no cover - console entry point
+    try:
+        app(prog_name=prog_name)
+    except SystemExit as done:
+        if not _QUICK_EXIT:
+            raise
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 LEVELS = 5
 FAMILIES = ("pristine", "quality", "authenticity", "correspondence")
 DIMENSIONS = ("quality", "authenticity", "correspondence")
+EXPLANATION_COLUMNS = [f"explanation_{d}" for d in DIMENSIONS]  # one explanation per dimension
 
 
 class Strict(BaseModel):

@@ -137,7 +137,7 @@ def explanation_metrics(frame: pd.DataFrame, answers: list[str], scores: Any,
     import torch
 
     from mint_iqa.data.answers import grade, parse_grades, split_answer
-    from mint_iqa.data.degradations import DEFECT_NAMES
+    from mint_iqa.data.kinds import DEFECT_NAMES
     from mint_iqa.metrics import bleu4, rouge_l
     from mint_iqa.models.decoding import score_grades
 
@@ -169,7 +169,7 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
     from mint_iqa.assess import Assessor
     from mint_iqa.data.answers import QUESTIONS
     from mint_iqa.progress import progress
-    from mint_iqa.train.explainer import explain_batch
+    from mint_iqa.models.explaining import explain_batch
 
     results, examples = {}, {}
     for protocol in params.train.protocols:

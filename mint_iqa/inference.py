@@ -5,11 +5,9 @@ share of the CPU's threads (Pillow and torch release the GIL), so decoding overl
 model on one thread per core wastes no time synchronising. A bad image or prompt never stops a batch:
 its row gets NaN scores and a status message.
 
-**Score scale.** By default scores are on a calibrated 1-5 MOS-like scale (5 = pristine / fully
-faithful to the prompt): the heads are trained towards labels in [0, 1], and after training a
-monotonic 4-parameter logistic from raw head output to label is fit on the validation split and
-stored in the model's config (`calibration`); MOS = 1 + 4 * clip(logistic(raw), 0, 1). A model
-without a fitted calibration uses the identity on [0, 1]. `scale="raw"` returns the head outputs.
+**Score scale.** By default scores are on the calibrated 1-5 scale of `mint_iqa.calibration` (5 =
+pristine / fully faithful to the prompt; strictly increasing in the raw outputs, so it never ties two
+images the heads tell apart). `scale="raw"` returns the head outputs.
 """
 
 from __future__ import annotations
@@ -26,36 +24,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mint_iqa.calibration import check_scale, to_scale
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.io import DEFAULT_MAX_PIXELS, OK, ImageError, ImageInput, load_image
-from mint_iqa.metrics import apply_logistic, logistic_params
 from mint_iqa.models.registry import load_scorer
 from mint_iqa.models.text import segmenter
 from mint_iqa.progress import progress
 
-SCALES = ("mos", "raw")
 _SHARE_LOCK = threading.Lock()
 _SHARE = {"active": 0, "before": 1}  # concurrent `Scorer.score` calls and torch's thread count before them
 MAX_PROMPT_CHARS = 2000
-
-
-def fit_calibration(pred: np.ndarray, labels: np.ndarray) -> dict[str, list[float]]:
-    """Per dimension, the logistic from raw head output to label, fit where the label is known. A fit that
-    is not finite and increasing over the observed outputs (a model that has not learnt the dimension) is
-    dropped, so calibration never reverses or collapses a ranking."""
-    out = {}
-    for i, dim in enumerate(DIMENSIONS):
-        known = ~np.isnan(labels[:, i])
-        x = pred[known, i]
-        if known.sum() < 8 or np.std(x) == 0:
-            continue
-        params = logistic_params(x, labels[known, i])
-        grid = apply_logistic(np.linspace(x.min(), x.max(), 256), params)
-        flat = len(params) == 4 and abs(params[3]) < 0.02 * np.std(x)  # a step, not a scale
-        if np.all(np.isfinite(params)) and np.all(np.isfinite(grid)) and not flat and grid[-1] > grid[0] \
-                and np.all(np.diff(grid) >= 0):
-            out[dim] = params
-    return out
 
 
 def _accuracy_cuts(x: np.ndarray, g: np.ndarray, grades: int = 5) -> list[float]:
@@ -98,21 +76,15 @@ def fit_level_cuts(pred: np.ndarray, labels: np.ndarray, min_items: int = 50, se
             out[dim] = _accuracy_cuts(x, g)
     return out
 
-
-def check_scale(scale: str) -> None:
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-
-
-def to_scale(raw: np.ndarray, calibration: dict[str, list[float]], scale: str = "mos") -> np.ndarray:
-    """Raw head outputs (N, 3) -> the requested scale (see the module docstring)."""
-    check_scale(scale)
-    raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(DIMENSIONS))
-    if scale == "raw":
-        return raw
-    mapped = np.stack([apply_logistic(raw[:, i], calibration[d]) if d in calibration else raw[:, i]
-                       for i, d in enumerate(DIMENSIONS)], axis=1)
-    return 1.0 + 4.0 * np.clip(mapped, 0.0, 1.0)
+def to_device(batch: Any, device: torch.device) -> Any:
+    """The batch's tensors (at any depth of dicts, lists and tuples) on `device`; everything else as it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
 def screen(decoded: list[np.ndarray | str], prompts: Sequence[str]) -> list[np.ndarray | str]:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -47,6 +48,12 @@ def _describe(item: Any) -> str:
     if isinstance(item, np.ndarray):
         return f"<array {item.shape} {item.dtype}>"
     return f"<{type(item).__name__}>"
+
+
+def _one_line(name: str) -> str:
+    """`name` as it is when printable, else with its escapes (a newline in a file name must not split the
+    one-line message)."""
+    return name if name.isprintable() else repr(name)[1:-1]
 
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
@@ -93,7 +100,7 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     Raises `ImageError` naming the item for: missing file, directory, empty file, non-image data,
     truncated data, more than `max_pixels` pixels, unsupported arrays.
     """
-    name = name or _describe(item)
+    name = _one_line(name or _describe(item))
     if not isinstance(item, (str, os.PathLike, bytes, Image.Image, np.ndarray)):
         raise ImageError(f"{name}: not an image (expected a path, bytes, a PIL image or an array)")
     if isinstance(item, np.ndarray):
@@ -101,20 +108,7 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
     elif isinstance(item, Image.Image):
         img = item
     else:
-        if isinstance(item, bytes):
-            data = item
-        else:
-            path = Path(item)
-            if path.is_dir():
-                raise ImageError(f"{name}: is a directory, not an image file")
-            if path.exists() and not path.is_file():
-                raise ImageError(f"{name}: not a regular file (device, socket or pipe)")
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise ImageError(f"{name}: no such file") from None
-            except OSError as exc:
-                raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+        data = item if isinstance(item, bytes) else _read_file(Path(item), name)
         if not data:
             raise ImageError(f"{name}: empty file (0 bytes)")
         try:
@@ -145,6 +139,26 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
         raise
     except Exception as exc:  # whatever a decoder raises on bad data becomes this item's reason
         raise ImageError(f"{name}: truncated or corrupt image data ({_reason(exc)})") from None
+
+
+def _read_file(path: Path, name: str) -> bytes:
+    """The bytes of a regular file; `ImageError` for a missing, unreadable or non-regular file and for a path
+    the OS cannot be asked about (a NUL, an unencodable character, a name too long)."""
+    try:
+        kind = path.stat().st_mode
+        if stat.S_ISDIR(kind):
+            raise ImageError(f"{name}: is a directory, not an image file")
+        if not stat.S_ISREG(kind):
+            raise ImageError(f"{name}: not a regular file (device, socket or pipe)")
+        return path.read_bytes()
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL or an unencodable character: the OS cannot even be asked
+        raise ImageError(f"{name}: not a usable path ({_reason(exc)})") from None
 
 
 def _reason(exc: BaseException) -> str:

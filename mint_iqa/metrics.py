@@ -2,35 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
-
-def _logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
-    z = np.clip(-(x - b3) / max(np.abs(b4), 1e-12), -60.0, 60.0)  # no overflow at the tails
-    return (b1 - b2) / (1 + np.exp(z)) + b2
-
-
-def logistic_params(pred: np.ndarray, label: np.ndarray) -> list[float]:
-    """Parameters of the monotonic 4-parameter logistic from predictions to labels (VQEG practice);
-    a degenerate fit falls back to a straight line, written as [slope, intercept]."""
-    pred, label = np.asarray(pred, float), np.asarray(label, float)
-    p0 = [label.max(), label.min(), float(np.median(pred)), float(np.std(pred)) or 1.0]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            params, _ = optimize.curve_fit(_logistic4, pred, label, p0=p0, maxfev=20000)
-        return [float(p) for p in params]
-    except (RuntimeError, ValueError):
-        slope, intercept = np.polyfit(pred, label, 1) if np.std(pred) > 0 else (0.0, label.mean())
-        return [float(slope), float(intercept)]
-
-
-def apply_logistic(pred: np.ndarray, params: list[float]) -> np.ndarray:
-    pred = np.asarray(pred, float)
-    return _logistic4(pred, *params) if len(params) == 4 else params[0] * pred + params[1]
+from mint_iqa.calibration import apply_logistic, logistic_params
 
 
 def logistic_fit(pred: np.ndarray, label: np.ndarray) -> np.ndarray:

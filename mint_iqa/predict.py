@@ -5,57 +5,143 @@ input, in order, written atomically as CSV, JSON or Parquet.
 * `--manifest M.csv` with columns `image,prompt`: image paths are relative to M's folder and may not
   leave it; rows are numbered from 1 (the first row after the header).
 
+Manifest rules: UTF-8 text (a BOM is accepted), parsed strictly as CSV (quoted fields may hold commas,
+quotes and newlines; blank lines are skipped). A record whose field count differs from the header's, or
+malformed quoting, fails the whole manifest with the physical line it starts on (the header is line 1),
+e.g. `m.csv: line 3 has 4 fields, the header has 2`. Columns besides `image` and `prompt` (say `id`,
+`notes`) are carried, as text, into the output after the standard columns, so results can be joined back;
+one named like an output column (`quality`, `status`, `path`, `explanation_*`...) is renamed `input_<name>`.
+
 Output columns: `image, prompt, quality, authenticity, correspondence, status` (+ `explanation_<dim>` with
-`--explain`). A row that cannot be scored keeps its place with the reason in `status` (missing or
-unreadable file, not an image, too many pixels, empty or over-long prompt, path outside the manifest's
-folder, duplicate row); the others are scored. An existing output is never replaced without `force`.
+`--explain`), then the manifest's extra columns. A row that cannot be scored keeps its place with the
+reason in `status` (missing or unreadable file, not an image, too many pixels, empty or over-long prompt,
+path outside the manifest's folder, duplicate row); the others are scored. An existing output is never
+replaced without `force`. In CSV output, control characters (C0 except tab, newline and carriage return;
+DEL; C1) are written as visible `\\xNN` escapes (JSON escapes them as `\\u00NN`, Parquet keeps them), so a
+prompt cannot inject terminal escape sequences or NULs into a file someone will `cat`.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mint_iqa.config import DIMENSIONS
+from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
 from mint_iqa.io import OK, atomic_write, confined
 
 OUTPUT_COLUMNS = ["image", "prompt", *DIMENSIONS, "status"]
 FORMATS = (".csv", ".json", ".parquet")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+INPUT_COLUMNS = ("image", "prompt", "path", "status")  # a manifest table's own columns; any others are extras
+RESERVED_PREFIX = "input_"  # an extra column named like an output column gets this prefix
+CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 but tab, LF, CR; DEL; C1
+_JSON_RAW_CONTROLS = re.compile(r"[\x7f-\x9f]")  # the ones json.dump leaves raw
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
-    """The manifest's rows plus `path` (resolved, or None) and `status` (OK or why the row is unusable)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); save the manifest as UTF-8") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
-    missing = {"image", "prompt"} - set(df.columns)
+    """The manifest's rows: `image`, `prompt`, its extra columns (text, see the module docstring), `path`
+    (resolved, or None) and `status` (OK or why the row is unusable)."""
+    header, records = _read_csv(path)
+    header = _column_names(path, header)
+    missing = {"image", "prompt"} - set(header)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected image,prompt")
+    df = pd.DataFrame(records, columns=header, dtype=object)
+    extras = [c for c in header if c not in ("image", "prompt")]
     root = path.resolve().parent
     paths: list[Path | None] = []
     status: list[str] = []
     first: dict[tuple[str, str], int] = {}
     for row, (image, prompt) in enumerate(zip(df["image"], df["prompt"]), start=1):
-        try:
-            paths.append(confined(root, image))
-            status.append(OK)
-        except ValueError as exc:
-            paths.append(None)
-            status.append(str(exc))
+        resolved, reason = _resolve(root, image)
+        paths.append(resolved)
+        status.append(reason)
         if (image, prompt) in first:
             status[-1] = f"duplicate of row {first[(image, prompt)]} (same image and prompt)"
         first.setdefault((image, prompt), row)
-    return df[["image", "prompt"]].assign(path=paths, status=status)
+    return df[["image", "prompt", *extras]].assign(path=paths, status=status)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header and the data records of a UTF-8 CSV file; blank lines skipped; every record must have as
+    many fields as the header (ValueError naming the physical line the record starts on)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    data = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = bom + exc.start  # the offset in the file
+        line = data.count(b"\n", 0, at) + 1
+        raise ValueError(f"{path}: not UTF-8 text (line {line}, byte {at}); save the manifest as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    records: list[list[str]] = []
+    line = 1  # the physical line the next record starts on
+    while True:
+        try:
+            fields = next(reader, None)
+        except csv.Error as exc:
+            raise ValueError(f"{path}: line {line}: malformed CSV ({exc})") from None
+        if fields is None:
+            break
+        if not _blank(fields):
+            if header is None:
+                header = fields
+            elif len(fields) != len(header):
+                raise ValueError(f"{path}: line {line} has {_count(len(fields))}, the header has {len(header)}")
+            else:
+                records.append(fields)
+        line = reader.line_num + 1
+    if header is None:
+        raise ValueError(f"{path}: not a readable CSV (the file is empty; expected a header line image,prompt)")
+    return header, records
+
+
+def _blank(fields: list[str]) -> bool:
+    """An empty line, or one of only spaces and tabs."""
+    return not fields or (len(fields) == 1 and not fields[0].strip(" \t"))
+
+
+def _count(n: int) -> str:
+    return f"{n} field" if n == 1 else f"{n} fields"
+
+
+def _column_names(path: Path, header: list[str]) -> list[str]:
+    """Header names stripped of surrounding spaces; unnamed columns become `column_<n>` (1-based), extras
+    named like an output column get the `input_` prefix; a name given twice is an error."""
+    reserved = {*OUTPUT_COLUMNS, "path"} - {"image", "prompt"}
+    given: dict[str, str] = {}  # the name used -> the name in the header
+    for i, raw in enumerate(header, start=1):
+        original = raw.strip() or f"column_{i}"
+        name = RESERVED_PREFIX + original if original in reserved or original.startswith("explanation_") else original
+        if name in given:
+            clash = (f"column {original!r} appears twice in the header" if given[name] == original else
+                     f"columns {given[name]!r} and {original!r} would both be {name!r} (a column named like an "
+                     f"output column gets the prefix {RESERVED_PREFIX})")
+            raise ValueError(f"{path}: {clash}")
+        given[name] = original
+    return list(given)
+
+
+def _resolve(root: Path, image: str) -> tuple[Path | None, str]:
+    """The row's file under `root` and OK, or None and why the path cannot be used."""
+    if "\x00" in image:
+        return None, f"{image!r}: path contains a NUL character"
+    try:
+        return confined(root, image), OK
+    except (ValueError, OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        return None, str(exc).splitlines()[0] if str(exc) else f"{image!r}: unusable path"
 
 
 def images_table(images: list[Path], prompt: str) -> pd.DataFrame:
@@ -84,18 +170,54 @@ def check_output(out: Path, force: bool) -> None:
 
 
 def write_table(df: pd.DataFrame, out: Path) -> None:
-    """CSV, JSON (a list of records) or Parquet by suffix; the file appears whole or not at all."""
+    """CSV, JSON (a list of records) or Parquet by suffix; the file appears whole or not at all. Floats are
+    written exactly (shortest round-trip form), missing values as empty (CSV) or null (JSON); control
+    characters in text are escaped in CSV and JSON, kept in Parquet (see the module docstring)."""
     suffix = out.suffix.lower()
     if suffix == ".parquet":
         with atomic_write(out, "wb") as fh:
             df.to_parquet(fh, index=False)
     elif suffix == ".json":
-        records = json.loads(df.to_json(orient="records", force_ascii=False))
+        text = json.dumps(_records(df), indent=1, ensure_ascii=False, default=_json_default)
         with atomic_write(out, "w", encoding="utf-8") as fh:
-            json.dump(records, fh, indent=1, ensure_ascii=False)
+            fh.write(_JSON_RAW_CONTROLS.sub(lambda m: f"\\u{ord(m[0]):04x}", text))
     else:
         with atomic_write(out, "w", encoding="utf-8", newline="") as fh:
-            df.to_csv(fh, index=False)
+            _escaped(df).to_csv(fh, index=False)
+
+
+def escape_controls(text: str) -> str:
+    """`text` with each control character (see CONTROLS) written as a visible `\\xNN` escape."""
+    return CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def _escaped(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `df` whose text cells and column names have their control characters escaped."""
+    out = df.copy()
+    for i, column in enumerate(df.columns):
+        if df[column].dtype == object or pd.api.types.is_string_dtype(df[column]):
+            out.isetitem(i, df[column].map(lambda v: escape_controls(v) if isinstance(v, str) else v))
+    out.columns = [escape_controls(c) if isinstance(c, str) else c for c in df.columns]
+    return out
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows as JSON-ready dicts: native Python values, NaN/None/NA (and infinities) as None."""
+    return [{str(k): _json_value(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -115,21 +237,23 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def score_table(model: Any, table: pd.DataFrame, explain: bool = False, scale: str = "mos",
                 batch_size: int = 32) -> pd.DataFrame:
-    """Score (and explain) the usable rows of `table` (columns image, prompt, path, status) with a
-    loaded `mint_iqa.Model`; returns the output table, one row per input row, in order."""
-    from mint_iqa.assess import EXPLANATION_COLUMNS
-
+    """Score (and explain) the usable rows of `table` (columns image, prompt, path, status, and any extra
+    columns) with a loaded `mint_iqa.Model`; returns the output table, one row per input row, in order, the
+    extra columns last."""
     extra = EXPLANATION_COLUMNS if explain else []
+    carried = [c for c in table.columns if c not in INPUT_COLUMNS]
     result = pd.DataFrame({"image": table["image"], "prompt": table["prompt"], **{d: np.nan for d in DIMENSIONS},
                            "status": table["status"], **{c: "" for c in extra}}, index=table.index)
     todo = table.index[table["status"] == OK]
     if len(todo):
         images, prompts = list(table.loc[todo, "path"]), list(table.loc[todo, "prompt"])
         scores = (model.assess(images, prompts, batch_size=batch_size, scale=scale) if explain
-                  else model.score(prompts, images, batch_size=batch_size, scale=scale))
+                  else model.score(images, prompts, batch_size=batch_size, scale=scale))
         columns = [*DIMENSIONS, "status", *extra]
         result.loc[todo, columns] = scores[columns].to_numpy()
-    return result[[*OUTPUT_COLUMNS, *extra]].reset_index(drop=True)
+    result = result[[*OUTPUT_COLUMNS, *extra]].reset_index(drop=True)
+    return result.assign(**{(RESERVED_PREFIX + c if c in result.columns else c): table[c].to_numpy()
+                            for c in carried})
 
 
 def score_manifest(manifest: Path, out: Path, model: Any, batch_size: int = 32, force: bool = False,

@@ -3,7 +3,9 @@
 Thumbnails are embedded (base64 JPEG), so the file can be mailed or attached to a ticket. Rows are
 rendered here (the page reads without JavaScript); a small script adds sorting by any dimension, a
 minimum-score filter and a text filter. Above the table: one histogram per dimension (inline SVG);
-below it: the items that could not be scored, with the reason.
+below it: the items that could not be scored, with the reason. Text from the table is HTML-escaped, and
+its control characters are shown as `\\xNN` escapes (as in CSV output). When none of the scored rows'
+images can be found, `write_report` says so on stderr (one line): the report then has no thumbnails.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.io import DEFAULT_MAX_PIXELS, ImageError, load_image, write_text
-from mint_iqa.predict import read_table
+from mint_iqa.predict import escape_controls, read_table
 
 THUMB = 112
 COLOURS = {"quality": "#3b82f6", "authenticity": "#10b981", "correspondence": "#f59e0b"}
@@ -46,6 +51,11 @@ def _find(image: str, roots: list[Path]) -> Path | None:
     return None
 
 
+def _text(value: Any) -> str:
+    """Table text as HTML: escaped, control characters shown as `\\xNN`."""
+    return html.escape(escape_controls(str(value)))
+
+
 def _histogram(values: np.ndarray, lo: float, hi: float, colour: str, bins: int = 16) -> str:
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
     top = max(int(counts.max()) if counts.size else 0, 1)
@@ -60,7 +70,7 @@ def _histogram(values: np.ndarray, lo: float, hi: float, colour: str, bins: int 
 
 
 def _bar(dim: str, value: float, lo: float, hi: float) -> str:
-    if value != value:  # NaN
+    if math.isnan(value):
         return f'<div class="score"><span class="label">{dim[:4]}</span><span class="num">-</span></div>'
     pct = 100.0 * (value - lo) / (hi - lo or 1.0)
     return (f'<div class="score"><span class="label">{dim[:4]}</span><span class="track"><span class="fill" '
@@ -76,19 +86,19 @@ def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
     explained = [c for c in (f"explanation_{d}" for d in DIMENSIONS) if c in df.columns]
     rows, failed = [], []
     for i, row in df.iterrows():
-        name, prompt = html.escape(str(row["image"])), html.escape(str(row["prompt"]))
+        name, prompt = _text(row["image"]), _text(row["prompt"])
         if row["status"] != "ok":
-            failed.append(f"<tr><td>{i + 1}</td><td>{name}</td><td>{html.escape(str(row['status']))}</td></tr>")
+            failed.append(f"<tr><td>{i + 1}</td><td>{name}</td><td>{_text(row['status'])}</td></tr>")
             continue
         values = {d: float(row[d]) for d in DIMENSIONS}
         thumb = _thumbnail(_find(str(row["image"]), roots))
         img = f'<img src="{thumb}" alt="{name}">' if thumb else '<div class="noimg">no preview</div>'
-        words = "".join(f"<p><b>{c.removeprefix('explanation_')}</b>: {html.escape(str(row[c]))}</p>"
+        words = "".join(f"<p><b>{c.removeprefix('explanation_')}</b>: {_text(row[c])}</p>"
                         for c in explained if str(row[c]).strip() and str(row[c]) != "nan")
         data = " ".join(f'data-{d}="{v:.6f}"' for d, v in values.items())
         rows.append(f'<tr class="item" {data} data-overall="{np.mean(list(values.values())):.6f}" '
                     f'data-text="{(name + " " + prompt).lower()}"><td>{img}</td><td class="name" title="{name}">'
-                    f'{html.escape(Path(str(row["image"])).name)}'
+                    f'{_text(Path(str(row["image"])).name)}'
                     f'<div class="prompt">{prompt}</div></td><td>'
                     + "".join(_bar(d, values[d], lo, hi) for d in DIMENSIONS) + f"</td><td>{words}</td></tr>")
     means = " · ".join(f"{d} {scores[d].mean():.2f}" for d in DIMENSIONS) if not scores.empty else "no scored rows"
@@ -97,12 +107,15 @@ def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
     options = "".join(f'<option value="{k}">{k}</option>' for k in ("overall", *DIMENSIONS))
     failed_html = (f'<h2 id="failed-title">Not scored ({len(failed)})</h2><table id="failed"><tr><th>row</th>'
                    f"<th>image</th><th>reason</th></tr>{''.join(failed)}</table>" if failed else "")
-    return TEMPLATE.format(title=html.escape(title), total=len(df), scored=len(rows), failed=len(failed),
+    return TEMPLATE.format(title=_text(title), total=len(df), scored=len(rows), failed=len(failed),
                            means=means, hists=hists, options=options, rows="".join(rows), failed_html=failed_html,
                            lo=lo, hi=hi)
 
 
-def write_report(results: Path, out: Path, images_root: Path | None = None, force: bool = False) -> dict[str, Any]:
+def write_report(results: Path, out: Path, images_root: Path | None = None, force: bool = False,
+                 warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Render `results` into `out`; returns rows, failed and warnings (each also passed to `warn`, by
+    default printed to stderr)."""
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"{out}: the report is an HTML file; use a name ending in .html")
     if not out.parent.is_dir():
@@ -116,7 +129,25 @@ def write_report(results: Path, out: Path, images_root: Path | None = None, forc
     df["status"] = df["status"].fillna("").astype(str)
     roots = [images_root] if images_root else [results.resolve().parent, Path.cwd()]
     write_text(out, render(df, roots, f"mint-iqa report: {results.name}"))
-    return {"rows": len(df), "failed": int((df["status"] != "ok").sum())}
+    warnings = [w for w in [_no_images_warning(df, roots)] if w]
+    for line in warnings:
+        (warn or _stderr)(line)
+    return {"rows": len(df), "failed": int((df["status"] != "ok").sum()), "warnings": warnings}
+
+
+def _no_images_warning(df: pd.DataFrame, roots: list[Path]) -> str | None:
+    """A one-line warning when there are scored rows and none of their images is found under `roots`."""
+    images = [str(image) for image in df.loc[df["status"] == "ok", "image"]]
+    if not images or any(_find(image, roots) is not None for image in images):
+        return None
+    where = " or ".join(str(root) for root in roots)
+    rows = "the 1 scored row" if len(images) == 1 else f"any of the {len(images)} scored rows"
+    return (f"warning: no image found for {rows} (looked under {escape_controls(where)}); the report shows "
+            f"scores without thumbnails (pass --images-root DIR)")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 TEMPLATE = """<!doctype html>

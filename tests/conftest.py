@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,6 +17,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Nobody's own default model (`mint-iqa use-model`, under ~/.config) leaks into a test; MINT_IQA_MODEL neither.
+os.environ["XDG_CONFIG_HOME"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"mint-iqa-tests-{os.getpid()}-config")
+os.environ.pop("MINT_IQA_MODEL", None)
 # Services started by tests (mlflow models serve -> uvicorn, prefect worker -> python) find the venv's tools.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
@@ -89,14 +91,6 @@ def prepared_copy(prepared: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "prepared"
     shutil.copytree(prepared, dst)
     return dst
-
-
-@pytest.fixture(scope="session")
-def aigciqa_dir() -> Path:
-    path = SHARED / "aigciqa2023plus"
-    if not path.exists():
-        pytest.skip(f"real AIGCIQA2023+ annotation files not found at {path} (../shared is absent)")
-    return path
 
 
 def tool(name: str) -> str:

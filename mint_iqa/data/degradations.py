@@ -32,12 +32,13 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
-from PIL import Image, features
+from PIL import Image
 from scipy import fft, ndimage, signal
 
-from mint_iqa.data import artefacts
+from mint_iqa.data import artefacts, kinds
 from mint_iqa.data.artefacts import RGB as _RGB
 from mint_iqa.data.artefacts import YIQ as _YIQ
+from mint_iqa.data.kinds import DEFECT_NAMES, GROUPS  # noqa: F401 - re-exported beside the functions
 
 Degradation = Callable[..., np.ndarray]
 _REFLECT = cv2.BORDER_REFLECT_101
@@ -367,68 +368,10 @@ def posterise(img: np.ndarray, rng: np.random.Generator, levels: float) -> np.nd
 
 # ------------------------------------------------------------------------------------------ registry
 
-QUALITY: dict[str, Degradation] = {
-    "gaussian_blur": gaussian_blur, "motion_blur": motion_blur, "noise": noise, "jpeg": jpeg,
-    "exposure": exposure, "lens_blur": lens_blur, "box_blur": box_blur, "desaturate": desaturate,
-    "oversaturate": oversaturate, "colour_cast": colour_cast, "colour_quantise": colour_quantise,
-    "chromatic_aberration": chromatic_aberration, "jpeg2000": jpeg2000, "webp": webp,
-    "chroma_subsampling": chroma_subsampling, "impulse_noise": impulse_noise, "speckle_noise": speckle_noise,
-    "poisson_noise": poisson_noise, "correlated_noise": correlated_noise, "dither_noise": dither_noise,
-    "denoise": denoise, "brighten": brighten, "darken": darken, "mean_shift": mean_shift,
-    "low_contrast": low_contrast, "vignetting": vignetting, "pixelate": pixelate, "resample": resample,
-    "jitter": jitter, "patch_swap": patch_swap, "colour_block": colour_block, "ringing": ringing,
-    "oversharpen": oversharpen, "contrast_boost": contrast_boost, "posterise": posterise,
-}
-if not features.check("jpg_2000"):  # Pillow built without OpenJPEG
-    del QUALITY["jpeg2000"]
-AUTHENTICITY: dict[str, Degradation] = {name: getattr(artefacts, name) for name in (
-    "elastic_warp", "duplicated_patch", "smear", "implausible_colour", "grid", "swirl", "bulge", "tiled_repeat",
-    "ghost", "melt", "plastic", "seam", "tile_shuffle", "transplant", "colour_bleed", "upsample_blocks", "ripple",
-)}
+QUALITY: dict[str, Degradation] = {name: globals()[name] for name in kinds.QUALITY}
+AUTHENTICITY: dict[str, Degradation] = {name: getattr(artefacts, name) for name in kinds.AUTHENTICITY}
 REGISTRY: dict[str, dict[str, Degradation]] = {"quality": QUALITY, "authenticity": AUTHENTICITY}
 
-# How an explanation names each defect (used by the templated answers and the explainer metrics).
-DEFECT_NAMES: dict[str, str] = {
-    "gaussian_blur": "blur", "motion_blur": "motion blur", "noise": "noise", "jpeg": "compression artefacts",
-    "exposure": "poor exposure", "elastic_warp": "warped geometry", "duplicated_patch": "a duplicated patch",
-    "smear": "a smeared region", "implausible_colour": "implausible colours", "grid": "a grid pattern",
-    "lens_blur": "defocus blur", "box_blur": "box blur", "desaturate": "washed-out colours",
-    "oversaturate": "oversaturated colours", "colour_cast": "a colour cast", "colour_quantise": "a reduced palette",
-    "chromatic_aberration": "colour fringing", "jpeg2000": "wavelet compression artefacts",
-    "webp": "smudgy compression artefacts", "chroma_subsampling": "blocky colours",
-    "impulse_noise": "salt-and-pepper noise", "speckle_noise": "speckle noise", "poisson_noise": "shot noise",
-    "correlated_noise": "blotchy noise", "dither_noise": "dithering noise", "denoise": "heavy denoising",
-    "brighten": "excessive brightness", "darken": "excessive darkness", "mean_shift": "a brightness offset",
-    "low_contrast": "low contrast", "vignetting": "vignetting", "pixelate": "pixelation",
-    "resample": "upscaling softness", "jitter": "pixel jitter", "patch_swap": "scrambled small patches",
-    "colour_block": "stray colour blocks", "ringing": "ringing around edges", "oversharpen": "oversharpening",
-    "contrast_boost": "excessive contrast", "posterise": "colour banding",
-    "swirl": "a swirled region", "bulge": "a bulging or pinched region", "tiled_repeat": "a repeating tile",
-    "ghost": "a ghosted double", "melt": "a melted region", "plastic": "a plastic-looking region",
-    "seam": "a misaligned seam", "tile_shuffle": "shuffled tiles", "transplant": "a transplanted texture",
-    "colour_bleed": "bleeding colours", "upsample_blocks": "blocky upsampling", "ripple": "aliasing ripples",
-}
-
-# Coarse family of every kind (quality: what a viewer would call the problem; authenticity: the mechanism).
-GROUPS: dict[str, str] = {
-    **dict.fromkeys(("gaussian_blur", "motion_blur", "lens_blur", "box_blur"), "blur"),
-    **dict.fromkeys(("desaturate", "oversaturate", "colour_cast", "colour_quantise", "chromatic_aberration"),
-                    "colour"),
-    **dict.fromkeys(("jpeg", "jpeg2000", "webp", "chroma_subsampling"), "compression"),
-    **dict.fromkeys(("noise", "impulse_noise", "speckle_noise", "poisson_noise", "correlated_noise",
-                     "dither_noise", "denoise"), "noise"),
-    **dict.fromkeys(("exposure", "brighten", "darken", "mean_shift", "low_contrast", "vignetting"), "brightness"),
-    **dict.fromkeys(("pixelate", "resample", "jitter", "patch_swap", "colour_block", "ringing"), "spatial"),
-    **dict.fromkeys(("oversharpen", "contrast_boost", "posterise"), "sharpness"),
-    **dict.fromkeys(("elastic_warp", "swirl", "bulge"), "geometry"),
-    **dict.fromkeys(("duplicated_patch", "tiled_repeat", "ghost"), "repetition"),
-    **dict.fromkeys(("smear", "melt", "plastic"), "smear"),
-    **dict.fromkeys(("seam", "tile_shuffle"), "seam"),
-    "transplant": "transplant",
-    **dict.fromkeys(("implausible_colour", "colour_bleed"), "colour_region"),
-    **dict.fromkeys(("grid", "upsample_blocks", "ripple"), "pattern"),
-}
-GROUPS = {k: g for k, g in GROUPS.items() if k in QUALITY or k in AUTHENTICITY}
 
 
 def damage_map(pristine: np.ndarray, degraded: np.ndarray) -> np.ndarray:

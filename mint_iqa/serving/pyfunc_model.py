@@ -5,9 +5,10 @@ Input: a DataFrame with `image` (base64 PNG/JPEG bytes, optionally a `data:` URI
 `quality`, `authenticity`, `correspondence`, `status` and `explanation_<dimension>`. The inference
 parameter `explain` (default true; REST: `"params": {"explain": false}`) turns the explanations off: the
 scores alone come back, many times faster, with empty explanation columns.
-A malformed request (missing column, bad base64, not an image, too many pixels, empty prompt) raises an
-`MlflowException` with INVALID_PARAMETER_VALUE, which the scoring server answers with HTTP 400 and the
-message, naming the row.
+A bad row (bad base64, not an image, a decoder error, too many pixels, an empty or over-long prompt) gets
+NaN scores and its reason in `status`, naming the row; the other rows are scored. A malformed request (not
+a table, a missing column, an unknown parameter) raises an `MlflowException` with INVALID_PARAMETER_VALUE,
+which the scoring server answers with HTTP 400 (`mint-iqa serve` keeps that answer short).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import binascii
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import set_model
@@ -31,28 +33,34 @@ def _bad(message: str) -> MlflowException:
 
 
 def decode_image(value: Any, row: int) -> Any:
-    """A decoded RGB image from a base64 string (or a confined path); raises a 400-type error."""
+    """A decoded RGB image from a base64 string (or a confined path); raises `ImageError` ('row N: reason')."""
     from mint_iqa.io import ImageError, confined, load_image
 
     if not isinstance(value, str) or not value:
-        raise _bad(f"row {row}: 'image' must be a non-empty string (base64 image bytes)")
+        raise ImageError(f"row {row}: 'image' must be a non-empty string (base64 image bytes)")
     root = os.environ.get("MINT_IQA_IMAGE_ROOT")
     if root and not value.startswith("data:") and len(value) < 1024 and "/" in value:
         try:
-            path = confined(root, value)
+            source: Any = confined(root, value)
         except ValueError as exc:
-            raise _bad(f"row {row}: {exc}") from None
-        source: Any = path
+            raise ImageError(f"row {row}: {exc}") from None
     else:
         payload = value.split(",", 1)[1] if value.startswith("data:") else value
         try:
             source = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
-            raise _bad(f"row {row}: 'image' is not valid base64") from None
-    try:
-        return load_image(source, max_pixels=MAX_PIXELS, name=f"row {row}")
-    except ImageError as exc:
-        raise _bad(str(exc)) from None
+            raise ImageError(f"row {row}: 'image' is not valid base64") from None
+    return load_image(source, max_pixels=MAX_PIXELS, name=f"row {row}")
+
+
+def prompt_problem(prompt: Any, row: int) -> str | None:
+    from mint_iqa.inference import MAX_PROMPT_CHARS
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        return f"row {row}: 'prompt' must be a non-empty string"
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"row {row}: 'prompt' is longer than {MAX_PROMPT_CHARS} characters"
+    return None
 
 
 class MintIQAModel(PythonModel):
@@ -62,27 +70,41 @@ class MintIQAModel(PythonModel):
         self.assessor = Assessor.load(context.artifacts["assessor"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
+        from mint_iqa.io import OK, ImageError
+
         if not isinstance(model_input, pd.DataFrame):
             raise _bad("expected a table with columns 'image' and 'prompt'")
-        from mint_iqa.inference import MAX_PROMPT_CHARS
-
         missing = [c for c in ("image", "prompt") if c not in model_input.columns]
         if missing:
             raise _bad(f"missing column(s) {missing}; expected 'image' (base64) and 'prompt'")
-        images, prompts = [], []
+        unknown = sorted(set(params or {}) - {"explain"})
+        if unknown:
+            raise _bad(f"unknown params {unknown}; this model accepts: explain")
+        columns = [*DIMENSIONS, "status", *EXPLANATION_COLUMNS]
+        out = pd.DataFrame({**{d: np.nan for d in DIMENSIONS}, "status": OK,
+                            **{c: "" for c in EXPLANATION_COLUMNS}}, index=range(len(model_input)))[columns]
+        good, images, prompts = [], [], []
         for row, (image, prompt) in enumerate(zip(model_input["image"], model_input["prompt"])):
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise _bad(f"row {row}: 'prompt' must be a non-empty string")
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise _bad(f"row {row}: 'prompt' is longer than {MAX_PROMPT_CHARS} characters")
-            images.append(decode_image(image, row))
-            prompts.append(prompt)
-        if (params or {}).get("explain", True):
-            return self.assessor.assess(images, prompts)
-        from mint_iqa.assess import EXPLANATION_COLUMNS
-
-        scores = self.assessor.scorer.score(images, prompts, show_progress=False)
-        return scores.assign(**{column: "" for column in EXPLANATION_COLUMNS})
+            try:
+                problem = prompt_problem(prompt, row)
+                decoded = None if problem else decode_image(image, row)
+            except ImageError as exc:
+                problem = str(exc)
+            if problem:
+                out.loc[row, "status"] = problem
+            else:
+                good.append(row)
+                images.append(decoded)
+                prompts.append(prompt)
+        if good:
+            if (params or {}).get("explain", True):
+                scored = self.assessor.assess(images, prompts)
+            else:
+                scored = self.assessor.scorer.score(images, prompts, show_progress=False)
+            present = [c for c in columns if c in scored.columns]
+            out.loc[good, present] = scored[present].to_numpy()
+        return out.astype({d: float for d in DIMENSIONS})
 
 
 set_model(MintIQAModel())

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from mint_iqa.config import TrainConfig
+from mint_iqa.inference import to_device
 from mint_iqa.io import write_text
 from mint_iqa.progress import progress
 
@@ -127,17 +128,6 @@ def local_device() -> torch.device:
     from deepspeed.accelerator import get_accelerator
 
     return torch.device(get_accelerator().device_name(int(os.environ.get("LOCAL_RANK", "0"))))
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """The batch's tensors (at any depth of dicts, lists and tuples) on `device`; everything else as it is."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def seed_everything(seed: int) -> None:

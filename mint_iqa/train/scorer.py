@@ -19,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mint_iqa.calibration import fit_calibration
 from mint_iqa.config import DIMENSIONS, LossConfig, Params
 from mint_iqa.data import manifest
-from mint_iqa.inference import fit_calibration, score_arrays
+from mint_iqa.inference import score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer

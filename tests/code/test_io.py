@@ -93,10 +93,9 @@ def test_arrays_and_bytes(tmp_path: Path) -> None:
 def test_atomic_write_keeps_old_file_on_error(tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as fh:
-            fh.write("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_write(target) as fh:
+        fh.write("partial")
+        raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temp file left behind
     with atomic_write(target) as fh:
@@ -108,10 +107,9 @@ def test_atomic_dir_replaces_whole_or_nothing(tmp_path: Path) -> None:
     target = tmp_path / "d"
     target.mkdir()
     (target / "keep").write_text("1")
-    with pytest.raises(ValueError):
-        with atomic_dir(target) as tmp:
-            (tmp / "half").write_text("x")
-            raise ValueError
+    with pytest.raises(ValueError), atomic_dir(target) as tmp:
+        (tmp / "half").write_text("x")
+        raise ValueError
     assert [p.name for p in target.iterdir()] == ["keep"]
     with atomic_dir(target) as tmp:
         (tmp / "new").write_text("x")

@@ -1,7 +1,16 @@
-"""Adapters produce the manifest schema: AIGCIQA2023+ on the real annotation files, AGIQA-3K, generic."""
+"""Adapters produce the manifest schema: AIGCIQA2023+ on the real annotation files, AGIQA-3K, generic.
+
+The AIGCIQA2023+ annotation files (MIT, IntMeGroup/MINT-IQA) are vendored unmodified in
+tests/fixtures/aigciqa2023plus/ (NOTICE.md there). The prompts table, whose upstream states no licence, is
+written at run time from the vendored instruction JSON's prompt texts.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +19,10 @@ import pytest
 from PIL import Image
 
 from mint_iqa.config import Params
-from mint_iqa.data import manifest
+from mint_iqa.data import adapters, manifest
 from mint_iqa.prepare import prepare
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aigciqa2023plus"
 
 
 def _tiny_png(path: Path, value: int = 128) -> None:
@@ -23,6 +34,59 @@ def _params(tmp_path: Path, **data: object) -> Params:
     return Params.model_validate({"data": data, "prepare": {"out_dir": str(tmp_path / "prepared")},
                                   "validate": {"out_dir": str(tmp_path / "validation"),
                                                "metrics": str(tmp_path / "validation.json")}})
+
+
+def _prompts_table(annotations: Path) -> pd.DataFrame:
+    """The 100 prompts in the layout of AIGCIQA2023_Prompts.xlsx (category, challenge, prompt; row PPP is the
+    prompt of the images `PPP-K.png`), from the vendored CSV's file names and the JSON's prompt texts."""
+    rows = pd.read_csv(annotations / adapters.AIGCIQA_CSV, header=None, encoding="gbk", dtype=str,
+                       keep_default_na=False)
+    records = json.loads((annotations / adapters.AIGCIQA_JSON).read_text(encoding="utf-8"))
+    text = {int(rec["id"]): rec["prompt"] for rec in records}
+    by_index: dict[int, set[str]] = {}
+    for row, file in zip(rows[0].astype(int), rows[1], strict=True):
+        by_index.setdefault(int(file.split("-")[0]), set()).add(text[row].strip())
+    assert sorted(by_index) == list(range(100)) and all(len(t) == 1 for t in by_index.values())
+    return pd.DataFrame({"category": "", "challenge": "", "prompt": [by_index[i].pop() for i in range(100)]})
+
+
+def _annotations(folder: Path, prompts: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (adapters.AIGCIQA_CSV, adapters.AIGCIQA_JSON):
+        shutil.copyfile(FIXTURES / name, folder / name)
+    prompts.to_excel(folder / adapters.AIGCIQA_PROMPTS, header=False, index=False)  # first row is data
+    return folder
+
+
+@pytest.fixture(scope="module")
+def aigciqa_prompts() -> pd.DataFrame:
+    return _prompts_table(FIXTURES)
+
+
+@pytest.fixture(scope="module")
+def aigciqa_dir(aigciqa_prompts: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The AIGCIQA2023+ annotation folder: the vendored CSV and JSON, and the prompts table."""
+    return _annotations(tmp_path_factory.mktemp("aigciqa_annotations"), aigciqa_prompts)
+
+
+def test_vendored_fixtures_are_unmodified() -> None:
+    """Every vendored file is listed in NOTICE.md with its SHA-256 and still has it; the licence is there."""
+    notice = (FIXTURES / "NOTICE.md").read_text()
+    listed = dict(re.findall(r"^\| `([^`]+)` \| `([0-9a-f]{64})` \|$", notice, re.MULTILINE))
+    assert set(listed) == {adapters.AIGCIQA_CSV, adapters.AIGCIQA_JSON, "LICENSE", "SOURCE.md"}
+    assert {p.name for p in FIXTURES.iterdir()} == {*listed, "NOTICE.md"}
+    for name, digest in listed.items():
+        assert hashlib.sha256((FIXTURES / name).read_bytes()).hexdigest() == digest, name
+    assert (FIXTURES / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_aigciqa2023plus_prompts_must_agree(aigciqa_prompts: pd.DataFrame, tmp_path: Path) -> None:
+    """The prompts table is cross-checked against the JSON: a header row read as data shifts it by one."""
+    shifted = pd.concat([pd.DataFrame({"category": ["category"], "challenge": ["challenge"],
+                                       "prompt": ["prompt"]}), aigciqa_prompts], ignore_index=True)
+    folder = _annotations(tmp_path / "annotations", shifted)
+    with pytest.raises(ValueError, match="disagrees with"):
+        adapters.read_aigciqa2023plus(folder)
 
 
 @pytest.fixture(scope="module")

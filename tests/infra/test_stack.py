@@ -46,7 +46,7 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 def postgres() -> Iterator[str]:
     """A PostgreSQL cluster in a temp folder on 127.0.0.1 (as user `postgres` when the tests run as root)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert found, "PostgreSQL server binaries are needed: apt-get install postgresql (.ci/run does this)"
+    assert found, "PostgreSQL server binaries are needed: apt-get install postgresql (make test does this)"
     bin_dir = Path(found[-1]).parent
     data = Path(tempfile.mkdtemp(prefix="mint-iqa-pg-"))
     as_user: list[str] = []
@@ -191,10 +191,10 @@ def test_pipeline_on_postgres_s3_mlflow_and_prefect(stack: dict, tmp_path: Path)
 
     # the champion, served from the registry on the tracking server
     port = free_port()
-    serve = _start([tool("mlflow"), "models", "serve", "-m", "models:/mint-iqa@champion", "--env-manager", "local",
-                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], env, tmp_path / "serve.log")
+    serve = _start([tool("mint-iqa"), "serve", "--model", "models:/mint-iqa@champion", "--port", str(port)], env,
+                   tmp_path / "serve.log")
     try:
-        wait_http(f"http://127.0.0.1:{port}/ping", serve, "mlflow models serve")
+        wait_http(f"http://127.0.0.1:{port}/ping", serve, "mint-iqa serve")
         buf = io.BytesIO()
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
         body = {"dataframe_split": {"columns": ["image", "prompt"],

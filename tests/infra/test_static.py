@@ -54,7 +54,7 @@ def test_no_secret_is_committed() -> None:
 def test_dockerfiles_pin_their_base_images() -> None:
     for name in ("Dockerfile.train", "Dockerfile.serve"):
         text = (INFRA / "docker" / name).read_text()
-        bases = re.findall(r"^FROM\s+(\S+)", text, flags=re.M)
+        bases = re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE)
         assert bases and all(":" in b and not b.endswith(":latest") for b in bases), (name, bases)
         assert "requirements.lock" in text  # the same pins as the project
 
@@ -69,17 +69,19 @@ def test_helm_values_use_secret_refs() -> None:
 
 def test_docker_compose_config_when_the_client_runs_offline() -> None:
     docker = shutil.which("docker")
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True) if docker else None
+    probe = None
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
     if probe is None or probe.returncode != 0:
         pytest.skip("the docker compose client is not installed here; the YAML checks above still ran")
     env_file = INFRA / "compose" / ".env.example"
     proc = subprocess.run([docker, "compose", "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_launch_script_parses() -> None:
-    assert subprocess.run(["bash", "-n", str(INFRA / "deepspeed" / "launch.sh")]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(INFRA / "deepspeed" / "launch.sh")], check=False).returncode == 0
     hosts = [line for line in (INFRA / "deepspeed" / "hostfile.example").read_text().splitlines()
              if line and not line.startswith("#")]
     assert hosts and all(re.fullmatch(r"\S+ slots=\d+", line) for line in hosts)
@@ -124,3 +126,44 @@ def test_deepspeed_extra_may_not_override_params(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"train_micro_batch_size_per_gpu": 64, "zero_optimization": {"stage": 3}}))
     with pytest.raises(ValueError, match="set by params.yaml"):
         deepspeed_config(TrainConfig(deepspeed_extra=bad))
+
+
+def _make_rules(text: str) -> dict[str, tuple[list[str], str]]:
+    """Makefile targets -> (prerequisites, recipe text)."""
+    rules: dict[str, tuple[list[str], str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("\t") and current:
+            rules[current][1].append(line[1:])
+        elif m := re.match(r"^([\w./$()-]+)\s*:(?!=)(.*)$", line):
+            current = m.group(1)
+            rules[current] = (m.group(2).split(), [])
+        elif line.strip() and not line.startswith("#"):
+            current = None
+    return {target: (prereqs, "\n".join(recipe)) for target, (prereqs, recipe) in rules.items()}
+
+
+def test_make_test_installs_the_system_packages_and_ci_only_calls_it() -> None:
+    """`make test` (the README's command) installs what the report and stack tests drive, so it passes on a
+    fresh Debian machine by itself; .ci/run installs nothing of its own, so the two cannot drift apart."""
+    root = INFRA.parent
+    makefile = (root / "Makefile").read_text()
+    rules = _make_rules(makefile)
+    steps = [rules[p] for p in rules["test"][0] if p in rules and "apt-get" in rules[p][1]]
+    assert len(steps) == 1, "the test target should depend on one system-package step (apt-get)"
+    recipe = steps[0][1]
+    assert re.search(r"\bmissing\+=\(chromium\)", recipe) and re.search(r"\bmissing\+=\(postgresql\)", recipe)
+    assert "command -v chromium" in recipe and "sudo" in recipe
+    # it looks where the tests look: test_stack.py globs initdb, test_report.py asks PATH for chromium
+    assert '"/usr/lib/postgresql/*/bin/initdb"' in (root / "tests" / "infra" / "test_stack.py").read_text()
+    assert "/usr/lib/postgresql/*/bin/initdb" in recipe
+    assert 'shutil.which("chromium")' in (root / "tests" / "model" / "test_report.py").read_text()
+    phony = " ".join(line for line in makefile.splitlines() if line.startswith(".PHONY:")).split()
+    assert next(p for p in rules["test"][0] if p in rules and rules[p][1] == recipe) in phony
+
+    commands = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert commands[-1] == "make test"
+    assert all(re.match(r"(set|cd|export) ", c) for c in commands[:-1]), commands  # shell set-up, then make
+    installs = re.compile(r"\b(apt|apt-get|dpkg|pip3?|install|sudo|chromium|postgres\w*)\b")
+    assert not installs.search("\n".join(commands)), commands

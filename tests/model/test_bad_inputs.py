@@ -142,10 +142,10 @@ def test_animated_gif_uses_first_frame_and_exif_is_applied(corpus: Path, scorer_
     first_frame = np.asarray(Image.open(corpus / "animated.gif").convert("RGB"))
     upright = np.ascontiguousarray(np.rot90(np.asarray(Image.open(corpus / "exif-rotated.jpg").convert("RGB")), -1))
     # raw head outputs: an untrained model's calibrated scores may all clip to the same end of the scale
-    table = m.score("a cat", [corpus / "animated.gif", first_frame, corpus / "exif-rotated.jpg", upright], scale="raw")
+    table = m.score([corpus / "animated.gif", first_frame, corpus / "exif-rotated.jpg", upright], "a cat", scale="raw")
     np.testing.assert_allclose(table[COLS].to_numpy()[0], table[COLS].to_numpy()[1], atol=1e-5)
     np.testing.assert_allclose(table[COLS].to_numpy()[2], table[COLS].to_numpy()[3], atol=1e-5)
-    sideways = m.score("a cat", [np.asarray(Image.open(corpus / "exif-rotated.jpg").convert("RGB"))], scale="raw")
+    sideways = m.score([np.asarray(Image.open(corpus / "exif-rotated.jpg").convert("RGB"))], "a cat", scale="raw")
     assert Image.open(corpus / "exif-rotated.jpg").size == (72, 96)  # stored sideways on disk
     assert table[COLS].to_numpy()[2].tolist() != sideways[COLS].to_numpy()[0].tolist()
 
@@ -160,7 +160,7 @@ def test_decoder_errors_and_non_images_are_rows_not_batch_failures(scorer_dir: P
     garbage.write_bytes(b"\xff\xd8\xff\xe0" + RNG.integers(0, 256, 5000, dtype=np.uint8).tobytes())
     good = tmp_path / "good.png"
     good.write_bytes(_png())
-    table = mint_iqa.load(scorer_dir).score("a cat", [garbage, good, None, 3, {"a": 1}])
+    table = mint_iqa.load(scorer_dir).score([garbage, good, None, 3, {"a": 1}], "a cat")
     assert list(table["status"] == "ok") == [False, True, False, False, False]
     assert str(garbage) in table["status"][0] and all("not an image" in s for s in table["status"][2:])
     run = subprocess.run([tool("mint-iqa"), "score", str(garbage), str(good), "-p", "a cat", "-o",
@@ -174,7 +174,7 @@ def test_arrays_that_are_not_images_get_a_status(scorer_dir: Path) -> None:
 
     bad = [np.zeros((4, 4, 2), np.uint8), np.full((8, 8, 3), np.nan, np.float32), np.zeros((0, 5, 3), np.uint8),
            np.zeros((8, 8, 3), np.int64)]
-    table = mint_iqa.load(scorer_dir).score("a cat", bad)
+    table = mint_iqa.load(scorer_dir).score(bad, "a cat")
     assert "array must be" in table["status"][0] and "NaN" in table["status"][1]
     assert table["status"][2] != "ok" and "unsupported array dtype" in table["status"][3]
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mint_iqa.models.registry import build_explainer, explainer_config, load_assessor, save_assessor
 from mint_iqa.models.text import segmenter
-from mint_iqa.train.explainer import Texts, explain_batch
+from mint_iqa.models.explaining import Texts, explain_batch
 
 SMALL = {"qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
          "lm": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -303,7 +303,7 @@ def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer(
 def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stage1() -> None:
     from mint_iqa.models.decoding import ReasonConstraint
     from mint_iqa.train.data import AUX_CLASSES
-    from mint_iqa.train.explainer import allowed_sentences
+    from mint_iqa.models.explaining import allowed_sentences
 
     vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", "excellent", ":",
              "motion", "blur", "noise", "noticeable", "and", "some", "details", "are", "lost", ".", "outline",
@@ -350,7 +350,7 @@ def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stag
 
 def test_defect_targets_take_the_top_class_of_each_family() -> None:
     from mint_iqa.train.data import AUX_CLASSES
-    from mint_iqa.train.explainer import defect_targets
+    from mint_iqa.models.explaining import defect_targets
 
     logits = torch.zeros(2, len(AUX_CLASSES))
     logits[0, AUX_CLASSES.index("none")] = 9.0              # "none" ranks first; each family still has its top

@@ -112,7 +112,7 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     from mint_iqa.models.registry import (build_explainer, build_scorer, explainer_config, load_assessor,
                                           preset_config, save_assessor)
     from mint_iqa.models.text import segmenter
-    from mint_iqa.train.explainer import Texts, explain_batch
+    from mint_iqa.models.explaining import Texts, explain_batch
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     source = str(instructblip_with_lm_tokenizer)

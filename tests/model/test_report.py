@@ -25,7 +25,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    assert found, "headless Chromium is needed for the report test: apt-get install chromium (.ci/run does this)"
+    assert found, "headless Chromium is needed for the report test: apt-get install chromium (make test does this)"
     return found
 
 

@@ -1,4 +1,4 @@
-"""REST serving for real: `mlflow models serve` of the champion, spoken to over HTTP on loopback."""
+"""REST serving for real: `mint-iqa serve` (MLflow's scoring server) of the champion, over HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def server(assessors: dict[str, Path], prepared: Path, tmp_path_factory: pytest.
     home = tmp_path_factory.mktemp("serve")
     store = f"sqlite:///{home / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}}
-    env.update(MLFLOW_TRACKING_URI=store, MINT_IQA_MAX_PIXELS="1000000")
+    env.update(MLFLOW_TRACKING_URI=store, MINT_IQA_MAX_PIXELS="1000000", MINT_IQA_MAX_REQUEST_BYTES="8000000")
     old_cwd, old_uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
     os.chdir(home)
     os.environ["MLFLOW_TRACKING_URI"] = store
@@ -49,12 +49,11 @@ def server(assessors: dict[str, Path], prepared: Path, tmp_path_factory: pytest.
         os.chdir(old_cwd)
         os.environ.pop("MLFLOW_TRACKING_URI") if old_uri is None else os.environ.update(MLFLOW_TRACKING_URI=old_uri)
     port = free_port()
-    proc = subprocess.Popen([tool("mlflow"), "models", "serve", "-m", "models:/mint-iqa@champion", "--env-manager",
-                             "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+    proc = subprocess.Popen([tool("mint-iqa"), "serve", "--model", "models:/mint-iqa@champion", "--port", str(port)],
                             cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/ping", proc, "mlflow models serve")
+    wait_http(f"{url}/ping", proc, "mint-iqa serve")
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
@@ -93,22 +92,37 @@ def test_scores_only_request(server: str) -> None:
     assert 400 <= wrong.status_code < 500, wrong.text[:300]
 
 
-@pytest.mark.parametrize("columns, rows, message", [
-    (["image", "prompt"], [["%%%not-base64%%%", "a cat"]], "not valid base64"),
-    (["image"], [["aGVsbG8="]], "prompt"),
-    (["image", "prompt"], [[base64.b64encode(b"plain text, not an image").decode(), "a cat"]], "not a recognised image"),
-    (["image", "prompt"], [[_png(), ""]], "non-empty string"),
-    (["image", "prompt"], [[12345, "a cat"]], ""),
-    (["image", "prompt"], [[_png((1200, 1000)), "a cat"]], "too large"),
+def test_bad_rows_get_a_status_and_the_others_are_scored(server: str) -> None:
+    """Bad base64, text that is no image, a file that starts as a JPEG and goes on as garbage (a decoder error
+    inside Pillow), a number, too many pixels, an empty prompt: each row gets its reason, naming the row; the
+    good row in the same request is scored."""
+    garbage = base64.b64encode(b"\xff\xd8\xff\xe0" + np.random.default_rng(3).bytes(5000)).decode()
+    rows = [["%%%not-base64%%%", "a cat"], [base64.b64encode(b"plain text, not an image").decode(), "a cat"],
+            [garbage, "a cat"], [12345, "a cat"], [_png((1200, 1000)), "a cat"], [_png(), ""], [_png(), "a cat"]]
+    response = _post(server, ["image", "prompt"], rows)
+    assert response.status_code == 200, response.text[:500]
+    status = [row["status"] for row in response.json()["predictions"]]
+    expected = ["not valid base64", "not a recognised image", "corrupt", "non-empty string", "too large",
+                "non-empty string"]
+    for i, (got, want) in enumerate(zip(status, expected)):
+        assert got.startswith(f"row {i}") and want in got and "\n" not in got, got
+    assert status[-1] == "ok"
+
+
+@pytest.mark.parametrize("body, content_type, status, message", [
+    (b'{"dataframe_split": {"columns": ["image"], "data": [["aGVsbG8="]]}}', "application/json", 400, "prompt"),
+    (b"{not json", "application/json", 400, ""),
+    (b'{"dataframe_split": {"columns": ["image", "prompt"], "data": [["x", "a cat"]]}, "params": {"colour": 1}}',
+     "application/json", 400, "unknown params ['colour']"),
+    (b"x" * 3_000_000, "application/json", 400, ""),  # large, not JSON: never echoed back
+    (b"y" * 9_000_000, "application/json", 413, "request body over"),
 ])
-def test_invalid_payloads_get_4xx(server: str, columns: list[str], rows: list[list[object]], message: str) -> None:
-    response = _post(server, columns, rows)
-    assert 400 <= response.status_code < 500, (response.status_code, response.text[:500])
-    assert message in response.text
+def test_malformed_requests_get_short_answers(server: str, body: bytes, content_type: str, status: int,
+                                              message: str) -> None:
+    """Errors are one short JSON line: no Python traceback, no part of the request quoted back."""
+    response = requests.post(f"{server}/invocations", data=body, headers={"Content-Type": content_type}, timeout=60)
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    answer = response.json()
+    assert set(answer) == {"error_code", "message"} and message in answer["message"], answer
+    assert len(response.content) < 600 and "Traceback" not in response.text and body[:20].decode() not in response.text
     assert requests.get(f"{server}/ping", timeout=5).status_code == 200  # the server is still alive
-
-
-def test_garbage_body_is_4xx(server: str) -> None:
-    response = requests.post(f"{server}/invocations", data=b"{not json", headers={"Content-Type": "application/json"},
-                             timeout=30)
-    assert 400 <= response.status_code < 500
