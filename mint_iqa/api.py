@@ -30,11 +30,10 @@ import torch
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.inference import Scorer, resolve_device
-from mint_iqa.io import OK, ImageInput, write_text
+from mint_iqa.io import IMAGE_SUFFIXES, OK, ImageInput, write_text
 
 DEFAULT_MODELS = ("artifacts/explainer/paper/best", "artifacts/scorer/paper/best")
 RANK_KEYS = ("overall", *DIMENSIONS)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 ORDER = "images come first, then the prompt: m.score(images, prompt)"
 
 
@@ -52,10 +51,9 @@ def _looks_like_prompt(item: Any) -> bool:
 
 def _check_order(images: Any, prompts: Any) -> None:
     """Raise when the arguments are swapped: an image where the prompt belongs, or prompts as the images."""
-    texts = [prompts] if isinstance(prompts, str) else prompts
-    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-        bad = next((t for t in texts if not isinstance(t, str)), prompts) if isinstance(texts, (list, tuple)) \
-            else prompts
+    texts = list(prompts) if isinstance(prompts, (list, tuple)) else [prompts]
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
         raise TypeError(f"the prompt must be a string (or one string per image), got {type(bad).__name__}; {ORDER}")
     for text in texts:
         if text.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(text):

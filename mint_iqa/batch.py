@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.io import OK, atomic_write
-from mint_iqa.predict import IMAGE_SUFFIXES, read_manifest, score_table
+from mint_iqa.io import IMAGE_SUFFIXES, OK, atomic_write
+from mint_iqa.predict import read_manifest, score_table
 
 _MODELS: dict[str, Any] = {}
 

@@ -34,6 +34,7 @@ os.umask(_UMASK)
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 OK = "ok"  # the status of an item that was scored; any other status says why it was not
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")  # what a folder's images end in
 
 
 class ImageError(ValueError):

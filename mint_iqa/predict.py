@@ -36,11 +36,10 @@ import numpy as np
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
-from mint_iqa.io import OK, atomic_write, confined
+from mint_iqa.io import IMAGE_SUFFIXES, OK, atomic_write, confined
 
 OUTPUT_COLUMNS = ["image", "prompt", *DIMENSIONS, "status"]
 FORMATS = (".csv", ".json", ".parquet")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 INPUT_COLUMNS = ("image", "prompt", "path", "status")  # a manifest table's own columns; any others are extras
 RESERVED_PREFIX = "input_"  # an extra column named like an output column gets this prefix
 CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 but tab, LF, CR; DEL; C1
