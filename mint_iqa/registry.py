@@ -181,7 +181,9 @@ def gate(new: Holdout, old: Holdout | None, params: Params) -> tuple[bool, list[
                if new.srcc[d] < cfg.minimums[d]]
         return not low, low or ["first model: every dimension meets its minimum"]
     drops, gains = [], {}
-    for name, a, b in (("SRCC", new.srcc, old.srcc), ("level accuracy", new.levels, old.levels)):
+    # constant scores have no SRCC (NaN): they rank nothing, so they count as 0, never as a free pass
+    ranked = lambda scores: {d: 0.0 if np.isnan(v) else v for d, v in scores.items()}  # noqa: E731
+    for name, a, b in (("SRCC", ranked(new.srcc), ranked(old.srcc)), ("level accuracy", new.levels, old.levels)):
         drops += [f"{d} {name} drops by {b[d] - a[d]:.4f} > epsilon {cfg.epsilon}" for d in DIMENSIONS
                   if b[d] - a[d] > cfg.epsilon]
         gains[name] = float(np.mean([a[d] for d in DIMENSIONS]) - np.mean([b[d] for d in DIMENSIONS]))

@@ -57,12 +57,15 @@ def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+PER_REFERENCE = 4  # images per reference photograph in the small proxy set
+
+
 def small_params(raw_dir: Path, out_dir: Path, **prepare: object):
     from mint_iqa.config import Params
 
     return Params.model_validate({
         "data": {"raw_dir": str(raw_dir)},
-        "prepare": {**_project_prepare(), "out_dir": str(out_dir), "images_per_reference": 10, "workers": 1,
+        "prepare": {**_project_prepare(), "out_dir": str(out_dir), "images_per_reference": PER_REFERENCE, "workers": 1,
                     **prepare},
         "validate": {"out_dir": str(out_dir.parent / "validation"),
                      "metrics": str(out_dir.parent / "metrics" / "validation.json")},
@@ -77,7 +80,7 @@ def _project_prepare() -> dict:
 
 @pytest.fixture(scope="session")
 def prepared(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small proxy set (10 images per reference) built with the project's degradation ladders."""
+    """A small proxy set (`PER_REFERENCE` images per reference) built with the project's degradation ladders."""
     from mint_iqa.prepare import prepare
 
     out = tmp_path_factory.mktemp("prepared") / "prepared"

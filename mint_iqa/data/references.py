@@ -1,18 +1,30 @@
-"""Reference photographs of the proxy dataset, materialised from files that pip installs.
+"""Reference photographs of the proxy dataset, materialised from files that package installs provide.
 
-No dataset hub is reachable, so the raw data are real photographs shipped inside scikit-image,
-scikit-learn and matplotlib wheels. `fetch` decodes them and writes `data/` byte-for-byte the same on
-every machine (pinned Pillow, fixed PNG settings), so `data.dvc` never changes on a fresh clone.
+No dataset hub is reachable, so the raw data are real photographs shipped inside packages: wheels
+(scikit-image, scikit-learn, matplotlib; found where pip installed them) and Debian packages of desktop
+backgrounds (`debian:<name>=<version>`; the pinned `.deb` is downloaded once with `apt-get download` into
+the user cache and read with `dpkg-deb`, nothing is installed). `fetch` decodes them, halves large
+photographs by an integer box filter until the long side is at most `MAX_SIDE`, and writes `data/`
+byte-for-byte the same on every machine (pinned Pillow, fixed PNG settings), so `data.dvc` never changes
+on a fresh clone.
 
-Each reference carries a caption split into slots (style, attribute, subject, scene, detail,
-atmosphere): the prompt generator fills them and the correspondence ladder swaps them.
+The catalogue (`catalogue.csv` beside this module) gives each photograph its source, licence and a
+caption split into slots (style, attribute, subject, scene, detail, atmosphere): the prompt generator
+fills them and the correspondence ladder swaps them.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import io
+import math
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -22,12 +34,15 @@ from mint_iqa.io import atomic_write, load_image
 
 REFERENCES_TABLE = "references.csv"
 IMAGES_DIR = "references"
+CATALOGUE = Path(__file__).with_name("catalogue.csv")
+MAX_SIDE = 1024          # long side of a stored reference; larger photographs are box-reduced
+DEBIAN = "debian:"
 
 
 @dataclass(frozen=True)
 class Reference:
     id: str
-    package: str          # pip distribution that ships the file
+    package: str          # pip distribution that ships the file, or debian:<package>=<version>
     resource: str         # path inside that package
     licence: str
     attribution: str
@@ -44,72 +59,59 @@ class Reference:
         return f"{IMAGES_DIR}/{self.id}.png"
 
 
-def _ref(id, package, resource, licence, attribution, subject, attribute, scene, detail, styles,
-         atmospheres, plural=False) -> Reference:
-    return Reference(id, package, resource, licence, attribution, subject, plural, attribute, scene, detail,
-                     "|".join(styles), "|".join(atmospheres))
+def _read_table(path: Path) -> list[Reference]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [Reference(**{k: v for k, v in row.items() if k != "file"} | {"plural": row["plural"] == "True"})
+            for row in rows]
 
 
-PHOTO = ("a photo", "a high-resolution photograph")
-BW = ("a black and white photo", "a monochrome photograph")
-SCI = ("a scientific image", "a detailed capture")
-
-REFERENCES: tuple[Reference, ...] = (
-    _ref("astronaut", "scikit-image", "skimage/data/astronaut.png", "public domain", "NASA",
-         "astronaut", "smiling", "posing in front of an american flag", "a model space shuttle",
-         ("a portrait photo", "an official photograph"), ("studio lighting", "bright and formal mood")),
-    _ref("brick", "scikit-image", "skimage/data/brick.png", "CC0", "CC0Textures / scikit-image",
-         "brick wall", "weathered", "seen at a slight angle", "thick mortar joints", BW,
-         ("flat overcast light", "even daylight")),
-    _ref("camera", "scikit-image", "skimage/data/camera.png", "CC0", "Lav Varshney",
-         "photographer", "dark-coated", "filming on a tripod in an open field", "buildings on the horizon", BW,
-         ("clear daylight", "calm afternoon")),
-    _ref("chelsea", "scikit-image", "skimage/data/chelsea.png", "CC0", "Stefan van der Walt",
-         "cat", "tabby", "looking straight at the camera", "long white whiskers", PHOTO,
-         ("soft indoor light", "warm and cosy mood")),
-    _ref("coffee", "scikit-image", "skimage/data/coffee.png", "CC0", "Rachel Michetti",
-         "cup of coffee", "white porcelain", "on a wooden table", "a saucer and a spoon", PHOTO,
-         ("morning light", "warm cafe atmosphere")),
-    _ref("coins", "scikit-image", "skimage/data/coins.png", "no known copyright restrictions",
-         "Brooklyn Museum", "coins", "ancient greek", "laid out in rows on a dark cloth", "engraved profiles",
-         BW, ("museum lighting", "quiet archival mood"), plural=True),
-    _ref("gravel", "scikit-image", "skimage/data/gravel.png", "CC0", "CC0Textures / scikit-image",
-         "gravel", "coarse grey", "covering the ground", "scattered round pebbles", BW,
-         ("harsh midday light", "flat daylight"), plural=True),
-    _ref("grass", "scikit-image", "skimage/data/grass.png", "CC0", "linolafett / scikit-image",
-         "grass", "dense", "growing in a meadow", "thin overlapping blades", BW,
-         ("summer daylight", "fresh morning mood"), plural=True),
-    _ref("hubble", "scikit-image", "skimage/data/hubble_deep_field.jpg", "public domain", "NASA / HubbleSite",
-         "galaxies", "distant", "scattered across deep space", "a few bright foreground stars",
-         ("a telescope image", "a deep-field astronomy photo"), ("dark and vast", "cold cosmic mood"),
-         plural=True),
-    _ref("ihc", "scikit-image", "skimage/data/ihc.png", "no known copyright restrictions", "CMMI",
-         "tissue sample", "brown-stained", "under a microscope", "blue cell nuclei", SCI,
-         ("bright-field illumination", "clinical mood")),
-    _ref("moon", "scikit-image", "skimage/data/moon.png", "public domain", "scikit-image",
-         "lunar surface", "cratered", "seen from orbit", "a small round crater", BW,
-         ("low-contrast light", "silent and barren mood")),
-    _ref("motorcycle", "scikit-image", "skimage/data/motorcycle_left.png", "research use",
-         "Middlebury 2014 stereo dataset", "motorcycle", "red", "parked in a cluttered garage",
-         "shelves stacked with boxes", PHOTO, ("fluorescent light", "workshop atmosphere")),
-    _ref("retina", "scikit-image", "skimage/data/retina.jpg", "CC0", "Mikael Häggström",
-         "retina", "healthy", "seen through an ophthalmoscope", "branching blood vessels", SCI,
-         ("orange glow", "clinical mood")),
-    _ref("rocket", "scikit-image", "skimage/data/rocket.jpg", "public domain", "SpaceX",
-         "rocket", "white", "lifting off from a launch pad", "a cloud of exhaust smoke", PHOTO,
-         ("clear blue sky", "dramatic mood")),
-    _ref("china", "scikit-learn", "sklearn/datasets/images/china.jpg", "CC BY 2.0", "danielbuechele (Flickr)",
-         "pagoda", "traditional chinese", "on a hill above a lake", "green pine trees", PHOTO,
-         ("hazy daylight", "peaceful mood")),
-    _ref("flower", "scikit-learn", "sklearn/datasets/images/flower.jpg", "CC BY 2.0", "vultilion (Flickr)",
-         "dahlia", "orange", "blooming in a garden", "dark green leaves", ("a close-up photo", "a macro photograph"),
-         ("soft diffuse light", "fresh summer mood")),
-    _ref("hopper", "matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", "public domain",
-         "U.S. Navy", "naval officer", "elderly", "posing before a starred flag", "round glasses",
-         ("a portrait photo", "an official photograph"), ("formal studio light", "dignified mood")),
-)
-
+REFERENCES: tuple[Reference, ...] = tuple(_read_table(CATALOGUE))
 BY_ID = {ref.id: ref for ref in REFERENCES}
+
+
+def deb_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mint-iqa" / "debs"
+
+
+@functools.lru_cache(maxsize=8)
+def _debian_files(package: str, resources: frozenset[str]) -> dict[str, bytes]:
+    """The named files of a pinned Debian package, read from its `.deb` (downloaded once, cached)."""
+    name, _, version = package.removeprefix(DEBIAN).partition("=")
+    cache = deb_cache()
+    debs = sorted(cache.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
+    if not debs:
+        if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+            raise FileNotFoundError(f"{package}: needs apt-get and dpkg-deb (Debian/Ubuntu) to download, or the "
+                                    f".deb placed in {cache}")
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            proc = subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=tmp, capture_output=True,
+                                  text=True, check=False)
+            got = sorted(Path(tmp).glob("*.deb"))
+            if proc.returncode or not got:
+                lines = proc.stderr.strip().splitlines() or ["no .deb"]
+                reason = next((line for line in lines if line.startswith("E:")), lines[-1])
+                raise FileNotFoundError(f"{package}: apt-get download failed: {reason}")
+            debs = [got[0].replace(cache / got[0].name)]
+    found = {}
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:  # streamed: the package is never unpacked
+                for member in tar:
+                    path = member.name.removeprefix("./")
+                    if path in resources and member.isfile():
+                        found[path] = tar.extractfile(member).read()
+        except tarfile.TarError:
+            proc.stdout.close()  # dpkg-deb's own message is reported below
+        error = proc.stderr.read().decode(errors="replace").strip()
+    if proc.returncode:
+        raise FileNotFoundError(f"{debs[0]}: not a readable .deb: {error}")
+    missing = sorted(resources - set(found))
+    if missing:
+        raise FileNotFoundError(f"{package}: has no file {missing[0]}")
+    return found
 
 
 def _package_file(ref: Reference) -> Path:
@@ -120,9 +122,23 @@ def _package_file(ref: Reference) -> Path:
     return Path(list(spec.submodule_search_locations)[0]).parent / ref.resource
 
 
-def _png_bytes(ref: Reference) -> bytes:
-    """Decode the packaged file and re-encode it as PNG with fixed settings (no metadata, no timestamp)."""
-    img = load_image(_package_file(ref), name=ref.id)
+def _sources(refs: tuple[Reference, ...]) -> dict[str, Path | bytes]:
+    """Each reference's packaged file: a path (wheels) or its bytes (Debian packages)."""
+    out: dict[str, Path | bytes] = {r.id: _package_file(r) for r in refs if not r.package.startswith(DEBIAN)}
+    for package in sorted({r.package for r in refs if r.package.startswith(DEBIAN)}):
+        mine = [r for r in refs if r.package == package]
+        files = _debian_files(package, frozenset(r.resource for r in mine))
+        out |= {r.id: files[r.resource] for r in mine}
+    return out
+
+
+def _png_bytes(ref: Reference, source: Path | bytes) -> bytes:
+    """Decode the packaged file, box-reduce it to at most MAX_SIDE on the long side (an integer factor:
+    exact, no resampler version to drift) and re-encode it as PNG with fixed settings (no metadata)."""
+    img = load_image(source, name=ref.id)
+    factor = math.ceil(max(img.size) / MAX_SIDE)
+    if factor > 1:
+        img = img.reduce(factor)
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=6, optimize=False)
     return buf.getvalue()
@@ -135,7 +151,8 @@ def fetch(raw_dir: str | Path = "data", force: bool = False) -> list[Path]:
     overwritten unless `force` is set (it may be someone's data).
     """
     raw_dir = Path(raw_dir)
-    outputs: dict[Path, bytes] = {raw_dir / ref.file: _png_bytes(ref) for ref in REFERENCES}
+    sources = _sources(REFERENCES)
+    outputs: dict[Path, bytes] = {raw_dir / ref.file: _png_bytes(ref, sources[ref.id]) for ref in REFERENCES}
     table = io.StringIO()
     columns = [f.name for f in fields(Reference)] + ["file"]
     writer = csv.DictWriter(table, fieldnames=columns, lineterminator="\n")
@@ -165,10 +182,4 @@ def load_references(raw_dir: str | Path = "data") -> list[tuple[Reference, np.nd
     table = raw_dir / REFERENCES_TABLE
     if not table.exists():
         raise FileNotFoundError(f"{table}: missing; run `mint-iqa data fetch` first")
-    out = []
-    with open(table, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            row.pop("file")
-            ref = Reference(**{**row, "plural": row["plural"] == "True"})
-            out.append((ref, np.asarray(load_image(raw_dir / ref.file, name=ref.file))))
-    return out
+    return [(ref, np.asarray(load_image(raw_dir / ref.file, name=ref.file))) for ref in _read_table(table)]

@@ -62,3 +62,33 @@ def test_references_load_with_captions(raw_dir: Path) -> None:
     for ref, pixels in refs:
         assert pixels.ndim == 3 and pixels.shape[2] == 3 and min(pixels.shape[:2]) >= 256
         assert ref.subject and ref.scene and ref.licence
+
+
+def test_the_catalogue_names_pinned_sources_and_licences() -> None:
+    """Every photograph has a unique id, a licence and an attribution; Debian sources pin an exact version,
+    so every machine downloads the same bytes."""
+    from mint_iqa.data.references import DEBIAN
+
+    assert len({r.id for r in REFERENCES}) == len(REFERENCES) >= 50
+    for ref in REFERENCES:
+        assert ref.licence and ref.attribution and ref.subject, ref.id
+        if ref.package.startswith(DEBIAN):
+            name, _, version = ref.package.removeprefix(DEBIAN).partition("=")
+            assert name and version, ref.id
+
+
+def test_large_photographs_are_box_reduced_to_the_stored_size(raw_dir: Path) -> None:
+    from mint_iqa.data.references import MAX_SIDE
+
+    for ref, pixels in load_references(raw_dir):
+        assert max(pixels.shape[:2]) <= MAX_SIDE, ref.id
+
+
+def test_a_debian_package_that_cannot_be_downloaded_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real `apt-get download` of a version that does not exist: one clear error naming the package."""
+    from mint_iqa.data import references
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"debian:mate-backgrounds=0\.0\.0-0: apt-get download failed"):
+        references._debian_files("debian:mate-backgrounds=0.0.0-0", frozenset({"x.jpg"}))
+    assert not list((tmp_path / "mint-iqa" / "debs").glob("*.deb"))

@@ -16,7 +16,7 @@ from mint_iqa.data.references import REFERENCES
 from mint_iqa.io import sha256_file, load_image
 from mint_iqa.prepare import prepare
 from mint_iqa.config import load_params
-from tests.conftest import ROOT, small_params
+from tests.conftest import PER_REFERENCE, ROOT, small_params
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def frame(prepared: Path) -> pd.DataFrame:
 
 def test_schema_and_counts(prepared: Path, frame: pd.DataFrame) -> None:
     assert list(frame.columns[: len(manifest.COLUMNS)]) == list(manifest.COLUMNS)
-    assert len(frame) == 10 * len(REFERENCES)
+    assert len(frame) == PER_REFERENCE * len(REFERENCES)
     meta = json.loads((prepared / manifest.META).read_text())
     assert meta["images"] == len(frame) and meta["labels"] == list(DIMENSIONS)
     lines = (prepared / manifest.INSTRUCTIONS).read_text().splitlines()
@@ -105,7 +105,7 @@ def test_same_seed_same_bytes_any_worker_count(raw_dir: Path, prepared: Path, tm
 
 
 def test_other_seed_other_images(raw_dir: Path, prepared: Path, tmp_path: Path) -> None:
-    params = small_params(raw_dir, tmp_path / "seed1", images_per_reference=2)
+    params = small_params(raw_dir, tmp_path / "seed1", images_per_reference=1)
     params.seed = 1
     prepare(params)
     a = np.asarray(load_image(prepared / "images" / "astronaut_0000.png"))

@@ -30,7 +30,7 @@ def build_repo(repo: Path) -> Path:
     for folder in ("mint_iqa", "flows"):
         shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["prepare"]["images_per_reference"] = 6
+    params["prepare"]["images_per_reference"] = 2
     params["model"].update(preset="tiny", overrides=TINY)
     params["generalise"]["images"] = 12
     params["train"].update(epochs=1, steps_per_epoch=3, batch_size=8, crop=64, workers=0, threads=1)

@@ -41,6 +41,15 @@ def test_gate_against_champion() -> None:
     assert not passed and "neither mean improves by delta 0.005" in reasons[0]
 
 
+def test_gate_counts_constant_scores_as_no_ranking() -> None:
+    """A model with constant outputs has no SRCC (NaN): it must neither pass nor block the gate by accident."""
+    params = _params()
+    constant = _holdout((float("nan"), float("nan"), float("nan")), levels=(0.0, 0.0, 0.0))
+    reversed_ = _holdout((-0.19, -0.1, -0.05), levels=(0.0, 0.0, 0.0))
+    assert not gate(reversed_, constant, params)[0]
+    assert gate(_holdout((0.19, 0.1, 0.05), levels=(0.0, 0.0, 0.0)), constant, params)[0]
+
+
 def test_gate_judges_the_explanations_too() -> None:
     params = _params()
     old = _holdout((0.70, 0.50, 0.60), levels=(0.70, 0.60, 0.50))
@@ -64,7 +73,7 @@ def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Pa
     def params(name: str) -> Params:
         return Params.model_validate({
             "prepare": {"out_dir": str(prepared)}, "explain": {"out_dir": str(assessors[name])},
-            "register": {"epsilon": 0.5, "delta": 0.005, "holdout_images": 34, "decision": str(tmp_path / "d.md"),
+            "register": {"epsilon": 0.5, "delta": 0.005, "holdout_images": 10_000, "decision": str(tmp_path / "d.md"),
                          "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1}}})
 
     version_a = register(params("A")).version
@@ -76,7 +85,8 @@ def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Pa
 
     version_b = register(params("B")).version
     worse = promote(params("B"))
-    assert not worse.promoted and alias("champion") == version_a and alias("challenger") == version_b
+    assert not worse.promoted, (worse.reasons, worse.challenger_scores, worse.champion_scores)
+    assert alias("champion") == version_a and alias("challenger") == version_b
     assert client.get_model_version("mint-iqa", version_b).tags["promotion.decision"] == "rejected"
     assert "NOT promoted" in (tmp_path / "d.md").read_text()
 
