@@ -85,6 +85,8 @@ def main() -> None:
     if not photos:
         raise SystemExit("no photographs found: install lomiri-wallpapers-16.04 / mate-backgrounds or pass --photos")
     scorer = Scorer.load(args.model)
+    model = args.model.resolve()
+    shown = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model  # no machine paths in results
     methods = {"mint-iqa": lambda imgs: scorer.score(imgs, "a photograph", batch_size=8, show_progress=False)
                ["quality"].to_numpy()}
     if not args.no_baselines:
@@ -108,7 +110,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "pairs.csv", index=False)
     write_text(args.out / "pairs.md", f"# Clean photograph scored above its damaged copy (share of pairs)\n\n"
-               f"{len(photos)} photographs, {df['size'].iloc[0]} and similar, model `{args.model}`.\n\n{text}\n")
+               f"{len(photos)} photographs, {df['size'].iloc[0]} and similar, model `{shown}`.\n\n{text}\n")
     print(text)
 
 
