@@ -60,17 +60,31 @@ def table(df: pd.DataFrame, baselines: list[str]) -> pd.DataFrame:
     rows = []
     for dim in DIMENSIONS:
         label = df[dim].to_numpy(float)
-        rows.append({"subset": f"all images: {dim}", "n": len(df), "ties": tie_share(label),
-                     "ceiling": srcc_ceiling(label), "mint-iqa": srcc(df[f"{dim}_pred"], label),
-                     **{b: srcc(df[b], label) if dim != "correspondence" else np.nan for b in baselines}})
+        rows.append(
+            {
+                "subset": f"all images: {dim}",
+                "n": len(df),
+                "ties": tie_share(label),
+                "ceiling": srcc_ceiling(label),
+                "mint-iqa": srcc(df[f"{dim}_pred"], label),
+                **{b: srcc(df[b], label) if dim != "correspondence" else np.nan for b in baselines},
+            }
+        )
     shown = [set(kinds_of(d)) for d in df["defects"]]
     for dim in ("quality", "authenticity"):
         for kind in REGISTRY[dim]:
             sub = df[[kind in s for s in shown]]
             if len(sub) >= 5:
-                rows.append({"subset": f"{dim}: {kind}", "n": len(sub), "ties": tie_share(sub[dim].to_numpy()),
-                             "ceiling": srcc_ceiling(sub[dim].to_numpy()), "mint-iqa": srcc(sub[f"{dim}_pred"], sub[dim]),
-                             **{b: srcc(sub[b], sub[dim]) for b in baselines}})
+                rows.append(
+                    {
+                        "subset": f"{dim}: {kind}",
+                        "n": len(sub),
+                        "ties": tie_share(sub[dim].to_numpy()),
+                        "ceiling": srcc_ceiling(sub[dim].to_numpy()),
+                        "mint-iqa": srcc(sub[f"{dim}_pred"], sub[dim]),
+                        **{b: srcc(sub[b], sub[dim]) for b in baselines},
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -94,8 +108,13 @@ def run(protocol: str, params_path: Path, out_dir: Path) -> pd.DataFrame:
         df[name] = [fn(img) for img in images]
         timings[name] = len(images) / (time.perf_counter() - start)
     result = table(df, ["brisque", "piqe"])
-    text = write(result, out_dir, f"accuracy_{protocol}", f"SRCC on the `{protocol}` test split ({len(df)} images)",
-                 f"Throughput on this machine: BRISQUE {timings['brisque']:.1f} img/s, PIQE {timings['piqe']:.1f} img/s.")
+    text = write(
+        result,
+        out_dir,
+        f"accuracy_{protocol}",
+        f"SRCC on the `{protocol}` test split ({len(df)} images)",
+        f"Throughput on this machine: BRISQUE {timings['brisque']:.1f} img/s, PIQE {timings['piqe']:.1f} img/s.",
+    )
     print(f"\n== {protocol} test split: SRCC (higher is better) ==")
     print(text)
     return result

@@ -41,24 +41,43 @@ def main() -> None:
     for name, make in (("brisque", brisque_scorer), ("piqe", piqe_scorer)):
         fn = make()
         df[name] = [fn(img) for img in progress(images, desc=name, unit="img")]
-    methods = {"mint-iqa (kinds unseen)": "lko_{dim}", "mint-iqa (kinds seen)": "strict_{dim}",
-               "brisque": "brisque", "piqe": "piqe"}
+    methods = {
+        "mint-iqa (kinds unseen)": "lko_{dim}",
+        "mint-iqa (kinds seen)": "strict_{dim}",
+        "brisque": "brisque",
+        "piqe": "piqe",
+    }
     shown = [set(kinds_of(d)) for d in df["defects"]]
     rows = []
     for dim in ("quality", "authenticity"):
-        rows.append({"subset": f"{dim}: pooled", "n": len(df), "ties": tie_share(df[dim].to_numpy()),
-                     **{m: srcc(df[c.format(dim=dim)], df[dim]) for m, c in methods.items()}})
+        rows.append(
+            {
+                "subset": f"{dim}: pooled",
+                "n": len(df),
+                "ties": tie_share(df[dim].to_numpy()),
+                **{m: srcc(df[c.format(dim=dim)], df[dim]) for m, c in methods.items()},
+            }
+        )
         for kind in sorted({k for s in shown for k in s} & set(REGISTRY[dim])):
             sub = df[[kind in s for s in shown]]
-            rows.append({"subset": f"{dim}: {kind}", "n": len(sub), "ties": tie_share(sub[dim].to_numpy()),
-                         **{m: srcc(sub[c.format(dim=dim)], sub[dim]) for m, c in methods.items()}})
+            rows.append(
+                {
+                    "subset": f"{dim}: {kind}",
+                    "n": len(sub),
+                    "ties": tie_share(sub[dim].to_numpy()),
+                    **{m: srcc(sub[c.format(dim=dim)], sub[dim]) for m, c in methods.items()},
+                }
+            )
     table = pd.DataFrame(rows)
     text = table.to_markdown(index=False, floatfmt=".3f")
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "leave_kinds_out.csv", index=False, float_format="%.4f")
     held = json.loads((ROOT / "metrics" / "generalisation.json").read_text()).get("held_out", [])
-    write_text(args.out / "leave_kinds_out.md", f"# Leave-kinds-out: SRCC on defect kinds and photographs the "
-               f"`lko` scorer never saw ({len(df)} images)\n\nHeld-out kinds: {', '.join(held)}.\n\n{text}\n")
+    write_text(
+        args.out / "leave_kinds_out.md",
+        f"# Leave-kinds-out: SRCC on defect kinds and photographs the "
+        f"`lko` scorer never saw ({len(df)} images)\n\nHeld-out kinds: {', '.join(held)}.\n\n{text}\n",
+    )
     print(text)
 
 

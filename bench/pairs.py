@@ -83,12 +83,17 @@ def main() -> None:
 
     photos = photographs(args.photos or DEFAULT_PHOTOS, args.limit, args.long_side)
     if not photos:
-        raise SystemExit("no photographs found: install lomiri-wallpapers-16.04 / mate-backgrounds or pass --photos")
+        raise SystemExit(
+            "no photographs found: install lomiri-wallpapers-16.04 / mate-backgrounds or pass --photos"
+        )
     scorer = Scorer.load(args.model)
     model = args.model.resolve()
     shown = model.relative_to(ROOT) if model.is_relative_to(ROOT) else model  # no machine paths in results
-    methods = {"mint-iqa": lambda imgs: scorer.score(imgs, "a photograph", batch_size=8, show_progress=False)
-               ["quality"].to_numpy()}
+    methods = {
+        "mint-iqa": lambda imgs: scorer.score(imgs, "a photograph", batch_size=8, show_progress=False)[
+            "quality"
+        ].to_numpy()
+    }
     if not args.no_baselines:
         from bench.accuracy import brisque_scorer, piqe_scorer
 
@@ -100,8 +105,14 @@ def main() -> None:
         images = [clean] + [damage(clean, i) for damage in DAMAGE.values()]
         scores = {m: fn(images) for m, fn in methods.items()}
         for k, kind in enumerate(DAMAGE, start=1):
-            rows.append({"photo": name, "size": f"{clean.shape[1]}x{clean.shape[0]}", "damage": kind,
-                         **{m: bool(s[0] > s[k]) for m, s in scores.items()}})
+            rows.append(
+                {
+                    "photo": name,
+                    "size": f"{clean.shape[1]}x{clean.shape[0]}",
+                    "damage": kind,
+                    **{m: bool(s[0] > s[k]) for m, s in scores.items()},
+                }
+            )
         print(f"{i + 1}/{len(photos)} {name}", flush=True)
     df = pd.DataFrame(rows)
     table = df.groupby("damage", sort=False)[list(methods)].mean().reset_index()
@@ -109,8 +120,11 @@ def main() -> None:
     text = table.to_markdown(index=False, floatfmt=".3f")
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "pairs.csv", index=False)
-    write_text(args.out / "pairs.md", f"# Clean photograph scored above its damaged copy (share of pairs)\n\n"
-               f"{len(photos)} photographs, {df['size'].iloc[0]} and similar, model `{shown}`.\n\n{text}\n")
+    write_text(
+        args.out / "pairs.md",
+        f"# Clean photograph scored above its damaged copy (share of pairs)\n\n"
+        f"{len(photos)} photographs, {df['size'].iloc[0]} and similar, model `{shown}`.\n\n{text}\n",
+    )
     print(text)
 
 

@@ -42,13 +42,17 @@ sys.path.insert(0, str(ROOT))
 from mint_iqa.config import TrainConfig  # noqa: E402
 from mint_iqa.models.explaining import Texts  # noqa: E402
 
-PROMPTS = ["a tabby cat asleep on a velvet sofa, oil painting, warm evening light",
-           "a red rocket lifting off over the desert, photograph, clear sky",
-           "an old lighthouse on a cliff, watercolour, stormy sea at dusk",
-           "a bowl of ramen with a soft egg, studio photo, steam rising"]
-ANSWER = ("The image quality is fair: blur is noticeable and some fine details are lost. "
-          "The authenticity is good: it looks natural apart from a few smeared textures. "
-          "The correspondence is excellent: the image shows everything the prompt asks for.")
+PROMPTS = [
+    "a tabby cat asleep on a velvet sofa, oil painting, warm evening light",
+    "a red rocket lifting off over the desert, photograph, clear sky",
+    "an old lighthouse on a cliff, watercolour, stormy sea at dusk",
+    "a bowl of ramen with a soft egg, studio photo, steam rising",
+]
+ANSWER = (
+    "The image quality is fair: blur is noticeable and some fine details are lost. "
+    "The authenticity is good: it looks natural apart from a few smeared textures. "
+    "The correspondence is excellent: the image shows everything the prompt asks for."
+)
 
 
 def sizes(tiny: bool) -> dict[str, Any]:
@@ -56,32 +60,77 @@ def sizes(tiny: bool) -> dict[str, Any]:
     from transformers import InstructBlipQFormerConfig, InstructBlipVisionConfig, LlamaConfig
 
     if tiny:
-        return {"vision": InstructBlipVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                                                   num_attention_heads=2, image_size=56, patch_size=14),
-                "qformer": InstructBlipQFormerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                                     intermediate_size=128, encoder_hidden_size=64),
-                "lm": LlamaConfig(vocab_size=32001, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                  num_attention_heads=2, num_key_value_heads=2),
-                "queries": 4, "batches": [4], "steps": 4, "score_batches": [8], "explain_batch": 2}
-    return {"vision": InstructBlipVisionConfig(),  # EVA ViT-g/14: 1408 wide, 39 blocks, 224 px
-            "qformer": InstructBlipQFormerConfig(),  # 768 wide, 12 layers, cross-attention every 2nd
-            "lm": LlamaConfig(vocab_size=32001, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                              num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048),
-            "queries": 32, "batches": [16, 64], "steps": 12, "score_batches": [1, 32, 128], "explain_batch": 16}
+        return {
+            "vision": InstructBlipVisionConfig(
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=4,
+                num_attention_heads=2,
+                image_size=56,
+                patch_size=14,
+            ),
+            "qformer": InstructBlipQFormerConfig(
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=128,
+                encoder_hidden_size=64,
+            ),
+            "lm": LlamaConfig(
+                vocab_size=32001,
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+            ),
+            "queries": 4,
+            "batches": [4],
+            "steps": 4,
+            "score_batches": [8],
+            "explain_batch": 2,
+        }
+    return {
+        "vision": InstructBlipVisionConfig(),  # EVA ViT-g/14: 1408 wide, 39 blocks, 224 px
+        "qformer": InstructBlipQFormerConfig(),  # 768 wide, 12 layers, cross-attention every 2nd
+        "lm": LlamaConfig(
+            vocab_size=32001,
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            max_position_embeddings=2048,
+        ),
+        "queries": 32,
+        "batches": [16, 64],
+        "steps": 12,
+        "score_batches": [1, 32, 128],
+        "explain_batch": 16,
+    }
 
 
 def write_checkpoint(folder: Path, arch: dict[str, Any], device: str) -> Path:
     """An InstructBLIP folder: config.json, stage-1 tensors in model.safetensors, both tokenizers."""
     from safetensors.torch import save_file
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (BertTokenizerFast, InstructBlipConfig, InstructBlipQFormerModel,
-                              InstructBlipVisionModel, PreTrainedTokenizerFast)
+    from transformers import (
+        BertTokenizerFast,
+        InstructBlipConfig,
+        InstructBlipQFormerModel,
+        InstructBlipVisionModel,
+        PreTrainedTokenizerFast,
+    )
 
     from mint_iqa.data.answers import GRADE_WORDS
 
     folder.mkdir(parents=True, exist_ok=True)
-    InstructBlipConfig(vision_config=arch["vision"].to_dict(), qformer_config=arch["qformer"].to_dict(),
-                       text_config=arch["lm"].to_dict(), num_query_tokens=arch["queries"]).save_pretrained(folder)
+    InstructBlipConfig(
+        vision_config=arch["vision"].to_dict(),
+        qformer_config=arch["qformer"].to_dict(),
+        text_config=arch["lm"].to_dict(),
+        num_query_tokens=arch["queries"],
+    ).save_pretrained(folder)
     with torch.device(device):
         vision = InstructBlipVisionModel(arch["vision"]).to(torch.bfloat16)
         qformer = InstructBlipQFormerModel(arch["qformer"]).to(torch.bfloat16)
@@ -89,9 +138,16 @@ def write_checkpoint(folder: Path, arch: dict[str, Any], device: str) -> Path:
     tensors |= {f"qformer.{k}": v for k, v in qformer.state_dict().items()}
     tensors["query_tokens"] = torch.randn(1, arch["queries"], arch["qformer"].hidden_size) * 0.02
     save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(folder / "model.safetensors"))
-    words = sorted({w for text in PROMPTS + [ANSWER, "content style scene : | - , ?"] for w in
-                    text.replace(",", " , ").replace(":", " : ").replace(".", " . ").split()})
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    words = sorted(
+        {
+            w
+            for text in PROMPTS + [ANSWER, "content style scene : | - , ?"]
+            for w in text.replace(",", " , ").replace(":", " : ").replace(".", " . ").split()
+        }
+    )
+    (folder / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n"
+    )
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder / "qformer_tokenizer")
     (folder / "vocab.txt").unlink()
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -100,12 +156,19 @@ def write_checkpoint(folder: Path, arch: dict[str, Any], device: str) -> Path:
     # fill the BPE vocabulary to the same size (the real words, far more frequent, become whole pieces first).
     letters = np.random.default_rng(0).integers(97, 123, (60000, 9)).astype(np.uint8)
     noise = [bytes(row[: 3 + i % 7]).decode() for i, row in enumerate(letters)]
-    corpus = [ANSWER, *PROMPTS, " ".join(GRADE_WORDS.values()), "What is the quality of the image? answer:"] * 500
-    corpus += [" ".join(noise[i:i + 50]) for i in range(0, len(noise), 50)]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=arch["lm"].vocab_size,
-                                                        special_tokens=["<unk>", "<s>", "</s>"]))
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                            pad_token="<unk>").save_pretrained(folder)
+    corpus = [
+        ANSWER,
+        *PROMPTS,
+        " ".join(GRADE_WORDS.values()),
+        "What is the quality of the image? answer:",
+    ] * 500
+    corpus += [" ".join(noise[i : i + 50]) for i in range(0, len(noise), 50)]
+    tok.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=arch["lm"].vocab_size, special_tokens=["<unk>", "<s>", "</s>"])
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<unk>"
+    ).save_pretrained(folder)
     return folder
 
 
@@ -123,7 +186,13 @@ class Timed:
     """A `fit` task of fixed-size random batches; records when each step starts (after the device is idle)."""
 
     def __init__(self, make_batch, loss, steps: int, device: str):
-        self.make_batch, self._loss, self.steps, self.device, self.starts = make_batch, loss, steps, device, []
+        self.make_batch, self._loss, self.steps, self.device, self.starts = (
+            make_batch,
+            loss,
+            steps,
+            device,
+            [],
+        )
 
     def batches(self, epoch: int, start_step: int):
         for _ in range(start_step, self.steps):
@@ -146,9 +215,18 @@ class Timed:
 def train_config(steps: int, batch: int, device: str, zero: int = 2) -> TrainConfig:
     """ZeRO-2: what `infra/deepspeed/launch.sh ... zero2` trains with (bf16 and ZeRO-2 from its JSON), on CPU too;
     ZeRO-0: the same in bf16 without the JSON."""
-    return TrainConfig(epochs=1, steps_per_epoch=steps, batch_size=batch, warmup_steps=2, lr=1e-5, fix_rate=0.6,
-                       threads=2 if device == "cpu" else 8, bf16=True, zero_stage=zero,
-                       deepspeed_extra=ROOT / "infra/deepspeed/zero2_bf16.json" if zero == 2 else None)
+    return TrainConfig(
+        epochs=1,
+        steps_per_epoch=steps,
+        batch_size=batch,
+        warmup_steps=2,
+        lr=1e-5,
+        fix_rate=0.6,
+        threads=2 if device == "cpu" else 8,
+        bf16=True,
+        zero_stage=zero,
+        deepspeed_extra=ROOT / "infra/deepspeed/zero2_bf16.json" if zero == 2 else None,
+    )
 
 
 def gib(folder: Path) -> float:
@@ -183,8 +261,12 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         started = time.perf_counter()
         try:
             result, record = fn()
-            record = {"step": step, **record, "wall_s": round(time.perf_counter() - started, 1),
-                      "peak_gib": peak_gib(device)}
+            record = {
+                "step": step,
+                **record,
+                "wall_s": round(time.perf_counter() - started, 1),
+                "peak_gib": peak_gib(device),
+            }
         except Exception as exc:  # one failing step must not hide the others' numbers
             traceback.print_exc()
             result, record = None, {"step": step, "error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -196,7 +278,9 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     row("write checkpoint", lambda: (write_checkpoint(source, arch, device), {}))
 
     def load():
-        with torch.device(device):  # random initialisation before the load: seconds on a GPU, minutes on a CPU
+        with torch.device(
+            device
+        ):  # random initialisation before the load: seconds on a GPU, minutes on a CPU
             scorer, tok = build_scorer(preset_config("paper", {"vision": {"pretrained": str(source)}}))
         n = sum(p.numel() for p in scorer.parameters())
         return (scorer, tok), {"params_M": round(n / 1e6, 1)}
@@ -208,9 +292,12 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
     def scorer_batch(b: int) -> dict[str, Any]:
         prompts = [PROMPTS[i % 4] for i in range(b)]
-        return task.with_tokens({"images": torch.rand(b, 3, size, size), "prompts": prompts, "labels": torch.rand(b, 3)})
+        return task.with_tokens(
+            {"images": torch.rand(b, 3, size, size), "prompts": prompts, "labels": torch.rand(b, 3)}
+        )
 
     for zero, b in [(2, b) for b in arch["batches"]] + [(0, arch["batches"][-1])]:
+
         def train_scorer(b=b, zero=zero):
             net = copy.deepcopy(scorer)  # DeepSpeed casts its model to bf16 in place
             net.vision.freeze(0.6)
@@ -220,8 +307,14 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             ckpt = gib(work / f"ckpt{b}")
             shutil.rmtree(work / f"ckpt{b}")
             s = timed.seconds_per_step()
-            return None, {"batch": b, "trainable_M": round(trainable / 1e6, 1), "ckpt_gib": ckpt, "s_per_step": round(s, 3),
-                          "images_per_s": round(b / s, 1)}
+            return None, {
+                "batch": b,
+                "trainable_M": round(trainable / 1e6, 1),
+                "ckpt_gib": ckpt,
+                "s_per_step": round(s, 3),
+                "images_per_s": round(b / s, 1),
+            }
+
         row(f"train scorer, ZeRO-{zero} bf16, batch {b}", train_scorer)
 
     def forward_backward(b: int = arch["batches"][-1]):
@@ -242,6 +335,7 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     scorer = scorer.to(device=device, dtype=dtype).eval()
     fast = Scorer(scorer, tokenizer, torch.device(device), dtype=dtype)
     for b in arch["score_batches"]:
+
         def score(b=b):
             images = [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(b)]
             prompts = [PROMPTS[i % 4] for i in range(b)]
@@ -251,15 +345,21 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 fast.forward_batch(images, prompts)
             s = (time.perf_counter() - started) / reps
             return None, {"batch": b, "s_per_step": round(s, 4), "images_per_s": round(b / s, 1)}
+
         row(f"score (forward_batch, {str(dtype).removeprefix('torch.')}), batch {b}", score)
 
     def build_stage2():
         with torch.device(device):  # initialised where it runs: 7B random weights on a CPU take minutes
-            explainer, lm_tok = build_explainer(scorer, tokenizer, explainer_config("paper"), load_weights=False)
+            explainer, lm_tok = build_explainer(
+                scorer, tokenizer, explainer_config("paper"), load_weights=False
+            )
         explainer = explainer.to(dtype)
         total = sum(p.numel() for p in explainer.parameters())
         trainable = sum(p.numel() for p in explainer.parameters() if p.requires_grad)
-        return (explainer, lm_tok), {"params_M": round(total / 1e6, 1), "trainable_M": round(trainable / 1e6, 1)}
+        return (explainer, lm_tok), {
+            "params_M": round(total / 1e6, 1),
+            "trainable_M": round(trainable / 1e6, 1),
+        }
 
     built = row("build stage 2 (build_explainer)", build_stage2)
     if built is None:
@@ -270,7 +370,9 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     b = arch["explain_batch"]
 
     def explainer_batch() -> dict[str, Any]:
-        enc = texts.encode([PROMPTS[i % 4] for i in range(b)], ["What is the quality of the image?"] * b, [ANSWER] * b)
+        enc = texts.encode(
+            [PROMPTS[i % 4] for i in range(b)], ["What is the quality of the image?"] * b, [ANSWER] * b
+        )
         return {"images": torch.rand(b, 3, size, size), **enc}
 
     def explainer_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -279,12 +381,16 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
     def train_explainer():
         timed = Timed(explainer_batch, explainer_loss, arch["steps"], device)
-        fit(explainer, timed, train_config(arch["steps"], b, device),
-            work / "out2", work / "ckpt-explainer")
+        fit(explainer, timed, train_config(arch["steps"], b, device), work / "out2", work / "ckpt-explainer")
         ckpt = gib(work / "ckpt-explainer")
         shutil.rmtree(work / "ckpt-explainer")
         s = timed.seconds_per_step()
-        return None, {"batch": b, "ckpt_gib": ckpt, "s_per_step": round(s, 3), "images_per_s": round(b / s, 1)}
+        return None, {
+            "batch": b,
+            "ckpt_gib": ckpt,
+            "s_per_step": round(s, 3),
+            "images_per_s": round(b / s, 1),
+        }
 
     row(f"train explainer, frozen LM, batch {b}", train_explainer)
 
@@ -305,28 +411,51 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
             times.append(time.perf_counter() - started)
             tokens.append(texts.generated)
         s = float(np.median(times))
-        return None, {"batch": b, "s_per_step": round(s, 2), "images_per_s": round(b / s, 2),
-                      "tokens_per_s": round(float(np.median(tokens)) / s, 1)}
+        return None, {
+            "batch": b,
+            "s_per_step": round(s, 2),
+            "images_per_s": round(b / s, 2),
+            "tokens_per_s": round(float(np.median(tokens)) / s, 1),
+        }
 
     for constrained in (False, True):
-        row(f"explain (greedy, {'' if constrained else 'un'}constrained), batch {b}",
-            lambda constrained=constrained: explain(constrained))
+        row(
+            f"explain (greedy, {'' if constrained else 'un'}constrained), batch {b}",
+            lambda constrained=constrained: explain(constrained),
+        )
     return rows
 
 
 def table(rows: list[dict[str, Any]], device: str) -> str:
-    cols = ["step", "batch", "params_M", "trainable_M", "ckpt_gib", "s_per_step", "images_per_s", "tokens_per_s", "peak_gib",
-            "wall_s", "error"]
+    cols = [
+        "step",
+        "batch",
+        "params_M",
+        "trainable_M",
+        "ckpt_gib",
+        "s_per_step",
+        "images_per_s",
+        "tokens_per_s",
+        "peak_gib",
+        "wall_s",
+        "error",
+    ]
     cols = [c for c in cols if any(c in r for r in rows)]
-    lines = [f"Paper preset at full size, random weights, on {device}", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = [
+        f"Paper preset at full size, random weights, on {device}",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="small configs on CPU: checks the script, times nothing")
+    parser.add_argument(
+        "--tiny", action="store_true", help="small configs on CPU: checks the script, times nothing"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -30,9 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def payloads(prepared: Path, n: int, explain: bool = True) -> list[dict]:
     df = pd.read_parquet(prepared / "manifest.parquet").head(n)
     extra = {} if explain else {"params": {"explain": False}}
-    return [{"dataframe_split": {"columns": ["image", "prompt"],
-                                 "data": [[base64.b64encode((prepared / row.image).read_bytes()).decode(), row.prompt]]},
-             **extra} for row in df.itertuples()]
+    return [
+        {
+            "dataframe_split": {
+                "columns": ["image", "prompt"],
+                "data": [[base64.b64encode((prepared / row.image).read_bytes()).decode(), row.prompt]],
+            },
+            **extra,
+        }
+        for row in df.itertuples()
+    ]
 
 
 def run(url: str, clients: int, total: int, bodies: list[dict], timeout: float) -> dict:
@@ -49,7 +56,9 @@ def run(url: str, clients: int, total: int, bodies: list[dict], timeout: float) 
                 return
             start = time.perf_counter()
             try:
-                code = session.post(f"{url}/invocations", json=bodies[i % len(bodies)], timeout=timeout).status_code
+                code = session.post(
+                    f"{url}/invocations", json=bodies[i % len(bodies)], timeout=timeout
+                ).status_code
             except requests.RequestException:
                 code = -1
             with lock:
@@ -64,9 +73,15 @@ def run(url: str, clients: int, total: int, bodies: list[dict], timeout: float) 
         t.join()
     wall = time.perf_counter() - started
     ordered = sorted(latencies)
-    return {"clients": clients, "requests": total, "wall_s": round(wall, 2), "throughput_rps": round(total / wall, 2),
-            "p50_ms": round(1000 * statistics.median(ordered), 1),
-            "p95_ms": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 1), "status_counts": codes}
+    return {
+        "clients": clients,
+        "requests": total,
+        "wall_s": round(wall, 2),
+        "throughput_rps": round(total / wall, 2),
+        "p50_ms": round(1000 * statistics.median(ordered), 1),
+        "p95_ms": round(1000 * ordered[int(0.95 * (len(ordered) - 1))], 1),
+        "status_counts": codes,
+    }
 
 
 def main() -> None:
@@ -81,10 +96,14 @@ def main() -> None:
     host = urlparse(args.url).hostname or ""
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         sys.exit(f"{args.url}: this benchmark only targets loopback addresses")
-    result = run(args.url, args.clients, args.requests, payloads(args.prepared, 64, not args.scores_only), args.timeout)
+    result = run(
+        args.url, args.clients, args.requests, payloads(args.prepared, 64, not args.scores_only), args.timeout
+    )
     print(json.dumps(result, indent=2))
-    print(f"\n{result['clients']} clients, {result['requests']} requests: {result['throughput_rps']} req/s, "
-          f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms")
+    print(
+        f"\n{result['clients']} clients, {result['requests']} requests: {result['throughput_rps']} req/s, "
+        f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-HEAVY = ("deepspeed", "cv2", "scipy", "mlflow", "sklearn", "skimage", "great_expectations", "prefect", "kornia")
+HEAVY = (
+    "deepspeed",
+    "cv2",
+    "scipy",
+    "mlflow",
+    "sklearn",
+    "skimage",
+    "great_expectations",
+    "prefect",
+    "kornia",
+)
 
 
 def _env(code: Path | None) -> dict[str, str]:
@@ -41,19 +51,32 @@ def _median_seconds(argv: list[str], env: dict[str, str], repeats: int, cwd: str
         proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
         times.append(time.perf_counter() - start)
         if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+            raise SystemExit(
+                f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {proc.stderr.strip()[-300:]}"
+            )
     return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: the default model)")
-    parser.add_argument("--code", type=Path, help="checkout whose mint_iqa package to run (default: this one)")
+    parser.add_argument(
+        "--code", type=Path, help="checkout whose mint_iqa package to run (default: this one)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     env = _env(args.code)
-    model = str(Path(args.model).resolve()) if args.model else subprocess.run(
-        [sys.executable, "-m", "mint_iqa", "use-model"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    model = (
+        str(Path(args.model).resolve())
+        if args.model
+        else subprocess.run(
+            [sys.executable, "-m", "mint_iqa", "use-model"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     cli = [sys.executable, "-m", "mint_iqa"]
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "photo.png"
@@ -62,20 +85,46 @@ def main() -> None:
         prompt = ["-p", "a red rocket lifting off"]
         rows = [
             ("import mint_iqa.cli", [sys.executable, "-c", "import mint_iqa.cli"]),
-            ("score, 1 image", [*cli, "score", str(image), *prompt, "-o", str(out), "--force", "--model", model]),
-            ("score --explain, 1 image", [*cli, "score", str(image), *prompt, "-o", str(out), "--force", "--explain",
-                                          "--model", model]),
+            (
+                "score, 1 image",
+                [*cli, "score", str(image), *prompt, "-o", str(out), "--force", "--model", model],
+            ),
+            (
+                "score --explain, 1 image",
+                [
+                    *cli,
+                    "score",
+                    str(image),
+                    *prompt,
+                    "-o",
+                    str(out),
+                    "--force",
+                    "--explain",
+                    "--model",
+                    model,
+                ],
+            ),
             ("explain, 1 image", [*cli, "explain", str(image), *prompt, "--model", model]),
         ]
-        print(f"code: {(args.code or Path(__file__).parents[1]).resolve()}  model: {model}  "
-              f"median of {args.repeats} fresh processes")
+        print(
+            f"code: {(args.code or Path(__file__).parents[1]).resolve()}  model: {model}  "
+            f"median of {args.repeats} fresh processes"
+        )
         print(f"| {'call':<26} | seconds |\n|{'-' * 28}|---------|")
         for name, argv in rows:
             print(f"| {name:<26} | {_median_seconds(argv, env, args.repeats, tmp):7.2f} |", flush=True)
-    probe = ("import sys, mint_iqa.api, mint_iqa.assess, mint_iqa.cli; "
-             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules) or 'none')")
-    heavy = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tempfile.gettempdir(), capture_output=True,
-                           text=True, check=False).stdout.strip()
+    probe = (
+        "import sys, mint_iqa.api, mint_iqa.assess, mint_iqa.cli; "
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules) or 'none')"
+    )
+    heavy = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     print(f"heavy libraries imported by the scoring path: {heavy}")
 
 

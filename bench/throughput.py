@@ -67,8 +67,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "scorer" / "paper" / "best")
-    parser.add_argument("--brisque-images", type=int, default=128, help="BRISQUE is slow; it gets fewer files")
-    parser.add_argument("--rounds", type=int, default=5, help="paired mint-iqa / BRISQUE timings for the ratio")
+    parser.add_argument(
+        "--brisque-images", type=int, default=128, help="BRISQUE is slow; it gets fewer files"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="paired mint-iqa / BRISQUE timings for the ratio"
+    )
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     from bench.accuracy import brisque_scorer
@@ -78,7 +82,7 @@ def main() -> None:
         files = png_files(args.images, Path(tmp))
         model, source = scorer(args.model)
         prompts = ["a photo of a cat on a sofa"] * len(files)
-        subset = files[:args.brisque_images]
+        subset = files[: args.brisque_images]
 
         def ours(batch: int, workers: int, n: int) -> float:
             model.workers = workers
@@ -104,8 +108,10 @@ def main() -> None:
         pairs = [(ours(32, 2, len(files)), theirs()) for _ in range(args.rounds)]
     mine, base = np.array(pairs).T
     ratio = float(np.median(mine / base))
-    print(f"paired rounds at batch 32, 2 workers: mint-iqa {np.round(mine, 1).tolist()} images/s, "
-          f"BRISQUE {np.round(base, 1).tolist()}; ratios {np.round(mine / base, 1).tolist()}")
+    print(
+        f"paired rounds at batch 32, 2 workers: mint-iqa {np.round(mine, 1).tolist()} images/s, "
+        f"BRISQUE {np.round(base, 1).tolist()}; ratios {np.round(mine / base, 1).tolist()}"
+    )
     r = float(np.median(base))
     rows.append({"method": "BRISQUE", "batch": 1, "workers": 1, "images/s": round(r, 1)})
     df = pd.DataFrame(rows)
@@ -113,13 +119,23 @@ def main() -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "throughput.csv", index=False)
-    pd.DataFrame({"round": range(1, len(mine) + 1), "mint-iqa images/s": mine.round(1), "BRISQUE images/s":
-                  base.round(1), "ratio": (mine / base).round(2)}).to_csv(out / "throughput_rounds.csv", index=False)
-    header = (f"{len(files)} PNG files (256 px), model: {source}, {os.cpu_count()} CPU cores, "
-              f"torch {torch.__version__}; BRISQUE: median of {len(base)} rounds\n\n")
-    footer = (f"\nmint-iqa at batch 32 with 2 workers vs BRISQUE, {len(mine)} back-to-back rounds: "
-              f"{mine.min():.0f}-{mine.max():.0f} vs {base.min():.1f}-{base.max():.1f} images/s, "
-              f"median ratio {ratio:.1f}x (range {(mine / base).min():.1f}-{(mine / base).max():.1f}x)\n")
+    pd.DataFrame(
+        {
+            "round": range(1, len(mine) + 1),
+            "mint-iqa images/s": mine.round(1),
+            "BRISQUE images/s": base.round(1),
+            "ratio": (mine / base).round(2),
+        }
+    ).to_csv(out / "throughput_rounds.csv", index=False)
+    header = (
+        f"{len(files)} PNG files (256 px), model: {source}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}; BRISQUE: median of {len(base)} rounds\n\n"
+    )
+    footer = (
+        f"\nmint-iqa at batch 32 with 2 workers vs BRISQUE, {len(mine)} back-to-back rounds: "
+        f"{mine.min():.0f}-{mine.max():.0f} vs {base.min():.1f}-{base.max():.1f} images/s, "
+        f"median ratio {ratio:.1f}x (range {(mine / base).min():.1f}-{(mine / base).max():.1f}x)\n"
+    )
     (out / "throughput.md").write_text(header + df.to_markdown(index=False) + "\n" + footer)
     print(header + df.to_markdown(index=False) + "\n" + footer)
 

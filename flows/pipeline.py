@@ -21,8 +21,16 @@ from pydantic import BaseModel
 
 from mint_iqa.config import load_params
 
-STAGES = ["prepare", "validate", "train_scorer", "train_scorer_lko", "generalise", "train_explainer", "evaluate",
-          "evaluate_explainer"]
+STAGES = [
+    "prepare",
+    "validate",
+    "train_scorer",
+    "train_scorer_lko",
+    "generalise",
+    "train_explainer",
+    "evaluate",
+    "evaluate_explainer",
+]
 PER_PROTOCOL = ("train_scorer", "train_explainer")  # DVC foreach stages: one target per protocol
 
 
@@ -36,8 +44,13 @@ class PipelineResult(BaseModel):
 
 def _dvc(*args: str, cwd: Path) -> str:
     exe = Path(sys.executable).with_name("dvc")
-    proc = subprocess.run([str(exe if exe.exists() else "dvc"), *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"})
+    proc = subprocess.run(
+        [str(exe if exe.exists() else "dvc"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+    )
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-25:]
         raise RuntimeError(f"dvc {' '.join(args)} failed (exit {proc.returncode}):\n" + "\n".join(tail))
@@ -60,9 +73,14 @@ def dvc_push(project: Path) -> None:
 def publish_validation(project: Path, params_file: str) -> bool:
     params = load_params(project / params_file)
     report = json.loads((project / params.validation.metrics).read_text())
-    create_table_artifact(key="validation", description=f"great-expectations: {report['failed']} failed",
-                          table=[{k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()}
-                                 for r in report["results"]])
+    create_table_artifact(
+        key="validation",
+        description=f"great-expectations: {report['failed']} failed",
+        table=[
+            {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()}
+            for r in report["results"]
+        ],
+    )
     return bool(report["success"])
 
 
@@ -93,8 +111,12 @@ def promote_task(project: Path, params_file: str) -> dict[str, Any]:
     os.chdir(project)
     decision = promote(load_params(project / params_file))
     create_markdown_artifact(key="promotion-decision", markdown=decision.markdown())
-    return {"promoted": decision.promoted, "challenger": decision.challenger, "champion": decision.champion,
-            "markdown": decision.markdown()}
+    return {
+        "promoted": decision.promoted,
+        "challenger": decision.challenger,
+        "champion": decision.champion,
+        "markdown": decision.markdown(),
+    }
 
 
 def run_stages(project: Path, params_file: str) -> dict[str, Any]:
@@ -111,18 +133,29 @@ def run_stages(project: Path, params_file: str) -> dict[str, Any]:
                 raise
             if stage == "validate":
                 publish_validation(project, params_file)
-    metrics = {name: json.loads((project / path).read_text())
-               for name, path in (("scorer", params.evaluate.metrics), ("explainer", params.explain.metrics),
-                                  ("generalisation", params.generalise.metrics))}
-    create_table_artifact(key="scorer-metrics", table=[
-        {"protocol": p, "dimension": d, **{k: v for k, v in m.items() if k != "srcc_ci95"}}
-        for p, dims in metrics["scorer"].items() for d, m in dims.items()])
+    metrics = {
+        name: json.loads((project / path).read_text())
+        for name, path in (
+            ("scorer", params.evaluate.metrics),
+            ("explainer", params.explain.metrics),
+            ("generalisation", params.generalise.metrics),
+        )
+    }
+    create_table_artifact(
+        key="scorer-metrics",
+        table=[
+            {"protocol": p, "dimension": d, **{k: v for k, v in m.items() if k != "srcc_ci95"}}
+            for p, dims in metrics["scorer"].items()
+            for d, m in dims.items()
+        ],
+    )
     return metrics
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(project: str = ".", params_file: str = "params.yaml", pull: bool = False,
-             push: bool = False) -> PipelineResult:
+def pipeline(
+    project: str = ".", params_file: str = "params.yaml", pull: bool = False, push: bool = False
+) -> PipelineResult:
     """Reproduce the pipeline with DVC (`pull` inputs from / `push` outputs to the DVC remote), register the
     assessor, promote it if it beats the champion."""
     root = Path(project).resolve()
@@ -134,8 +167,13 @@ def pipeline(project: str = ".", params_file: str = "params.yaml", pull: bool = 
     challenger = register_task(root, params_file)
     decision = promote_task(root, params_file)
     champion = decision["challenger"] if decision["promoted"] else decision["champion"]
-    return PipelineResult(champion_version=champion, challenger_version=challenger, promoted=decision["promoted"],
-                          metrics=metrics, decision=decision["markdown"])
+    return PipelineResult(
+        champion_version=champion,
+        challenger_version=challenger,
+        promoted=decision["promoted"],
+        metrics=metrics,
+        decision=decision["markdown"],
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def ingest(rated: str, project: Path, params_file: str) -> str:
     inbox.mkdir(parents=True, exist_ok=True)
     target = inbox / source.name
     if target.exists() and target.read_bytes() != source.read_bytes():
-        raise FileExistsError(f"{target}: a different file of that name was ingested before; rename the new one")
+        raise FileExistsError(
+            f"{target}: a different file of that name was ingested before; rename the new one"
+        )
     shutil.copy2(source, target)
     from mint_iqa.io import write_text
 
@@ -48,8 +50,9 @@ def ingest(rated: str, project: Path, params_file: str) -> str:
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(project: str = ".", params_file: str = "params.yaml", pull: bool = False,
-            rated_file: str | None = None) -> PipelineResult:
+def retrain(
+    project: str = ".", params_file: str = "params.yaml", pull: bool = False, rated_file: str | None = None
+) -> PipelineResult:
     """Refresh data, validate, reproduce, register, promote if better."""
     root = Path(project).resolve()
     if pull:
@@ -58,10 +61,14 @@ def retrain(project: str = ".", params_file: str = "params.yaml", pull: bool = F
         params_file = ingest(rated_file, root, params_file)
         get_run_logger().info("training on %s via %s", rated_file, params_file)
     result = pipeline(project=str(root), params_file=params_file)
-    create_markdown_artifact(key="retrain-summary", markdown=(
-        f"# Retrain\n\nchallenger: version {result.challenger_version}, "
-        f"{'promoted' if result.promoted else 'not promoted'}; champion: {result.champion_version}\n\n"
-        + result.decision))
+    create_markdown_artifact(
+        key="retrain-summary",
+        markdown=(
+            f"# Retrain\n\nchallenger: version {result.challenger_version}, "
+            f"{'promoted' if result.promoted else 'not promoted'}; champion: {result.champion_version}\n\n"
+            + result.decision
+        ),
+    )
     return result
 
 

@@ -14,8 +14,12 @@ from typing import Any
 __version__ = "0.1.0"
 __all__ = ["load", "Model", "Scorer", "Assessor"]
 
-_LAZY = {"load": "mint_iqa.api", "Model": "mint_iqa.api", "Scorer": "mint_iqa.inference",
-         "Assessor": "mint_iqa.assess"}
+_LAZY = {
+    "load": "mint_iqa.api",
+    "Model": "mint_iqa.api",
+    "Scorer": "mint_iqa.inference",
+    "Assessor": "mint_iqa.assess",
+}
 
 
 def __getattr__(name: str) -> Any:

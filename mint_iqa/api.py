@@ -45,8 +45,12 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
 
 def _looks_like_prompt(item: Any) -> bool:
     """A string that cannot be an image path we could read: no such file, no image suffix, words."""
-    return (isinstance(item, str) and " " in item.strip() and not item.lower().endswith(IMAGE_SUFFIXES)
-            and not os.path.exists(item))
+    return (
+        isinstance(item, str)
+        and " " in item.strip()
+        and not item.lower().endswith(IMAGE_SUFFIXES)
+        and not os.path.exists(item)
+    )
 
 
 def _check_order(images: Any, prompts: Any) -> None:
@@ -54,7 +58,9 @@ def _check_order(images: Any, prompts: Any) -> None:
     texts = list(prompts) if isinstance(prompts, (list, tuple)) else [prompts]
     bad = next((t for t in texts if not isinstance(t, str)), None)
     if bad is not None:
-        raise TypeError(f"the prompt must be a string (or one string per image), got {type(bad).__name__}; {ORDER}")
+        raise TypeError(
+            f"the prompt must be a string (or one string per image), got {type(bad).__name__}; {ORDER}"
+        )
     for text in texts:
         if text.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(text):
             raise ValueError(f"the prompt {text!r} is an image file; {ORDER}")
@@ -68,7 +74,9 @@ def _dtype(dtype: str | torch.dtype) -> torch.dtype:
         return dtype
     found = getattr(torch, str(dtype), None)
     if not isinstance(found, torch.dtype) or not found.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch dtype such as 'float32' or 'bfloat16', got {dtype!r}")
+        raise ValueError(
+            f"dtype must be a floating torch dtype such as 'float32' or 'bfloat16', got {dtype!r}"
+        )
     return found
 
 
@@ -76,8 +84,14 @@ class Model:
     """A loaded mint-iqa model: the scorer, and the explainer when the source has one (read from its folder
     the first time an explanation is asked for, so scoring alone never pays for the language model)."""
 
-    def __init__(self, scorer: Scorer, source: str, assessor: Any = None, explainer_folder: Path | None = None,
-                 num_beams: int = 1):
+    def __init__(
+        self,
+        scorer: Scorer,
+        source: str,
+        assessor: Any = None,
+        explainer_folder: Path | None = None,
+        num_beams: int = 1,
+    ):
         self.scorer, self.source, self.num_beams = scorer, source, num_beams
         self._assessor, self._explainer_folder = assessor, explainer_folder
 
@@ -89,16 +103,28 @@ class Model:
         parts = "scorer + explainer" if self.has_explainer else "scorer"
         return f"mint_iqa.Model({self.source!r}, {parts}, device={self.scorer.device}, dtype={self.scorer.dtype})"
 
-    def score(self, images: ImageInput | Sequence[ImageInput], prompt: str | Sequence[str], batch_size: int = 32,
-              scale: str = "mos") -> pd.DataFrame:
+    def score(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        prompt: str | Sequence[str],
+        batch_size: int = 32,
+        scale: str = "mos",
+    ) -> pd.DataFrame:
         """One row per image, in order: quality, authenticity, correspondence, status."""
         _check_order(images, prompt)
         _check_batch_size(batch_size)
         items = _as_list(images)
-        return self.scorer.score(items, prompt, batch_size=batch_size, show_progress=len(items) >= 64, scale=scale)
+        return self.scorer.score(
+            items, prompt, batch_size=batch_size, show_progress=len(items) >= 64, scale=scale
+        )
 
-    def rank(self, images: ImageInput | Sequence[ImageInput], prompt: str, by: str = "overall",
-             batch_size: int = 32) -> pd.DataFrame:
+    def rank(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        prompt: str,
+        by: str = "overall",
+        batch_size: int = 32,
+    ) -> pd.DataFrame:
         """Best-of-N: the images sorted best first by `by` ("overall" = mean of the three scores);
         column `index` is the position in the input, failed images come last with rank NaN."""
         if by not in RANK_KEYS:
@@ -116,8 +142,13 @@ class Model:
         _check_order(image, prompt)
         return self._explainer().explain(image, prompt, question)
 
-    def assess(self, images: ImageInput | Sequence[ImageInput], prompts: str | Sequence[str], batch_size: int = 16,
-               scale: str = "mos") -> pd.DataFrame:
+    def assess(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        prompts: str | Sequence[str],
+        batch_size: int = 16,
+        scale: str = "mos",
+    ) -> pd.DataFrame:
         """Scores and one explanation per dimension for each image."""
         _check_order(images, prompts)
         _check_batch_size(batch_size)
@@ -126,11 +157,15 @@ class Model:
     def _explainer(self) -> Any:
         if self._assessor is None:
             if self._explainer_folder is None:
-                raise ValueError(f"{self.source}: this model has a scorer only; load an assessor folder "
-                                 "(scorer/ + explainer/) or a registered model to get explanations")
+                raise ValueError(
+                    f"{self.source}: this model has a scorer only; load an assessor folder "
+                    "(scorer/ + explainer/) or a registered model to get explanations"
+                )
             from mint_iqa.assess import Assessor
 
-            self._assessor = Assessor.load(self._explainer_folder, num_beams=self.num_beams, scorer=self.scorer)
+            self._assessor = Assessor.load(
+                self._explainer_folder, num_beams=self.num_beams, scorer=self.scorer
+            )
         return self._assessor
 
 
@@ -175,9 +210,11 @@ def default_model() -> str:
         if Path(candidate).exists():
             return candidate
         looked.append(f"{Path(candidate).absolute()} (absent)")
-    raise FileNotFoundError(f"no model found; looked at {', '.join(looked)}. Build one with `make demo` "
-                            "(it records itself with `mint-iqa use-model`), or pass --model PATH or "
-                            "models:/mint-iqa@champion")
+    raise FileNotFoundError(
+        f"no model found; looked at {', '.join(looked)}. Build one with `make demo` "
+        "(it records itself with `mint-iqa use-model`), or pass --model PATH or "
+        "models:/mint-iqa@champion"
+    )
 
 
 def _is_uri(source: str) -> bool:
@@ -201,8 +238,12 @@ def _local_folder(source: str, workdir: str) -> Path:
     return local / artifacts["assessor"]["path"]
 
 
-def load(source: str | os.PathLike | None = None, device: str = "cpu", dtype: str | torch.dtype = "float32",
-         num_beams: int = 1) -> Model:
+def load(
+    source: str | os.PathLike | None = None,
+    device: str = "cpu",
+    dtype: str | torch.dtype = "float32",
+    num_beams: int = 1,
+) -> Model:
     """Load a model once: a folder (assessor `scorer/ + explainer/`, or a scorer alone) or an MLflow URI such
     as `models:/mint-iqa@champion`. Without `source`: `default_model()`. `device="auto"`: the GPU when
     there is one, else the CPU."""
@@ -211,8 +252,10 @@ def load(source: str | os.PathLike | None = None, device: str = "cpu", dtype: st
     if not _is_uri(source):  # a local folder: the explainer is read when first needed
         folder = Path(source)
         if not folder.exists():
-            raise FileNotFoundError(f"{source}: no such model folder (build one with `make demo`, or pass "
-                                    "--model PATH or models:/mint-iqa@champion)")
+            raise FileNotFoundError(
+                f"{source}: no such model folder (build one with `make demo`, or pass "
+                "--model PATH or models:/mint-iqa@champion)"
+            )
         if (folder / "explainer").is_dir():
             scorer = Scorer.load(folder / "scorer", device=device, dtype=torch_dtype)
             return Model(scorer, source, explainer_folder=folder, num_beams=num_beams)

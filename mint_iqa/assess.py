@@ -29,8 +29,14 @@ class Assessor:
     num_beams: int = 1
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu", num_beams: int = 1,
-             dtype: torch.dtype = torch.float32, scorer: Scorer | None = None) -> Assessor:
+    def load(
+        cls,
+        folder: str | Path,
+        device: str = "cpu",
+        num_beams: int = 1,
+        dtype: torch.dtype = torch.float32,
+        scorer: Scorer | None = None,
+    ) -> Assessor:
         """The assessor in `folder` (`scorer/` + `explainer/`); `scorer`: its stage 1, when already loaded."""
         model, lm_tokenizer = load_assessor(folder)
         if scorer is not None:
@@ -49,12 +55,19 @@ class Assessor:
         if problem:
             raise ValueError(problem)
         with torch.no_grad():
-            answers, _ = explain_batch(self.explainer, self.texts, [decoded], [prompt],
-                                       [question or QUESTIONS["all"]], self.num_beams)
+            answers, _ = explain_batch(
+                self.explainer,
+                self.texts,
+                [decoded],
+                [prompt],
+                [question or QUESTIONS["all"]],
+                self.num_beams,
+            )
         return answers[0]
 
-    def assess(self, images: list[ImageInput], prompts: list[str] | str, batch_size: int = 16,
-               scale: str = "mos") -> pd.DataFrame:
+    def assess(
+        self, images: list[ImageInput], prompts: list[str] | str, batch_size: int = 16, scale: str = "mos"
+    ) -> pd.DataFrame:
         """One row per image: quality, authenticity, correspondence, status and an explanation per dimension."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
@@ -68,18 +81,33 @@ class Assessor:
             scores = np.zeros((0, 3))
             if good:
                 with torch.no_grad():
-                    texts, raw = explain_batch(self.explainer, self.texts, [chunk[i] for i in good],
-                                               [prompts[start + i] for i in good],
-                                               [QUESTIONS["all"]] * len(good), self.num_beams)
+                    texts, raw = explain_batch(
+                        self.explainer,
+                        self.texts,
+                        [chunk[i] for i in good],
+                        [prompts[start + i] for i in good],
+                        [QUESTIONS["all"]] * len(good),
+                        self.num_beams,
+                    )
                 scores = to_scale(raw, self.scorer.calibration, scale)
             by_index = {i: (t, s) for i, t, s in zip(good, texts, scores)}
             for i, item in enumerate(chunk):
                 if i in by_index:
                     text, score = by_index[i]
                     parts = split_answer(text)
-                    rows.append({**dict(zip(DIMENSIONS, map(float, score))), "status": OK,
-                                 **{f"explanation_{d}": parts[d] for d in DIMENSIONS}})
+                    rows.append(
+                        {
+                            **dict(zip(DIMENSIONS, map(float, score))),
+                            "status": OK,
+                            **{f"explanation_{d}": parts[d] for d in DIMENSIONS},
+                        }
+                    )
                 else:
-                    rows.append({**{d: np.nan for d in DIMENSIONS}, "status": item,
-                                 **{c: "" for c in EXPLANATION_COLUMNS}})
+                    rows.append(
+                        {
+                            **{d: np.nan for d in DIMENSIONS},
+                            "status": item,
+                            **{c: "" for c in EXPLANATION_COLUMNS},
+                        }
+                    )
         return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *EXPLANATION_COLUMNS])

@@ -23,9 +23,11 @@ _MODELS: dict[str, Any] = {}
 
 @dataclass
 class Item:
-    image: str      # local path, or s3://bucket/key
+    image: str  # local path, or s3://bucket/key
     prompt: str
-    status: str = OK  # why the item cannot be scored, found while listing (e.g. a path outside the manifest's root)
+    status: str = (
+        OK  # why the item cannot be scored, found while listing (e.g. a path outside the manifest's root)
+    )
 
 
 def list_inputs(source: str, prompt: str | None = None) -> list[Item]:
@@ -35,14 +37,20 @@ def list_inputs(source: str, prompt: str | None = None) -> list[Item]:
         bucket, _, prefix = source[5:].partition("/")
         keys = []
         for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", []) if Path(o["Key"]).suffix.lower() in IMAGE_SUFFIXES]
+            keys += [
+                o["Key"] for o in page.get("Contents", []) if Path(o["Key"]).suffix.lower() in IMAGE_SUFFIXES
+            ]
         return [Item(f"s3://{bucket}/{k}", prompt or "") for k in sorted(keys)]
     path = Path(source)
     if path.is_dir():
-        return [Item(str(p), prompt or "") for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+        return [
+            Item(str(p), prompt or "") for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
     df = read_manifest(path)
-    return [Item(str(p) if p is not None else image, text, status)
-            for image, text, p, status in zip(df["image"], df["prompt"], df["path"], df["status"])]
+    return [
+        Item(str(p) if p is not None else image, text, status)
+        for image, text, p, status in zip(df["image"], df["prompt"], df["path"], df["status"])
+    ]
 
 
 def _s3() -> Any:
@@ -62,21 +70,32 @@ def _model(model: str) -> Any:
     return _MODELS[model]
 
 
-def score_chunk(index: int, items: list[Item], model: str, parts: Path, explain: bool = False) -> dict[str, Any]:
+def score_chunk(
+    index: int, items: list[Item], model: str, parts: Path, explain: bool = False
+) -> dict[str, Any]:
     """Score one chunk into `parts/chunk-<index>.parquet` unless that part exists already."""
     part = parts / f"chunk-{index:06d}.parquet"
     if part.exists():
         return {"chunk": index, "rows": len(items), "skipped": True}
     with tempfile.TemporaryDirectory() as tmp:
-        table = pd.DataFrame({"image": [item.image for item in items], "prompt": [item.prompt for item in items],
-                              "path": [_fetch(item.image, Path(tmp)) if item.status == OK else None
-                                       for item in items],
-                              "status": [item.status for item in items]})
+        table = pd.DataFrame(
+            {
+                "image": [item.image for item in items],
+                "prompt": [item.prompt for item in items],
+                "path": [_fetch(item.image, Path(tmp)) if item.status == OK else None for item in items],
+                "status": [item.status for item in items],
+            }
+        )
         result = score_table(_model(model), table, explain=explain)
     parts.mkdir(parents=True, exist_ok=True)
     with atomic_write(part, "wb") as fh:
         result.to_parquet(fh, index=False)
-    return {"chunk": index, "rows": len(items), "skipped": False, "failed": int((result["status"] != OK).sum())}
+    return {
+        "chunk": index,
+        "rows": len(items),
+        "skipped": False,
+        "failed": int((result["status"] != OK).sum()),
+    }
 
 
 def _fetch(image: str, tmp: Path) -> str:
@@ -99,5 +118,9 @@ def assemble(parts: Path, n_chunks: int, out: Path) -> pd.DataFrame:
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:
     ok = df["status"] == "ok"
-    return {"rows": len(df), "ok": int(ok.sum()), "failed": int((~ok).sum()),
-            **{f"mean_{d}": round(float(df.loc[ok, d].mean()), 4) for d in DIMENSIONS if ok.any()}}
+    return {
+        "rows": len(df),
+        "ok": int(ok.sum()),
+        "failed": int((~ok).sum()),
+        **{f"mean_{d}": round(float(df.loc[ok, d].mean()), 4) for d in DIMENSIONS if ok.any()},
+    }

@@ -98,6 +98,11 @@ def to_scale(raw: np.ndarray, calibration: dict[str, list[float]], scale: str = 
     raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(DIMENSIONS))
     if scale == "raw":
         return raw
-    mapped = np.stack([apply_logistic(raw[:, i], calibration[d]) if d in calibration else raw[:, i]
-                       for i, d in enumerate(DIMENSIONS)], axis=1)
+    mapped = np.stack(
+        [
+            apply_logistic(raw[:, i], calibration[d]) if d in calibration else raw[:, i]
+            for i, d in enumerate(DIMENSIONS)
+        ],
+        axis=1,
+    )
     return 1.0 + 4.0 * soft_unit(mapped)

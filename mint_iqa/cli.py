@@ -24,8 +24,14 @@ class OneLineErrors(TyperGroup):
     """Bad usage (unknown option, missing argument, a value out of range) is one line on stderr and exit 2,
     like every other input error of this tool, not a usage block or a framed panel."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -46,8 +52,12 @@ class OneLineErrors(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(help="Explainable, multi-perspective quality assessment for AI-generated images.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors)
+app = typer.Typer(
+    help="Explainable, multi-perspective quality assessment for AI-generated images.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    cls=OneLineErrors,
+)
 data_app = typer.Typer(help="Raw data: materialise, inspect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 registry_app = typer.Typer(help="The MLflow model registry: show lineage, roll back.", no_args_is_help=True)
@@ -55,7 +65,9 @@ app.add_typer(registry_app, name="registry")
 console = Console(stderr=True, soft_wrap=True)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Parameter file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a parameter: key.path=value.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", "-S", help="Override a parameter: key.path=value.")
+]
 
 
 def _params(path: Path, overrides: list[str] | None) -> Params:
@@ -86,13 +98,19 @@ def _tracking_failed(step: str, exc: BaseException) -> None:
     from mint_iqa.tracking import tracking_uri
 
     reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-    _fail(f"{step}: the tracking server {tracking_uri()} did not complete the request; nothing local was "
-          f"changed, rerun when it is reachable ({type(exc).__name__}: {reason})", code=1)
+    _fail(
+        f"{step}: the tracking server {tracking_uri()} did not complete the request; nothing local was "
+        f"changed, rerun when it is reachable ({type(exc).__name__}: {reason})",
+        code=1,
+    )
 
 
 @data_app.command("fetch")
-def data_fetch(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
-               force: Annotated[bool, typer.Option(help="Overwrite files whose content differs.")] = False) -> None:
+def data_fetch(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    force: Annotated[bool, typer.Option(help="Overwrite files whose content differs.")] = False,
+) -> None:
     """Write the reference photographs and references.csv into data/ (same bytes on every machine)."""
     from mint_iqa.data.references import fetch
 
@@ -105,9 +123,12 @@ def data_fetch(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None
 
 
 @data_app.command("sheet")
-def data_sheet(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
-               reference: Annotated[str, typer.Option(help="Reference id to show.")] = "astronaut",
-               out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("plots/degradations.png")) -> None:
+def data_sheet(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    reference: Annotated[str, typer.Option(help="Reference id to show.")] = "astronaut",
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("plots/degradations.png"),
+) -> None:
     """Contact sheet of every distortion type x level on one reference (PNG)."""
     from mint_iqa.data.sheet import contact_sheet
 
@@ -119,8 +140,11 @@ def data_sheet(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None
 
 
 @data_app.command("calibrate")
-def data_calibrate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
-                   samples: Annotated[int, typer.Option(min=1, help="Level-5 renders per distortion type.")] = 100) -> None:
+def data_calibrate(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    samples: Annotated[int, typer.Option(min=1, help="Level-5 renders per distortion type.")] = 100,
+) -> None:
     """Measure each distortion's level-5 damage and print `prepare.labels.damage_scale` for params.yaml."""
     import numpy as np
     import yaml
@@ -144,8 +168,10 @@ def prepare(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     meta = json.loads((out / "dataset.json").read_text())
-    console.print(f"prepare: {meta['images']} images, {meta['instructions']} instructions, "
-                  f"{meta['references']} content groups -> {out}/")
+    console.print(
+        f"prepare: {meta['images']} images, {meta['instructions']} instructions, "
+        f"{meta['references']} content groups -> {out}/"
+    )
 
 
 @app.command()
@@ -163,14 +189,20 @@ def validate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
         raise typer.Exit(1) from None
     except FileNotFoundError as exc:
         _fail(str(exc))
-    console.print(f"validate: {len(report.results)} expectations passed on {report.rows} rows "
-                  f"-> {p.validation.metrics}")
+    console.print(
+        f"validate: {len(report.results)} expectations passed on {report.rows} rows -> {p.validation.metrics}"
+    )
 
 
 @app.command("train-scorer")
-def train_scorer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
-                 protocol: Annotated[list[str] | None, typer.Option(help="Protocol(s) to train (default: train.protocols).")] = None,
-                 resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False) -> None:
+def train_scorer(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    protocol: Annotated[
+        list[str] | None, typer.Option(help="Protocol(s) to train (default: train.protocols).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
     """Stage 1: train the multi-perspective scorer with DeepSpeed, one model per protocol."""
     from mint_iqa.train.launch import in_worker, relaunch
     from mint_iqa.train.scorer import train_scorer as run
@@ -189,9 +221,14 @@ def train_scorer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = No
 
 
 @app.command("train-explainer")
-def train_explainer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None,
-                    protocol: Annotated[list[str] | None, typer.Option(help="Protocol(s) (default: train.protocols).")] = None,
-                    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False) -> None:
+def train_explainer(
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+    protocol: Annotated[
+        list[str] | None, typer.Option(help="Protocol(s) (default: train.protocols).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
     """Stage 2: instruction-tune the explainer over the protocol's trained scorer (DeepSpeed)."""
     from mint_iqa.train.explainer import train_explainer as run
     from mint_iqa.train.launch import in_worker, relaunch
@@ -237,11 +274,20 @@ def generalise(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None
     console.print(f"generalise: metrics -> {p.generalise.metrics}")
 
 
-ModelOpt = Annotated[str | None, typer.Option(
-    "--model", help="Model folder, or an MLflow URI such as models:/mint-iqa@champion (default: $MINT_IQA_MODEL, "
-                    "else the model `mint-iqa use-model` recorded, else ./artifacts/explainer/paper/best).")]
-DeviceOpt = Annotated[str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps, or auto (CUDA when present).")]
-BeamsOpt = Annotated[int, typer.Option(min=1, help="Explanations: 1 greedy decoding, more: beam search (slower).")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model folder, or an MLflow URI such as models:/mint-iqa@champion (default: $MINT_IQA_MODEL, "
+        "else the model `mint-iqa use-model` recorded, else ./artifacts/explainer/paper/best).",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps, or auto (CUDA when present).")
+]
+BeamsOpt = Annotated[
+    int, typer.Option(min=1, help="Explanations: 1 greedy decoding, more: beam search (slower).")
+]
 
 
 def _load(model: str | None, device: str = "cpu", num_beams: int = 1):
@@ -256,16 +302,23 @@ def _load(model: str | None, device: str = "cpu", num_beams: int = 1):
 
 
 @app.command()
-def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files or folders (with --prompt).")] = None,
-          out: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv, .json or .parquet.")] = ...,
-          manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="CSV with columns image,prompt.")] = None,
-          prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt of all IMAGES.")] = None,
-          model: ModelOpt = None,
-          explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
-          scale: Annotated[str, typer.Option(help="mos (calibrated 1-5) or raw (head outputs).")] = "mos",
-          batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
-          device: DeviceOpt = "cpu", num_beams: BeamsOpt = 1,
-          force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
+def score(
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders (with --prompt).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv, .json or .parquet.")] = ...,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", "-m", help="CSV with columns image,prompt.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="The prompt of all IMAGES.")] = None,
+    model: ModelOpt = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
+    scale: Annotated[str, typer.Option(help="mos (calibrated 1-5) or raw (head outputs).")] = "mos",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
+    device: DeviceOpt = "cpu",
+    num_beams: BeamsOpt = 1,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False,
+) -> None:
     """Score images against their prompts; one output row per input, in order.
 
     Either IMAGES with --prompt, or --manifest (image paths relative to the manifest's folder, never
@@ -286,7 +339,9 @@ def score(images: Annotated[list[Path] | None, typer.Argument(help="Image files 
         table = read_manifest(manifest) if manifest else images_table(images or [], prompt or "")
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
-    result = score_table(_load(model, device, num_beams), table, explain=explain, scale=scale, batch_size=batch_size)
+    result = score_table(
+        _load(model, device, num_beams), table, explain=explain, scale=scale, batch_size=batch_size
+    )
     write_table(result, out)
     failed = result[result["status"] != "ok"]
     _list_failures(failed["image"], failed["status"], out)
@@ -309,12 +364,17 @@ def _list_failures(images: Any, statuses: Any, out: Path | None, shown: int = 10
 
 
 @app.command()
-def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (files or folders).")],
-         prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt all candidates were made from.")],
-         by: Annotated[str, typer.Option(help="overall (mean of the three) or one dimension.")] = "overall",
-         model: ModelOpt = None, device: DeviceOpt = "cpu",
-         out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the ranking (.csv/.json/.parquet).")] = None,
-         force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False) -> None:
+def rank(
+    images: Annotated[list[Path], typer.Argument(help="Candidate images (files or folders).")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt all candidates were made from.")],
+    by: Annotated[str, typer.Option(help="overall (mean of the three) or one dimension.")] = "overall",
+    model: ModelOpt = None,
+    device: DeviceOpt = "cpu",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the ranking (.csv/.json/.parquet).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False,
+) -> None:
     """Best-of-N: rank candidate images for one prompt, best first (exit 1 if some could not be scored)."""
     from rich.table import Table
 
@@ -335,25 +395,36 @@ def rank(images: Annotated[list[Path], typer.Argument(help="Candidate images (fi
     ranked.insert(2, "image", [usable["image"].iloc[i] for i in ranked["index"]])
     view = Table(title=f"ranked by {by}: {prompt[:60]}")
     for column in ("rank", "image", "overall", "quality", "authenticity", "correspondence", "status"):
-        view.add_column(column, justify="left" if column in ("image", "status") else "right",
-                        no_wrap=column == "image")
+        view.add_column(
+            column, justify="left" if column in ("image", "status") else "right", no_wrap=column == "image"
+        )
     for _, row in ranked.iterrows():
-        cells = ["-" if row["rank"] != row["rank"] else str(int(row["rank"])), Path(row["image"]).name,
-                 *[f"{row[c]:.2f}" if row[c] == row[c] else "-" for c in ("overall", *DIMENSIONS)], row["status"]]
+        cells = [
+            "-" if row["rank"] != row["rank"] else str(int(row["rank"])),
+            Path(row["image"]).name,
+            *[f"{row[c]:.2f}" if row[c] == row[c] else "-" for c in ("overall", *DIMENSIONS)],
+            row["status"],
+        ]
         view.add_row(*cells)
     Console().print(view)
     if out is not None:
         write_table(ranked.drop(columns=["index"]), out)
     bad_input, bad_rank = table[table["status"] != "ok"], ranked[ranked["status"] != "ok"]
-    _list_failures([*bad_input["image"], *bad_rank["image"]], [*bad_input["status"], *bad_rank["status"]], out)
+    _list_failures(
+        [*bad_input["image"], *bad_rank["image"]], [*bad_input["status"], *bad_rank["status"]], out
+    )
     raise typer.Exit(1 if len(bad_input) + len(bad_rank) else 0)
 
 
 @app.command()
-def explain(image: Annotated[Path, typer.Argument(help="Image file.")],
-            prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt the image was generated from.")],
-            question: Annotated[str | None, typer.Option(help="Question (default: all three perspectives).")] = None,
-            model: ModelOpt = None, device: DeviceOpt = "cpu", num_beams: BeamsOpt = 1) -> None:
+def explain(
+    image: Annotated[Path, typer.Argument(help="Image file.")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The prompt the image was generated from.")],
+    question: Annotated[str | None, typer.Option(help="Question (default: all three perspectives).")] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "cpu",
+    num_beams: BeamsOpt = 1,
+) -> None:
     """Explain one image's quality, authenticity and correspondence in words."""
     quick_exit()
     loaded = _load(model, device, num_beams)
@@ -364,11 +435,17 @@ def explain(image: Annotated[Path, typer.Argument(help="Image file.")],
 
 
 @app.command()
-def report(results: Annotated[Path, typer.Argument(help="A table written by `mint-iqa score`.")],
-           out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
-           images_root: Annotated[Path | None, typer.Option(help="Folder the `image` paths are relative to "
-                                                                 "(default: the results file's folder, then .).")] = None,
-           force: Annotated[bool, typer.Option(help="Overwrite an existing report.")] = False) -> None:
+def report(
+    results: Annotated[Path, typer.Argument(help="A table written by `mint-iqa score`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    images_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder the `image` paths are relative to (default: the results file's folder, then .)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing report.")] = False,
+) -> None:
     """A self-contained HTML report: thumbnails, score bars, explanations, sorting, filters, histograms."""
     from mint_iqa.report import write_report
 
@@ -380,9 +457,13 @@ def report(results: Annotated[Path, typer.Argument(help="A table written by `min
 
 
 @app.command()
-def serve(model: Annotated[str, typer.Option(help="Registered model URI or model folder.")] = "models:/mint-iqa@champion",
-          host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 5001) -> None:
+def serve(
+    model: Annotated[
+        str, typer.Option(help="Registered model URI or model folder.")
+    ] = "models:/mint-iqa@champion",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 5001,
+) -> None:
     """REST endpoint: MLflow's scoring server for MODEL (POST /invocations), with short error answers."""
     import uvicorn
 
@@ -397,8 +478,14 @@ def serve(model: Annotated[str, typer.Option(help="Registered model URI or model
 
 
 @app.command("use-model")
-def use_model(source: Annotated[str | None, typer.Argument(help="Model folder or MLflow URI to use by default "
-                                                                 "(omit to show the current default).")] = None) -> None:
+def use_model(
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="Model folder or MLflow URI to use by default (omit to show the current default)."
+        ),
+    ] = None,
+) -> None:
     """Record this user's default model, used by score, rank and explain from any folder without --model."""
     from mint_iqa.api import default_model, set_default_model, user_default_file
 
@@ -426,8 +513,13 @@ def register(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
         _tracking_failed("register", exc)
     from mint_iqa.io import write_text
 
-    write_text(p.registry.record, json.dumps({"model": p.registry.model_name, "version": version.version,
-                                              "run_id": version.run_id}, indent=2) + "\n")
+    write_text(
+        p.registry.record,
+        json.dumps(
+            {"model": p.registry.model_name, "version": version.version, "run_id": version.run_id}, indent=2
+        )
+        + "\n",
+    )
     console.print(f"register: {p.registry.model_name} version {version.version} -> alias challenger")
 
 
@@ -448,8 +540,11 @@ def promote(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -
 
 
 @registry_app.command("show")
-def registry_show(alias: Annotated[str, typer.Argument(help="champion | challenger | previous")] = "champion",
-                  params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
+def registry_show(
+    alias: Annotated[str, typer.Argument(help="champion | challenger | previous")] = "champion",
+    params: ParamsOpt = Path("params.yaml"),
+    overrides: SetOpt = None,
+) -> None:
     """Version, aliases, commit, data hash, params, metrics and promotion decision behind an alias."""
     from mint_iqa.registry import show
 

@@ -28,7 +28,7 @@ class DataConfig(Strict):
     raw_dir: Path = Path("data")
     images_dir: Path | None = None
     annotations: Path | None = None
-    label_range: tuple[float, float] | None = None   # None: the adapter's documented default
+    label_range: tuple[float, float] | None = None  # None: the adapter's documented default
 
 
 class LabelConfig(Strict):
@@ -46,8 +46,9 @@ class LabelConfig(Strict):
 
     def scale(self, distortion: str) -> float:
         if distortion not in self.damage_scale:
-            raise ValueError(f"prepare.labels.damage_scale has no entry for {distortion!r}; "
-                             "run `mint-iqa data calibrate`")
+            raise ValueError(
+                f"prepare.labels.damage_scale has no entry for {distortion!r}; run `mint-iqa data calibrate`"
+            )
         return self.damage_scale[distortion]
 
     def for_severity(self, severity: float) -> float:
@@ -67,9 +68,9 @@ class LabelConfig(Strict):
 class MixConfig(Strict):
     """Chance of each dimension's defect in a sample, drawn independently (levels uniform in [1, 5])."""
 
-    quality: float = Field(0.97, ge=0, le=1)         # a quality defect ...
-    second: float = Field(0.25, ge=0, le=1)          # ... and then a second one of another kind
-    authenticity: float = Field(0.97, ge=0, le=1)    # a local authenticity defect
+    quality: float = Field(0.97, ge=0, le=1)  # a quality defect ...
+    second: float = Field(0.25, ge=0, le=1)  # ... and then a second one of another kind
+    authenticity: float = Field(0.97, ge=0, le=1)  # a local authenticity defect
     correspondence: float = Field(0.85, ge=0, le=1)  # a mismatched prompt (ladder level 1-5)
 
 
@@ -109,7 +110,7 @@ class PrepareConfig(Strict):
     image_size: int = Field(256, ge=32)
     images_per_reference: int = Field(120, ge=1)
     workers: int = Field(2, ge=1)
-    mix: MixConfig = MixConfig()               # the prepared (evaluation) images: nearly every one damaged
+    mix: MixConfig = MixConfig()  # the prepared (evaluation) images: nearly every one damaged
     labels: LabelConfig = LabelConfig()
     quality: Ladders = {}
     authenticity: Ladders = {}
@@ -133,24 +134,28 @@ class ValidateConfig(Strict):
 
 
 class ModelConfig(Strict):
-    preset: str = "lite0"                      # lite0 | tiny | clip-<open_clip model> | paper
-    overrides: dict[str, Any] = {}             # merged into the preset, e.g. {vision: {layers: 2}}
-    explainer: dict[str, Any] = {}             # merged into the preset's explainer section, e.g. {lm: {num_hidden_layers: 2}}
+    preset: str = "lite0"  # lite0 | tiny | clip-<open_clip model> | paper
+    overrides: dict[str, Any] = {}  # merged into the preset, e.g. {vision: {layers: 2}}
+    explainer: dict[
+        str, Any
+    ] = {}  # merged into the preset's explainer section, e.g. {lm: {num_hidden_layers: 2}}
 
 
 class LossConfig(Strict):
-    l1: float = 1.0          # L1 to the labels
-    plcc: float = 0.5        # 1 - Pearson correlation per dimension within a batch (rank-aware, scale-free)
-    rank: float = 0.0        # pairwise margin ranking loss
-    aux: float = 0.1         # auxiliary distortion-type classification
-    locate: float = 1.0      # per-patch visible damage (quality / authenticity family) of synthesised samples
-    match: float = 0.0       # image-prompt contrastive loss (other images' captions in the batch as negatives)
+    l1: float = 1.0  # L1 to the labels
+    plcc: float = 0.5  # 1 - Pearson correlation per dimension within a batch (rank-aware, scale-free)
+    rank: float = 0.0  # pairwise margin ranking loss
+    aux: float = 0.1  # auxiliary distortion-type classification
+    locate: float = 1.0  # per-patch visible damage (quality / authenticity family) of synthesised samples
+    match: float = 0.0  # image-prompt contrastive loss (other images' captions in the batch as negatives)
     match_apart: bool = False  # the matching space trains none of the scorer's own parameters
 
 
 class TrainConfig(Strict):
     out_dir: Path = Path("artifacts/scorer")
-    checkpoint_dir: Path = Path("artifacts/checkpoints")  # DeepSpeed checkpoints for --resume (not a DVC output)
+    checkpoint_dir: Path = Path(
+        "artifacts/checkpoints"
+    )  # DeepSpeed checkpoints for --resume (not a DVC output)
     protocols: list[Literal["paper", "strict", "lko"]] = ["paper", "strict"]
     epochs: int = Field(6, ge=1)
     steps_per_epoch: int = Field(150, ge=1)
@@ -163,19 +168,21 @@ class TrainConfig(Strict):
     grad_clip: float = 1.0
     zero_stage: int = Field(0, ge=0, le=3)
     bf16: bool = False
-    fix_rate: float = Field(0.0, ge=0, le=1)   # fraction of vision blocks frozen (0.6 in the paper)
-    crop: int | None = None                    # train on random crops of this size (None: whole images)
+    fix_rate: float = Field(0.0, ge=0, le=1)  # fraction of vision blocks frozen (0.6 in the paper)
+    crop: int | None = None  # train on random crops of this size (None: whole images)
     synthetic_fraction: float = Field(0.75, ge=0, le=1)  # on-the-fly samples vs prepared train images
-    augment: bool = True                       # recolour pristine crops before distorting (content diversity)
-    reuse: int = Field(1, ge=1, le=8)          # views (flips / 90-degree turns) per synthesised sample
-    mix: MixConfig = MixConfig(quality=0.8, second=0.25, authenticity=0.6, correspondence=0.5)  # training samples
-    autocast: bool = False                     # bf16 autocast for the forward pass (CPU AVX512-BF16, GPUs)
-    workers: int = Field(1, ge=0)              # data-loader processes synthesising samples
-    threads: int = Field(2, ge=1)              # torch intra-op threads
-    num_procs: int = Field(1, ge=1)            # >1: launched through the deepspeed launcher
-    checkpoint_every: int = Field(0, ge=0)     # extra checkpoints every N steps (0: once per epoch)
-    ema: float = Field(0.99, ge=0, lt=1)       # decay of the weight average validated and exported (0: off)
-    deepspeed_extra: Path | None = None        # JSON merged over the built DeepSpeed config (infra/deepspeed/)
+    augment: bool = True  # recolour pristine crops before distorting (content diversity)
+    reuse: int = Field(1, ge=1, le=8)  # views (flips / 90-degree turns) per synthesised sample
+    mix: MixConfig = MixConfig(
+        quality=0.8, second=0.25, authenticity=0.6, correspondence=0.5
+    )  # training samples
+    autocast: bool = False  # bf16 autocast for the forward pass (CPU AVX512-BF16, GPUs)
+    workers: int = Field(1, ge=0)  # data-loader processes synthesising samples
+    threads: int = Field(2, ge=1)  # torch intra-op threads
+    num_procs: int = Field(1, ge=1)  # >1: launched through the deepspeed launcher
+    checkpoint_every: int = Field(0, ge=0)  # extra checkpoints every N steps (0: once per epoch)
+    ema: float = Field(0.99, ge=0, lt=1)  # decay of the weight average validated and exported (0: off)
+    deepspeed_extra: Path | None = None  # JSON merged over the built DeepSpeed config (infra/deepspeed/)
     loss: LossConfig = LossConfig()
 
 
@@ -187,16 +194,16 @@ class ExplainConfig(Strict):
     steps_per_epoch: int = Field(100, ge=1)
     lr: float = 1e-3
     warmup_steps: int = 30
-    feedback: bool = True                      # stage-1 query embeddings -> zero-initialised projection
-    evidence: bool = True                      # stage-1 level and defect-class tokens in the LM prefix
-    level_weight: float = Field(1.0, ge=1.0)   # loss weight of the level words in the answers
-    constrain_levels: bool = True              # answers may state only the stage-1 level of a dimension
-    constrain_reasons: bool = True             # answers may give only the reason fitting stage 1's findings
-    fit_levels: bool = True                    # stage-1 score -> level cuts fit on the validation split
-    val_images: int = Field(96, ge=1)          # validation images answered per epoch (best-epoch choice)
+    feedback: bool = True  # stage-1 query embeddings -> zero-initialised projection
+    evidence: bool = True  # stage-1 level and defect-class tokens in the LM prefix
+    level_weight: float = Field(1.0, ge=1.0)  # loss weight of the level words in the answers
+    constrain_levels: bool = True  # answers may state only the stage-1 level of a dimension
+    constrain_reasons: bool = True  # answers may give only the reason fitting stage 1's findings
+    fit_levels: bool = True  # stage-1 score -> level cuts fit on the validation split
+    val_images: int = Field(96, ge=1)  # validation images answered per epoch (best-epoch choice)
     metrics: Path = Path("metrics/explainer.json")
-    test_images: int | None = None             # test images explained by evaluation (None: all)
-    num_beams: int = Field(1, ge=1)            # 1: greedy decoding
+    test_images: int | None = None  # test images explained by evaluation (None: all)
+    num_beams: int = Field(1, ge=1)  # 1: greedy decoding
 
 
 class EvaluateConfig(Strict):
@@ -211,11 +218,11 @@ class RegisterConfig(Strict):
     """The MLflow registry and its promotion gate."""
 
     model_name: str = "mint-iqa"
-    protocol: Literal["paper", "strict"] = "paper"   # the assessor that is the product (paper: all references)
-    epsilon: float = Field(0.02, ge=0)        # no dimension's held-out SRCC or level accuracy may drop more
-    delta: float = Field(0.005, ge=0)         # mean SRCC or mean level accuracy must improve by this
+    protocol: Literal["paper", "strict"] = "paper"  # the assessor that is the product (paper: all references)
+    epsilon: float = Field(0.02, ge=0)  # no dimension's held-out SRCC or level accuracy may drop more
+    delta: float = Field(0.005, ge=0)  # mean SRCC or mean level accuracy must improve by this
     minimums: dict[str, float] = {"quality": 0.3, "authenticity": 0.2, "correspondence": 0.2}  # first model
-    holdout_images: int = Field(160, ge=10)   # images of the protocol's test split both models score
+    holdout_images: int = Field(160, ge=10)  # images of the protocol's test split both models score
     record: Path = Path("artifacts/registry/registered.json")
     decision: Path = Path("artifacts/registry/decision.md")
 
@@ -228,7 +235,7 @@ class GeneraliseConfig(Strict):
     folds: int = Field(3, ge=2)
     fold: int = 0
     images: int = Field(400, ge=10)
-    out_dir: Path = Path("artifacts/generalisation")   # the rendered images and every model's scores
+    out_dir: Path = Path("artifacts/generalisation")  # the rendered images and every model's scores
     metrics: Path = Path("metrics/generalisation.json")
 
     @model_validator(mode="after")

@@ -29,8 +29,12 @@ def predict_split(params: Params, protocol: str, split: str = "test") -> pd.Data
     df, meta = manifest.read(prepared)
     root = manifest.image_root(prepared, meta)
     df = df[df[split_column(protocol)] == split].reset_index(drop=True)
-    scorer = Scorer.load(Path(params.train.out_dir) / protocol / "best", device=resolve_device(params.evaluate.device))
-    scores = scorer.score([root / p for p in df["image"]], list(df["prompt"]), params.evaluate.batch_size, scale="raw")
+    scorer = Scorer.load(
+        Path(params.train.out_dir) / protocol / "best", device=resolve_device(params.evaluate.device)
+    )
+    scores = scorer.score(
+        [root / p for p in df["image"]], list(df["prompt"]), params.evaluate.batch_size, scale="raw"
+    )
     for dim in DIMENSIONS:
         df[f"{dim}_pred"] = scores[dim].to_numpy()
     df["status"] = scores["status"].to_numpy()
@@ -67,8 +71,11 @@ def scatter(df: pd.DataFrame, protocol: str, dims: list[str], path: Path) -> Non
     for ax, dim in zip(axes[0], dims):
         for family, group in df.groupby("family"):
             ax.scatter(group[dim], group[f"{dim}_pred"], s=10, alpha=0.6, label=family)
-        ax.set(title=f"{protocol} / {dim}  SRCC={srcc(df[f'{dim}_pred'], df[dim]):.3f}", xlabel="label",
-               ylabel="prediction")
+        ax.set(
+            title=f"{protocol} / {dim}  SRCC={srcc(df[f'{dim}_pred'], df[dim]):.3f}",
+            xlabel="label",
+            ylabel="prediction",
+        )
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     with atomic_write(path, "wb") as fh:
@@ -85,21 +92,32 @@ def evaluate(params: Params) -> dict[str, Any]:
         _, meta = manifest.read(params.prepare.out_dir)
         dims = [d for d in DIMENSIONS if d in meta.get("labels", DIMENSIONS)]
         ok = df[df["status"] == "ok"]
-        results[protocol] = {dim: agreement(ok[f"{dim}_pred"].to_numpy(), ok[dim].to_numpy(), cfg.bootstrap,
-                                            params.seed) for dim in dims}
-        details[protocol] = {"images": len(df), "failed": int((df["status"] != "ok").sum()),
-                             "srcc_ceiling": {dim: round(srcc_ceiling(ok[dim].to_numpy()), 4) for dim in dims},
-                             "by_distortion": breakdown(ok)}
+        results[protocol] = {
+            dim: agreement(ok[f"{dim}_pred"].to_numpy(), ok[dim].to_numpy(), cfg.bootstrap, params.seed)
+            for dim in dims
+        }
+        details[protocol] = {
+            "images": len(df),
+            "failed": int((df["status"] != "ok").sum()),
+            "srcc_ceiling": {dim: round(srcc_ceiling(ok[dim].to_numpy()), 4) for dim in dims},
+            "by_distortion": breakdown(ok),
+        }
         Path(cfg.plots).mkdir(parents=True, exist_ok=True)
         scatter(ok, protocol, dims, Path(cfg.plots) / f"{protocol}.png")
-        long = pd.concat([pd.DataFrame({"id": ok["id"], "dimension": d, "label": ok[d], "prediction": ok[f"{d}_pred"]})
-                          for d in dims])
+        long = pd.concat(
+            [
+                pd.DataFrame({"id": ok["id"], "dimension": d, "label": ok[d], "prediction": ok[f"{d}_pred"]})
+                for d in dims
+            ]
+        )
         with atomic_write(Path(cfg.plots) / f"{protocol}.csv", "w") as fh:
             long.to_csv(fh, index=False)
         _log(params, protocol, results[protocol], details[protocol], Path(cfg.plots) / f"{protocol}.png")
     write_text(cfg.metrics, json.dumps(results, indent=2) + "\n")
-    write_text(Path(cfg.metrics).with_name(Path(cfg.metrics).stem + "_details.json"),
-               json.dumps(details, indent=2) + "\n")
+    write_text(
+        Path(cfg.metrics).with_name(Path(cfg.metrics).stem + "_details.json"),
+        json.dumps(details, indent=2) + "\n",
+    )
     return results
 
 
@@ -111,26 +129,37 @@ def _log(params: Params, protocol: str, metrics: dict[str, Any], details: dict[s
     import mlflow
 
     with tracking.run(f"scorer-{protocol}", run_id=run_id):
-        mlflow.log_metrics({f"test_{dim}_{k}": float(v) for dim, m in metrics.items() for k, v in m.items()
-                            if not isinstance(v, list)})
+        mlflow.log_metrics(
+            {
+                f"test_{dim}_{k}": float(v)
+                for dim, m in metrics.items()
+                for k, v in m.items()
+                if not isinstance(v, list)
+            }
+        )
         mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(details, "evaluation_details.json")
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'protocol':8s} {'dimension':15s} {'SRCC':>6s} {'PLCC':>6s} {'KRCC':>6s} {'RMSE':>6s}  95% CI (SRCC)"]
+    lines = [
+        f"{'protocol':8s} {'dimension':15s} {'SRCC':>6s} {'PLCC':>6s} {'KRCC':>6s} {'RMSE':>6s}  95% CI (SRCC)"
+    ]
     for protocol, dims in results.items():
         for dim, m in dims.items():
-            lines.append(f"{protocol:8s} {dim:15s} {m['srcc']:6.3f} {m['plcc']:6.3f} {m['krcc']:6.3f} "
-                         f"{m['rmse']:6.3f}  [{m['srcc_ci95'][0]:.3f}, {m['srcc_ci95'][1]:.3f}]")
+            lines.append(
+                f"{protocol:8s} {dim:15s} {m['srcc']:6.3f} {m['plcc']:6.3f} {m['krcc']:6.3f} "
+                f"{m['rmse']:6.3f}  [{m['srcc_ci95'][0]:.3f}, {m['srcc_ci95'][1]:.3f}]"
+            )
     return "\n".join(lines)
-
 
 
 # ------------------------------------------------------------------ stage 2: explanations
 
-def explanation_metrics(frame: pd.DataFrame, answers: list[str], scores: Any,
-                        level_cuts: dict[str, list[float]] | None = None) -> dict[str, Any]:
+
+def explanation_metrics(
+    frame: pd.DataFrame, answers: list[str], scores: Any, level_cuts: dict[str, list[float]] | None = None
+) -> dict[str, Any]:
     """Level accuracy per dimension, defect mention, ROUGE-L / BLEU-4 against the reference answers, and
     consistency: the level stated in words against the level the explainer reads from the stage-1 score
     (`score_grades` with the explainer's `level_cuts`)."""
@@ -178,25 +207,46 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
         root = manifest.image_root(prepared, meta)
         df = df[df[split_column(protocol)] == "test"].reset_index(drop=True)
         if params.explain.test_images:
-            df = df.sample(n=min(len(df), params.explain.test_images), random_state=params.seed).reset_index(drop=True)
-        assessor = Assessor.load(Path(params.explain.out_dir) / protocol / "best", num_beams=params.explain.num_beams,
-                                 device=resolve_device(params.evaluate.device))
+            df = df.sample(n=min(len(df), params.explain.test_images), random_state=params.seed).reset_index(
+                drop=True
+            )
+        assessor = Assessor.load(
+            Path(params.explain.out_dir) / protocol / "best",
+            num_beams=params.explain.num_beams,
+            device=resolve_device(params.evaluate.device),
+        )
         answers, scores = [], []
         for start in progress(range(0, len(df), 32), desc=f"explaining {protocol} test images", unit="batch"):
-            chunk = df.iloc[start:start + 32]
+            chunk = df.iloc[start : start + 32]
             images = assessor.scorer.decode([root / p for p in chunk["image"]])
-            texts, s = explain_batch(assessor.explainer, assessor.texts, images, list(chunk["prompt"]),
-                                     [QUESTIONS["all"]] * len(chunk), params.explain.num_beams)
+            texts, s = explain_batch(
+                assessor.explainer,
+                assessor.texts,
+                images,
+                list(chunk["prompt"]),
+                [QUESTIONS["all"]] * len(chunk),
+                params.explain.num_beams,
+            )
             answers += texts
             scores.append(s)
-        results[protocol] = explanation_metrics(df, answers, np.concatenate(scores),
-                                                assessor.explainer.config.level_cuts)
-        examples[protocol] = [{"image": row["image"], "prompt": row["prompt"], "reference": row["answer_all"],
-                               "generated": text} for text, (_, row) in list(zip(answers, df.iterrows()))[:12]]
+        results[protocol] = explanation_metrics(
+            df, answers, np.concatenate(scores), assessor.explainer.config.level_cuts
+        )
+        examples[protocol] = [
+            {
+                "image": row["image"],
+                "prompt": row["prompt"],
+                "reference": row["answer_all"],
+                "generated": text,
+            }
+            for text, (_, row) in list(zip(answers, df.iterrows()))[:12]
+        ]
         _log_explainer(params, protocol, results[protocol])
     write_text(params.explain.metrics, json.dumps(results, indent=2) + "\n")
-    write_text(Path(params.explain.metrics).with_name(Path(params.explain.metrics).stem + "_examples.json"),
-               json.dumps(examples, indent=2, ensure_ascii=False) + "\n")
+    write_text(
+        Path(params.explain.metrics).with_name(Path(params.explain.metrics).stem + "_examples.json"),
+        json.dumps(examples, indent=2, ensure_ascii=False) + "\n",
+    )
     return results
 
 
@@ -207,7 +257,9 @@ def _log_explainer(params: Params, protocol: str, metrics: dict[str, Any]) -> No
 
     run_file = Path(params.explain.out_dir) / protocol / "mlflow_run.json"
     run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
-    flat = {**{f"test_level_acc_{d}": v for d, v in metrics["level_accuracy"].items()},
-            **{f"test_{k}": v for k, v in metrics.items() if k != "level_accuracy" and v is not None}}
+    flat = {
+        **{f"test_level_acc_{d}": v for d, v in metrics["level_accuracy"].items()},
+        **{f"test_{k}": v for k, v in metrics.items() if k != "level_accuracy" and v is not None},
+    }
     with tracking.run(f"explainer-{protocol}", run_id=run_id):
         mlflow.log_metrics({k: float(v) for k, v in flat.items()})

@@ -29,6 +29,7 @@ from mint_iqa.io import atomic_dir, atomic_write, write_text
 from mint_iqa.metrics import srcc, tie_share
 from mint_iqa.train.data import held_out
 
+
 def render(params: Params, out_dir: Path) -> pd.DataFrame:
     """`generalise.images` composites of the strict test references with the held-out kinds only."""
     frame, _ = manifest.read(params.prepare.out_dir)
@@ -52,9 +53,11 @@ def summarise(df: pd.DataFrame, kinds: list[str], column: str = "{dim}_pred") ->
     for dim in ("quality", "authenticity"):
         own = [k for k in kinds if k in degradations.REGISTRY[dim]]
         scored = df.rename(columns={column.format(dim=dim): f"{dim}_pred"})
-        out[dim] = {"srcc": round(srcc(scored[f"{dim}_pred"], scored[dim]), 4),
-                    "tie_share": round(tie_share(scored[dim].to_numpy()), 4),
-                    "per_kind": per_kind(scored, dim, own)}
+        out[dim] = {
+            "srcc": round(srcc(scored[f"{dim}_pred"], scored[dim]), 4),
+            "tie_share": round(tie_share(scored[dim].to_numpy()), 4),
+            "per_kind": per_kind(scored, dim, own),
+        }
     return out
 
 
@@ -65,13 +68,19 @@ def generalise(params: Params) -> dict[str, Any]:
         df = render(params, tmp)
         for protocol in ("lko", "strict"):
             scorer = Scorer.load(Path(params.train.out_dir) / protocol / "best", device=device)
-            scores = scorer.score([tmp / p for p in df["image"]], list(df["prompt"]), params.evaluate.batch_size,
-                                  scale="raw")
+            scores = scorer.score(
+                [tmp / p for p in df["image"]], list(df["prompt"]), params.evaluate.batch_size, scale="raw"
+            )
             for dim in DIMENSIONS:
                 df[f"{protocol}_{dim}"] = scores[dim].to_numpy()
         with atomic_write(tmp / "scores.csv", "w") as fh:
             df.to_csv(fh, index=False, float_format="%.5f")
-    result = {**summarise(df, kinds, "lko_{dim}"), "images": len(df), "held_out": kinds,
-              "fold": params.generalise.fold, "seen_by_strict_model": summarise(df, kinds, "strict_{dim}")}
+    result = {
+        **summarise(df, kinds, "lko_{dim}"),
+        "images": len(df),
+        "held_out": kinds,
+        "fold": params.generalise.fold,
+        "seen_by_strict_model": summarise(df, kinds, "strict_{dim}"),
+    }
     write_text(params.generalise.metrics, json.dumps(result, indent=2) + "\n")
     return result

@@ -42,7 +42,9 @@ def _accuracy_cuts(x: np.ndarray, g: np.ndarray, grades: int = 5) -> list[float]
     below or above all of them where a grade gets no item)."""
     order = np.argsort(x, kind="stable")
     xs, n = x[order], len(x)
-    right = np.concatenate([np.zeros((grades, 1)), np.cumsum([g[order] == k for k in range(1, grades + 1)], 1)], 1)
+    right = np.concatenate(
+        [np.zeros((grades, 1)), np.cumsum([g[order] == k for k in range(1, grades + 1)], 1)], 1
+    )
     best, split = right[0].copy(), np.zeros((grades, n + 1), dtype=int)
     for k in range(1, grades):  # best[i]: most right among the first i items with grades 1 ... k + 1
         gain = best - right[k]  # items before j graded <= k, items j ... i - 1 graded k + 1
@@ -55,7 +57,9 @@ def _accuracy_cuts(x: np.ndarray, g: np.ndarray, grades: int = 5) -> list[float]
     return [float(c) for c in cuts[::-1]]
 
 
-def fit_level_cuts(pred: np.ndarray, labels: np.ndarray, min_items: int = 50, seed: int = 0) -> dict[str, list[float]]:
+def fit_level_cuts(
+    pred: np.ndarray, labels: np.ndarray, min_items: int = 50, seed: int = 0
+) -> dict[str, list[float]]:
     """Per dimension, the four stage-1 score thresholds between the five levels that state the level of the
     most validation images right. The label cuts (0.2 ... 0.8) assume the head's outputs sit on the label
     scale; a head that scores flawless images 0.85 +- 0.04 would call many of them "good". Fitted cuts are
@@ -70,11 +74,18 @@ def fit_level_cuts(pred: np.ndarray, labels: np.ndarray, min_items: int = 50, se
             continue
         x, g = pred[known, i], np.array([grade(v) for v in labels[known, i]])
         half = np.random.default_rng(seed).permutation(len(x)) % 2 == 0
-        held_out = sum(int((1 + np.searchsorted(_accuracy_cuts(x[~fold], g[~fold]), x[fold], side="right")
-                            == g[fold]).sum()) for fold in (half, ~half))
+        held_out = sum(
+            int(
+                (
+                    1 + np.searchsorted(_accuracy_cuts(x[~fold], g[~fold]), x[fold], side="right") == g[fold]
+                ).sum()
+            )
+            for fold in (half, ~half)
+        )
         if held_out > int((np.array([grade(v) for v in x]) == g).sum()):
             out[dim] = _accuracy_cuts(x, g)
     return out
+
 
 def to_device(batch: Any, device: torch.device) -> Any:
     """The batch's tensors (at any depth of dicts, lists and tuples) on `device`; everything else as it is."""
@@ -89,7 +100,10 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 def screen(decoded: list[np.ndarray | str], prompts: Sequence[str]) -> list[np.ndarray | str]:
     """Decoded images (or their error messages) with an unusable prompt turned into its error message."""
-    return [item if isinstance(item, str) else check_prompt(prompt) or item for item, prompt in zip(decoded, prompts)]
+    return [
+        item if isinstance(item, str) else check_prompt(prompt) or item
+        for item, prompt in zip(decoded, prompts)
+    ]
 
 
 def check_prompt(prompt: object) -> str | None:
@@ -123,10 +137,12 @@ def native_windows(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
     ys = np.linspace(0, h - size, side).round().astype(int)
     xs = np.linspace(0, w - size, side).round().astype(int)
     spots = [(y, x) for y in ys for x in xs][:count]
-    return [np.ascontiguousarray(img[y:y + size, x:x + size]) for y, x in dict.fromkeys(spots)]
+    return [np.ascontiguousarray(img[y : y + size, x : x + size]) for y, x in dict.fromkeys(spots)]
 
 
-def _decode(item: ImageInput, size: int | None, max_pixels: int, windows: int = 0) -> np.ndarray | Views | str:
+def _decode(
+    item: ImageInput, size: int | None, max_pixels: int, windows: int = 0
+) -> np.ndarray | Views | str:
     """The image resized to `size` (or the error message); with `windows` and an image at least 1.5 times
     `size` on its short side, also that many native-resolution windows (`Views`)."""
     try:
@@ -163,8 +179,13 @@ class Scorer:
     windows: int = 4  # native-resolution windows that judge quality and authenticity of large images
 
     @classmethod
-    def load(cls, folder: str | Path, device: str = "cpu", input_size: int = 256,
-             dtype: torch.dtype = torch.float32) -> Scorer:
+    def load(
+        cls,
+        folder: str | Path,
+        device: str = "cpu",
+        input_size: int = 256,
+        dtype: torch.dtype = torch.float32,
+    ) -> Scorer:
         model, tokenizer = load_scorer(folder)
         model = model.to(device=device, dtype=dtype)
         return cls(model, tokenizer, torch.device(device), input_size, dtype=dtype)
@@ -185,7 +206,7 @@ class Scorer:
         # On CPU the tower runs on micro-batches (its activations stay in cache); the Q-Former and heads,
         # many small matrix products, run once on the whole batch. An accelerator takes the batch whole.
         step = self.micro_batch if self.device.type == "cpu" else len(x)
-        feats = torch.cat([self.model.features(x[i:i + step]) for i in range(0, len(x), step)])
+        feats = torch.cat([self.model.features(x[i : i + step]) for i in range(0, len(x), step)])
         return self.model(x, ids, mask, feats=feats).scores.float().cpu().numpy()
 
     def decode(self, images: Sequence[ImageInput]) -> list[np.ndarray | str]:
@@ -194,14 +215,19 @@ class Scorer:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images))
 
-    def _score_batch(self, images: Sequence[ImageInput], prompts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    def _score_batch(
+        self, images: Sequence[ImageInput], prompts: Sequence[str]
+    ) -> tuple[list[str], np.ndarray]:
         """Status ('ok' or the reason) per item, and raw scores (one row per 'ok' item, in order)."""
-        batch = screen([_decode(it, self.input_size, self.max_pixels, self.windows) for it in images], prompts)
+        batch = screen(
+            [_decode(it, self.input_size, self.max_pixels, self.windows) for it in images], prompts
+        )
         good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
         if not good:
             return list(batch), np.zeros((0, len(DIMENSIONS)))
-        return [OK if i in good else item for i, item in enumerate(batch)], \
-            self.score_views([batch[i] for i in good], [prompts[i] for i in good])
+        return [OK if i in good else item for i, item in enumerate(batch)], self.score_views(
+            [batch[i] for i in good], [prompts[i] for i in good]
+        )
 
     def score_views(self, items: list[np.ndarray | Views], prompts: list[str]) -> np.ndarray:
         """Raw scores of decoded items. Defects are applied, and seen, at the pixel scale they were made at:
@@ -236,8 +262,14 @@ class Scorer:
                 if _SHARE["active"] == 0:
                     torch.set_num_threads(_SHARE["before"])
 
-    def score(self, images: Sequence[ImageInput], prompts: Sequence[str] | str, batch_size: int = 32,
-              show_progress: bool = True, scale: str = "mos") -> pd.DataFrame:
+    def score(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str] | str,
+        batch_size: int = 32,
+        show_progress: bool = True,
+        scale: str = "mos",
+    ) -> pd.DataFrame:
         """One row per input, in order: quality, authenticity, correspondence, status ('ok' or the reason)."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
@@ -245,11 +277,14 @@ class Scorer:
         check_scale(scale)  # before any work
         self.model.eval()
         rows: list[dict[str, Any]] = []
-        bar = progress(total=len(images), desc="scoring", unit="img", disable=not show_progress or len(images) < 64)
+        bar = progress(
+            total=len(images), desc="scoring", unit="img", disable=not show_progress or len(images) < 64
+        )
         starts = range(0, len(images), batch_size)
         with self._cpu_share(), ThreadPoolExecutor(max_workers=self.workers) as pool:
-            done = pool.map(lambda i: self._score_batch(images[i:i + batch_size], prompts[i:i + batch_size]),
-                            starts)
+            done = pool.map(
+                lambda i: self._score_batch(images[i : i + batch_size], prompts[i : i + batch_size]), starts
+            )
             for statuses, raw in done:  # in input order
                 scores = iter(to_scale(raw, self.calibration, scale))
                 for status in statuses:
@@ -260,8 +295,9 @@ class Scorer:
         return pd.DataFrame(rows, columns=[*DIMENSIONS, "status"])
 
 
-def score_arrays(model: Any, tokenizer: Any, images: Iterable[np.ndarray], prompts: list[str],
-                 batch_size: int = 32) -> np.ndarray:
+def score_arrays(
+    model: Any, tokenizer: Any, images: Iterable[np.ndarray], prompts: list[str], batch_size: int = 32
+) -> np.ndarray:
     """Scores of in-memory uint8 images (used by validation during training)."""
     weight = next(model.parameters())
     scorer = Scorer(model, tokenizer, weight.device, dtype=weight.dtype)

@@ -34,7 +34,16 @@ os.umask(_UMASK)
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 OK = "ok"  # the status of an item that was scored; any other status says why it was not
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")  # what a folder's images end in
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+)  # what a folder's images end in
 
 
 class ImageError(ValueError):
@@ -73,7 +82,9 @@ def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
     elif arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
     else:
-        raise ImageError(f"{name}: unsupported array dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
+        raise ImageError(
+            f"{name}: unsupported array dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])"
+        )
     return Image.fromarray(arr)
 
 
@@ -103,7 +114,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mint-iqa"
 
 
-def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
+def load_image(
+    item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> Image.Image:
     """Decode `item` into an upright RGB image (EXIF orientation applied; animations: first frame).
 
     Raises `ImageError` naming the item for: missing file, directory, empty file, non-image data,
@@ -132,7 +145,9 @@ def load_image(item: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str
             raise ImageError(f"{name}: corrupt image header ({_reason(exc)})") from None
     width, height = img.size
     if width * height > max_pixels:
-        raise ImageError(f"{name}: image too large ({width}x{height} = {width * height} pixels > {max_pixels})")
+        raise ImageError(
+            f"{name}: image too large ({width}x{height} = {width * height} pixels > {max_pixels})"
+        )
     if width == 0 or height == 0:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
     try:

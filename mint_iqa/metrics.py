@@ -60,6 +60,7 @@ def srcc_ceiling(label: np.ndarray) -> float:
 
 # ------------------------------------------------------------------ text agreement (explanations)
 
+
 def _words(text: str) -> list[str]:
     import re
 
@@ -95,12 +96,15 @@ def bleu4(candidates: list[str], references: list[str]) -> float:
         a, b = _words(cand), _words(ref)
         cand_len, ref_len = cand_len + len(a), ref_len + len(b)
         for n in range(1, 5):
-            ca = Counter(tuple(a[i:i + n]) for i in range(len(a) - n + 1))
-            cb = Counter(tuple(b[i:i + n]) for i in range(len(b) - n + 1))
+            ca = Counter(tuple(a[i : i + n]) for i in range(len(a) - n + 1))
+            cb = Counter(tuple(b[i : i + n]) for i in range(len(b) - n + 1))
             matches[n - 1] += sum(min(c, cb[g]) for g, c in ca.items())
             totals[n - 1] += max(0, len(a) - n + 1)
     if cand_len == 0:
         return 0.0
-    logs = [np.log((m + (n > 0)) / (t + (n > 0))) if t else -np.inf for n, (m, t) in enumerate(zip(matches, totals))]
+    logs = [
+        np.log((m + (n > 0)) / (t + (n > 0))) if t else -np.inf
+        for n, (m, t) in enumerate(zip(matches, totals))
+    ]
     brevity = 1.0 if cand_len > ref_len else np.exp(1 - ref_len / cand_len)
     return float(brevity * np.exp(np.mean(logs)))

@@ -82,7 +82,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     except UnicodeDecodeError as exc:
         at = bom + exc.start  # the offset in the file
         line = data.count(b"\n", 0, at) + 1
-        raise ValueError(f"{path}: not UTF-8 text (line {line}, byte {at}); save the manifest as UTF-8") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (line {line}, byte {at}); save the manifest as UTF-8"
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     records: list[list[str]] = []
@@ -98,12 +100,16 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
             if header is None:
                 header = fields
             elif len(fields) != len(header):
-                raise ValueError(f"{path}: line {line} has {_count(len(fields))}, the header has {len(header)}")
+                raise ValueError(
+                    f"{path}: line {line} has {_count(len(fields))}, the header has {len(header)}"
+                )
             else:
                 records.append(fields)
         line = reader.line_num + 1
     if header is None:
-        raise ValueError(f"{path}: not a readable CSV (the file is empty; expected a header line image,prompt)")
+        raise ValueError(
+            f"{path}: not a readable CSV (the file is empty; expected a header line image,prompt)"
+        )
     return header, records
 
 
@@ -123,11 +129,18 @@ def _column_names(path: Path, header: list[str]) -> list[str]:
     given: dict[str, str] = {}  # the name used -> the name in the header
     for i, raw in enumerate(header, start=1):
         original = raw.strip() or f"column_{i}"
-        name = RESERVED_PREFIX + original if original in reserved or original.startswith("explanation_") else original
+        name = (
+            RESERVED_PREFIX + original
+            if original in reserved or original.startswith("explanation_")
+            else original
+        )
         if name in given:
-            clash = (f"column {original!r} appears twice in the header" if given[name] == original else
-                     f"columns {given[name]!r} and {original!r} would both be {name!r} (a column named like an "
-                     f"output column gets the prefix {RESERVED_PREFIX})")
+            clash = (
+                f"column {original!r} appears twice in the header"
+                if given[name] == original
+                else f"columns {given[name]!r} and {original!r} would both be {name!r} (a column named like an "
+                f"output column gets the prefix {RESERVED_PREFIX})"
+            )
             raise ValueError(f"{path}: {clash}")
         given[name] = original
     return list(given)
@@ -151,8 +164,14 @@ def images_table(images: list[Path], prompt: str) -> pd.DataFrame:
             files = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             rows += [{"image": str(f), "prompt": prompt, "path": f, "status": OK} for f in files]
             if not files:
-                rows.append({"image": str(item), "prompt": prompt, "path": None,
-                             "status": f"{item}: folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"})
+                rows.append(
+                    {
+                        "image": str(item),
+                        "prompt": prompt,
+                        "path": None,
+                        "status": f"{item}: folder has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})",
+                    }
+                )
         else:
             rows.append({"image": str(item), "prompt": prompt, "path": item, "status": OK})
     return pd.DataFrame(rows, columns=["image", "prompt", "path", "status"])
@@ -234,34 +253,56 @@ def read_table(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable results table ({str(exc).splitlines()[0]})") from None
 
 
-def score_table(model: Any, table: pd.DataFrame, explain: bool = False, scale: str = "mos",
-                batch_size: int = 32) -> pd.DataFrame:
+def score_table(
+    model: Any, table: pd.DataFrame, explain: bool = False, scale: str = "mos", batch_size: int = 32
+) -> pd.DataFrame:
     """Score (and explain) the usable rows of `table` (columns image, prompt, path, status, and any extra
     columns) with a loaded `mint_iqa.Model`; returns the output table, one row per input row, in order, the
     extra columns last."""
     extra = EXPLANATION_COLUMNS if explain else []
     carried = [c for c in table.columns if c not in INPUT_COLUMNS]
-    result = pd.DataFrame({"image": table["image"], "prompt": table["prompt"], **{d: np.nan for d in DIMENSIONS},
-                           "status": table["status"], **{c: "" for c in extra}}, index=table.index)
+    result = pd.DataFrame(
+        {
+            "image": table["image"],
+            "prompt": table["prompt"],
+            **{d: np.nan for d in DIMENSIONS},
+            "status": table["status"],
+            **{c: "" for c in extra},
+        },
+        index=table.index,
+    )
     todo = table.index[table["status"] == OK]
     if len(todo):
         images, prompts = list(table.loc[todo, "path"]), list(table.loc[todo, "prompt"])
-        scores = (model.assess(images, prompts, batch_size=batch_size, scale=scale) if explain
-                  else model.score(images, prompts, batch_size=batch_size, scale=scale))
+        scores = (
+            model.assess(images, prompts, batch_size=batch_size, scale=scale)
+            if explain
+            else model.score(images, prompts, batch_size=batch_size, scale=scale)
+        )
         columns = [*DIMENSIONS, "status", *extra]
         result.loc[todo, columns] = scores[columns].to_numpy()
     result = result[[*OUTPUT_COLUMNS, *extra]].reset_index(drop=True)
-    return result.assign(**{(RESERVED_PREFIX + c if c in result.columns else c): table[c].to_numpy()
-                            for c in carried})
+    return result.assign(
+        **{(RESERVED_PREFIX + c if c in result.columns else c): table[c].to_numpy() for c in carried}
+    )
 
 
-def score_manifest(manifest: Path, out: Path, model: Any, batch_size: int = 32, force: bool = False,
-                   explain: bool = False, scale: str = "mos") -> pd.DataFrame:
+def score_manifest(
+    manifest: Path,
+    out: Path,
+    model: Any,
+    batch_size: int = 32,
+    force: bool = False,
+    explain: bool = False,
+    scale: str = "mos",
+) -> pd.DataFrame:
     """`mint-iqa score --manifest`: score every row of `manifest` into `out`."""
     from mint_iqa.api import Model, load
 
     check_output(out, force)
     table = read_manifest(manifest)
-    result = score_table(model if isinstance(model, Model) else load(model), table, explain, scale, batch_size)
+    result = score_table(
+        model if isinstance(model, Model) else load(model), table, explain, scale, batch_size
+    )
     write_table(result, out)
     return result

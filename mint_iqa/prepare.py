@@ -40,9 +40,18 @@ def _render(job: tuple[int, int, Recipe]) -> dict[str, Any]:
     Image.fromarray(sample.image).save(buf, format="PNG", compress_level=1)
     (_WORKER["images_dir"] / f"{name}.png").write_bytes(buf.getvalue())
     return {
-        "id": name, "image": f"images/{name}.png", "prompt": sample.prompt, "ref_id": sample.ref_id,
-        "source": "proxy", "family": sample.family, "distortion": sample.distortion, "level": sample.level,
-        **sample.labels, "damage": sample.damage, "defects": sample.defects, **{manifest.ANSWER_COLUMNS[k]: v for k, v in sample.answers.items()},
+        "id": name,
+        "image": f"images/{name}.png",
+        "prompt": sample.prompt,
+        "ref_id": sample.ref_id,
+        "source": "proxy",
+        "family": sample.family,
+        "distortion": sample.distortion,
+        "level": sample.level,
+        **sample.labels,
+        "damage": sample.damage,
+        "defects": sample.defects,
+        **{manifest.ANSWER_COLUMNS[k]: v for k, v in sample.answers.items()},
         "licence": synth.refs[ref_index].licence,
     }
 

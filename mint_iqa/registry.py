@@ -50,6 +50,7 @@ def _client() -> Any:
 
 def lineage(params: Params, params_file: str | Path = "params.yaml") -> dict[str, str]:
     """Which code, data and parameters made a model: git commit, data.dvc hash, params hash."""
+
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
@@ -61,8 +62,12 @@ def lineage(params: Params, params_file: str | Path = "params.yaml") -> dict[str
     data_dvc = Path("data.dvc")
     data_hash = yaml.safe_load(data_dvc.read_text())["outs"][0]["md5"] if data_dvc.exists() else "unknown"
     canonical = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
-    return {"git_commit": commit + ("-dirty" if dirty and dirty != "unknown" else ""), "data_dvc_md5": data_hash,
-            "params_sha256": hashlib.sha256(canonical.encode()).hexdigest()[:16], "protocol": params.registry.protocol}
+    return {
+        "git_commit": commit + ("-dirty" if dirty and dirty != "unknown" else ""),
+        "data_dvc_md5": data_hash,
+        "params_sha256": hashlib.sha256(canonical.encode()).hexdigest()[:16],
+        "protocol": params.registry.protocol,
+    }
 
 
 def request_example(params: Params) -> pd.DataFrame:
@@ -84,26 +89,42 @@ def register(params: Params) -> Any:
     cfg = params.registry
     folder = Path(params.explain.out_dir) / cfg.protocol / "best"
     if not (folder / "explainer").exists():
-        raise FileNotFoundError(f"{folder}: no trained assessor; run `dvc repro train_explainer@{cfg.protocol}`")
+        raise FileNotFoundError(
+            f"{folder}: no trained assessor; run `dvc repro train_explainer@{cfg.protocol}`"
+        )
     metrics = {}
     for path in (params.evaluate.metrics, params.explain.metrics):
         if Path(path).exists():
             metrics[Path(path).stem] = json.loads(Path(path).read_text()).get(cfg.protocol, {})
     example = request_example(params)
-    output = pd.DataFrame({**{d: [0.5] for d in DIMENSIONS}, "status": ["ok"],
-                           **{f"explanation_{d}": ["..."] for d in DIMENSIONS}})
+    output = pd.DataFrame(
+        {
+            **{d: [0.5] for d in DIMENSIONS},
+            "status": ["ok"],
+            **{f"explanation_{d}": ["..."] for d in DIMENSIONS},
+        }
+    )
     tags = lineage(params)
     with tracking.run("register", tags={"stage": "register", **tags}):
         info = mlflow.pyfunc.log_model(
-            name="assessor", python_model=str(PYFUNC_CODE), artifacts={"assessor": str(folder)},
-            signature=infer_signature(example, output, params={"explain": True}), input_example=example,
-            code_paths=[str(Path(__file__).parent)], pip_requirements=_requirements(),
-            registered_model_name=cfg.model_name)
+            name="assessor",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"assessor": str(folder)},
+            signature=infer_signature(example, output, params={"explain": True}),
+            input_example=example,
+            code_paths=[str(Path(__file__).parent)],
+            pip_requirements=_requirements(),
+            registered_model_name=cfg.model_name,
+        )
         mlflow.log_dict(metrics, "evaluation_metrics.json")
     client = _client()
     version = info.registered_model_version
-    flat = {f"metric.{stage}.{dim}.srcc": str(m["srcc"]) for stage, dims in metrics.items()
-            for dim, m in dims.items() if isinstance(m, dict) and "srcc" in m}
+    flat = {
+        f"metric.{stage}.{dim}.srcc": str(m["srcc"])
+        for stage, dims in metrics.items()
+        for dim, m in dims.items()
+        if isinstance(m, dict) and "srcc" in m
+    }
     for key, value in {**tags, **flat, "model_uri": info.model_uri}.items():
         client.set_model_version_tag(cfg.model_name, str(version), key, value)
     client.set_registered_model_alias(cfg.model_name, CHALLENGER, str(version))
@@ -112,12 +133,30 @@ def register(params: Params) -> Any:
 
 def _requirements() -> list[str]:
     lock = Path("requirements.lock")
-    wanted = {"torch", "torchvision", "transformers", "open-clip-torch", "open_clip_torch", "mlflow", "pandas",
-              "numpy", "scipy", "pillow", "opencv-python", "safetensors", "tokenizers", "pydantic", "pyyaml"}
+    wanted = {
+        "torch",
+        "torchvision",
+        "transformers",
+        "open-clip-torch",
+        "open_clip_torch",
+        "mlflow",
+        "pandas",
+        "numpy",
+        "scipy",
+        "pillow",
+        "opencv-python",
+        "safetensors",
+        "tokenizers",
+        "pydantic",
+        "pyyaml",
+    }
     if not lock.exists():
         return sorted(wanted)
-    return [line.strip() for line in lock.read_text().splitlines()
-            if line.split("==")[0].strip().lower() in wanted]
+    return [
+        line.strip()
+        for line in lock.read_text().splitlines()
+        if line.split("==")[0].strip().lower() in wanted
+    ]
 
 
 @dataclass
@@ -143,11 +182,27 @@ def holdout_scores(params: Params, model_uri: str) -> Holdout:
     root = manifest.image_root(prepared, meta)
     df = df[df[split_column(params.registry.protocol)] == "test"]
     df = df.sample(n=min(len(df), params.registry.holdout_images), random_state=params.seed)
-    batch = pd.DataFrame({"image": [base64.b64encode((root / p).read_bytes()).decode() for p in df["image"]],
-                          "prompt": list(df["prompt"])})
+    batch = pd.DataFrame(
+        {
+            "image": [base64.b64encode((root / p).read_bytes()).decode() for p in df["image"]],
+            "prompt": list(df["prompt"]),
+        }
+    )
     pred = mlflow.pyfunc.load_model(model_uri).predict(batch)
-    levels = {d: round(float(np.mean([parse_grades(text)[d] == grade(label) for text, label
-                                      in zip(pred[f"explanation_{d}"], df[d])])), 4) for d in DIMENSIONS}
+    levels = {
+        d: round(
+            float(
+                np.mean(
+                    [
+                        parse_grades(text)[d] == grade(label)
+                        for text, label in zip(pred[f"explanation_{d}"], df[d])
+                    ]
+                )
+            ),
+            4,
+        )
+        for d in DIMENSIONS
+    }
     return Holdout({d: round(srcc(pred[d].to_numpy(), df[d].to_numpy()), 4) for d in DIMENSIONS}, levels)
 
 
@@ -163,13 +218,19 @@ class Decision:
     def markdown(self) -> str:
         verdict = "PROMOTED" if self.promoted else "NOT promoted"
         new, old = self.challenger_scores, self.champion_scores
-        lines = [f"# Promotion: version {self.challenger} {verdict}", "",
-                 f"Champion before: {self.champion or 'none'}", "",
-                 "| dimension | challenger SRCC | champion SRCC | challenger level acc. | champion level acc. |",
-                 "|---|---|---|---|---|"]
+        lines = [
+            f"# Promotion: version {self.challenger} {verdict}",
+            "",
+            f"Champion before: {self.champion or 'none'}",
+            "",
+            "| dimension | challenger SRCC | champion SRCC | challenger level acc. | champion level acc. |",
+            "|---|---|---|---|---|",
+        ]
         for d in DIMENSIONS:
-            lines.append(f"| {d} | {new.srcc[d]:.4f} | {f'{old.srcc[d]:.4f}' if old else '-'} "
-                         f"| {new.levels[d]:.4f} | {f'{old.levels[d]:.4f}' if old else '-'} |")
+            lines.append(
+                f"| {d} | {new.srcc[d]:.4f} | {f'{old.srcc[d]:.4f}' if old else '-'} "
+                f"| {new.levels[d]:.4f} | {f'{old.levels[d]:.4f}' if old else '-'} |"
+            )
         return "\n".join(lines + ["", *[f"- {r}" for r in self.reasons]]) + "\n"
 
 
@@ -177,15 +238,24 @@ def gate(new: Holdout, old: Holdout | None, params: Params) -> tuple[bool, list[
     """The promotion rule of `register` in params.yaml; returns (passed, reasons)."""
     cfg = params.registry
     if old is None:
-        low = [f"{d} SRCC {new.srcc[d]:.4f} < minimum {cfg.minimums[d]}" for d in DIMENSIONS
-               if new.srcc[d] < cfg.minimums[d]]
+        low = [
+            f"{d} SRCC {new.srcc[d]:.4f} < minimum {cfg.minimums[d]}"
+            for d in DIMENSIONS
+            if new.srcc[d] < cfg.minimums[d]
+        ]
         return not low, low or ["first model: every dimension meets its minimum"]
     drops, gains = [], {}
     # constant scores have no SRCC (NaN): they rank nothing, so they count as 0, never as a free pass
     ranked = lambda scores: {d: 0.0 if np.isnan(v) else v for d, v in scores.items()}  # noqa: E731
-    for name, a, b in (("SRCC", ranked(new.srcc), ranked(old.srcc)), ("level accuracy", new.levels, old.levels)):
-        drops += [f"{d} {name} drops by {b[d] - a[d]:.4f} > epsilon {cfg.epsilon}" for d in DIMENSIONS
-                  if b[d] - a[d] > cfg.epsilon]
+    for name, a, b in (
+        ("SRCC", ranked(new.srcc), ranked(old.srcc)),
+        ("level accuracy", new.levels, old.levels),
+    ):
+        drops += [
+            f"{d} {name} drops by {b[d] - a[d]:.4f} > epsilon {cfg.epsilon}"
+            for d in DIMENSIONS
+            if b[d] - a[d] > cfg.epsilon
+        ]
         gains[name] = float(np.mean([a[d] for d in DIMENSIONS]) - np.mean([b[d] for d in DIMENSIONS]))
     summary = ", ".join(f"mean {name} {gain:+.4f}" for name, gain in gains.items())
     if drops:
@@ -204,20 +274,25 @@ def promote(params: Params) -> Decision:
     except Exception:  # noqa: BLE001 - MLflow raises a generic MlflowException when the alias is unset
         champion = None
     if champion is not None and champion.version == challenger.version:
-        raise ValueError(f"version {challenger.version} is already the champion; register a new challenger first")
+        raise ValueError(
+            f"version {challenger.version} is already the champion; register a new challenger first"
+        )
     new = holdout_scores(params, f"models:/{cfg.model_name}/{challenger.version}")
     old = holdout_scores(params, f"models:/{cfg.model_name}/{champion.version}") if champion else None
     passed, reasons = gate(new, old, params)
-    decision = Decision(passed, str(challenger.version), str(champion.version) if champion else None, new, old,
-                        reasons)
+    decision = Decision(
+        passed, str(challenger.version), str(champion.version) if champion else None, new, old, reasons
+    )
     if passed:
         if champion is not None:
             client.set_registered_model_alias(cfg.model_name, PREVIOUS, champion.version)
         client.set_registered_model_alias(cfg.model_name, CHAMPION, challenger.version)
-    for key, value in {"promotion.decision": "promoted" if passed else "rejected",
-                       "promotion.reasons": "; ".join(reasons),
-                       "promotion.holdout": json.dumps(new.to_dict()),
-                       "promotion.compared_with": decision.champion or "none"}.items():
+    for key, value in {
+        "promotion.decision": "promoted" if passed else "rejected",
+        "promotion.reasons": "; ".join(reasons),
+        "promotion.holdout": json.dumps(new.to_dict()),
+        "promotion.compared_with": decision.champion or "none",
+    }.items():
         client.set_model_version_tag(cfg.model_name, challenger.version, key, value)
     write_text(Path(cfg.decision), decision.markdown())
     return decision
@@ -241,13 +316,17 @@ def show(params: Params, alias: str = CHAMPION) -> str:
     model = client.get_registered_model(cfg.model_name)
     aliases = sorted(a for a, v in model.aliases.items() if v == version.version)
     tags = version.tags
-    lines = [f"{cfg.model_name} version {version.version}  (aliases: {', '.join(aliases) or '-'})",
-             f"  source run        {version.run_id}",
-             f"  git commit        {tags.get('git_commit', '?')}",
-             f"  data.dvc md5      {tags.get('data_dvc_md5', '?')}",
-             f"  params sha256     {tags.get('params_sha256', '?')}  (protocol {tags.get('protocol', '?')})",
-             "  metrics           " + ", ".join(f"{k.removeprefix('metric.')}={v}" for k, v in sorted(tags.items())
-                                               if k.startswith("metric.")),
-             f"  promotion         {tags.get('promotion.decision', 'not evaluated')}: "
-             f"{tags.get('promotion.reasons', '')}"]
+    lines = [
+        f"{cfg.model_name} version {version.version}  (aliases: {', '.join(aliases) or '-'})",
+        f"  source run        {version.run_id}",
+        f"  git commit        {tags.get('git_commit', '?')}",
+        f"  data.dvc md5      {tags.get('data_dvc_md5', '?')}",
+        f"  params sha256     {tags.get('params_sha256', '?')}  (protocol {tags.get('protocol', '?')})",
+        "  metrics           "
+        + ", ".join(
+            f"{k.removeprefix('metric.')}={v}" for k, v in sorted(tags.items()) if k.startswith("metric.")
+        ),
+        f"  promotion         {tags.get('promotion.decision', 'not evaluated')}: "
+        f"{tags.get('promotion.reasons', '')}",
+    ]
     return "\n".join(lines)

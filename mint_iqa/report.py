@@ -63,26 +63,34 @@ def _histogram(values: np.ndarray, lo: float, hi: float, colour: str, bins: int 
     bars = "".join(
         f'<rect x="{i * width / bins:.1f}" y="{height - c / top * height:.1f}" width="{width / bins - 1:.1f}" '
         f'height="{c / top * height:.1f}" fill="{colour}"><title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {c}</title></rect>'
-        for i, c in enumerate(counts))
-    return (f'<svg width="{width}" height="{height + 14}" role="img">{bars}'
-            f'<text x="0" y="{height + 12}" font-size="10">{lo:g}</text>'
-            f'<text x="{width}" y="{height + 12}" font-size="10" text-anchor="end">{hi:g}</text></svg>')
+        for i, c in enumerate(counts)
+    )
+    return (
+        f'<svg width="{width}" height="{height + 14}" role="img">{bars}'
+        f'<text x="0" y="{height + 12}" font-size="10">{lo:g}</text>'
+        f'<text x="{width}" y="{height + 12}" font-size="10" text-anchor="end">{hi:g}</text></svg>'
+    )
 
 
 def _bar(dim: str, value: float, lo: float, hi: float) -> str:
     if math.isnan(value):
         return f'<div class="score"><span class="label">{dim[:4]}</span><span class="num">-</span></div>'
     pct = 100.0 * (value - lo) / (hi - lo or 1.0)
-    return (f'<div class="score"><span class="label">{dim[:4]}</span><span class="track"><span class="fill" '
-            f'style="width:{min(max(pct, 0), 100):.1f}%;background:{COLOURS[dim]}"></span></span>'
-            f'<span class="num">{value:.2f}</span></div>')
+    return (
+        f'<div class="score"><span class="label">{dim[:4]}</span><span class="track"><span class="fill" '
+        f'style="width:{min(max(pct, 0), 100):.1f}%;background:{COLOURS[dim]}"></span></span>'
+        f'<span class="num">{value:.2f}</span></div>'
+    )
 
 
 def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
     ok = df["status"] == "ok"
     scores = df.loc[ok, list(DIMENSIONS)].astype(float)
-    lo, hi = (1.0, 5.0) if scores.empty or (scores.min().min() >= 1 and scores.max().max() <= 5) else (
-        float(scores.min().min()), float(scores.max().max()))
+    lo, hi = (
+        (1.0, 5.0)
+        if scores.empty or (scores.min().min() >= 1 and scores.max().max() <= 5)
+        else (float(scores.min().min()), float(scores.max().max()))
+    )
     explained = [c for c in (f"explanation_{d}" for d in DIMENSIONS) if c in df.columns]
     rows, failed = [], []
     for i, row in df.iterrows():
@@ -93,27 +101,58 @@ def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
         values = {d: float(row[d]) for d in DIMENSIONS}
         thumb = _thumbnail(_find(str(row["image"]), roots))
         img = f'<img src="{thumb}" alt="{name}">' if thumb else '<div class="noimg">no preview</div>'
-        words = "".join(f"<p><b>{c.removeprefix('explanation_')}</b>: {_text(row[c])}</p>"
-                        for c in explained if str(row[c]).strip() and str(row[c]) != "nan")
+        words = "".join(
+            f"<p><b>{c.removeprefix('explanation_')}</b>: {_text(row[c])}</p>"
+            for c in explained
+            if str(row[c]).strip() and str(row[c]) != "nan"
+        )
         data = " ".join(f'data-{d}="{v:.6f}"' for d, v in values.items())
-        rows.append(f'<tr class="item" {data} data-overall="{np.mean(list(values.values())):.6f}" '
-                    f'data-text="{(name + " " + prompt).lower()}"><td>{img}</td><td class="name" title="{name}">'
-                    f'{_text(Path(str(row["image"])).name)}'
-                    f'<div class="prompt">{prompt}</div></td><td>'
-                    + "".join(_bar(d, values[d], lo, hi) for d in DIMENSIONS) + f"</td><td>{words}</td></tr>")
-    means = " · ".join(f"{d} {scores[d].mean():.2f}" for d in DIMENSIONS) if not scores.empty else "no scored rows"
-    hists = "".join(f'<figure><figcaption>{d}</figcaption>{_histogram(scores[d].to_numpy(), lo, hi, COLOURS[d])}'
-                    f"</figure>" for d in DIMENSIONS)
+        rows.append(
+            f'<tr class="item" {data} data-overall="{np.mean(list(values.values())):.6f}" '
+            f'data-text="{(name + " " + prompt).lower()}"><td>{img}</td><td class="name" title="{name}">'
+            f"{_text(Path(str(row['image'])).name)}"
+            f'<div class="prompt">{prompt}</div></td><td>'
+            + "".join(_bar(d, values[d], lo, hi) for d in DIMENSIONS)
+            + f"</td><td>{words}</td></tr>"
+        )
+    means = (
+        " · ".join(f"{d} {scores[d].mean():.2f}" for d in DIMENSIONS)
+        if not scores.empty
+        else "no scored rows"
+    )
+    hists = "".join(
+        f"<figure><figcaption>{d}</figcaption>{_histogram(scores[d].to_numpy(), lo, hi, COLOURS[d])}</figure>"
+        for d in DIMENSIONS
+    )
     options = "".join(f'<option value="{k}">{k}</option>' for k in ("overall", *DIMENSIONS))
-    failed_html = (f'<h2 id="failed-title">Not scored ({len(failed)})</h2><table id="failed"><tr><th>row</th>'
-                   f"<th>image</th><th>reason</th></tr>{''.join(failed)}</table>" if failed else "")
-    return TEMPLATE.format(title=_text(title), total=len(df), scored=len(rows), failed=len(failed),
-                           means=means, hists=hists, options=options, rows="".join(rows), failed_html=failed_html,
-                           lo=lo, hi=hi)
+    failed_html = (
+        f'<h2 id="failed-title">Not scored ({len(failed)})</h2><table id="failed"><tr><th>row</th>'
+        f"<th>image</th><th>reason</th></tr>{''.join(failed)}</table>"
+        if failed
+        else ""
+    )
+    return TEMPLATE.format(
+        title=_text(title),
+        total=len(df),
+        scored=len(rows),
+        failed=len(failed),
+        means=means,
+        hists=hists,
+        options=options,
+        rows="".join(rows),
+        failed_html=failed_html,
+        lo=lo,
+        hi=hi,
+    )
 
 
-def write_report(results: Path, out: Path, images_root: Path | None = None, force: bool = False,
-                 warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+def write_report(
+    results: Path,
+    out: Path,
+    images_root: Path | None = None,
+    force: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Render `results` into `out`; returns rows, failed and warnings (each also passed to `warn`, by
     default printed to stderr)."""
     if out.suffix.lower() not in (".html", ".htm"):
@@ -142,8 +181,10 @@ def _no_images_warning(df: pd.DataFrame, roots: list[Path]) -> str | None:
         return None
     where = " or ".join(str(root) for root in roots)
     rows = "the 1 scored row" if len(images) == 1 else f"any of the {len(images)} scored rows"
-    return (f"warning: no image found for {rows} (looked under {escape_controls(where)}); the report shows "
-            f"scores without thumbnails (pass --images-root DIR)")
+    return (
+        f"warning: no image found for {rows} (looked under {escape_controls(where)}); the report shows "
+        f"scores without thumbnails (pass --images-root DIR)"
+    )
 
 
 def _stderr(line: str) -> None:

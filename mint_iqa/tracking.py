@@ -43,12 +43,14 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @contextmanager
-def run(name: str, run_id: str | None = None, experiment: str = EXPERIMENT,
-        tags: dict[str, str] | None = None) -> Iterator[Any]:
+def run(
+    name: str, run_id: str | None = None, experiment: str = EXPERIMENT, tags: dict[str, str] | None = None
+) -> Iterator[Any]:
     """Start (or reopen, given `run_id`) an MLflow run."""
     import mlflow
 
     experiment_id = _setup(experiment)
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, experiment_id=experiment_id,
-                          tags=tags) as active:
+    with mlflow.start_run(
+        run_id=run_id, run_name=None if run_id else name, experiment_id=experiment_id, tags=tags
+    ) as active:
         yield active

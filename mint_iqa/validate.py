@@ -41,21 +41,37 @@ class Report:
 
     @property
     def failures(self) -> list[str]:
-        return [f"FAILED {r['expectation']}({r['column']}): {r['unexpected_count']} unexpected, "
-                f"e.g. {', '.join(map(str, r['examples']))}" for r in self.results if not r["success"]]
+        return [
+            f"FAILED {r['expectation']}({r['column']}): {r['unexpected_count']} unexpected, "
+            f"e.g. {', '.join(map(str, r['examples']))}"
+            for r in self.results
+            if not r["success"]
+        ]
 
     def to_json(self) -> dict[str, Any]:
-        return {"success": self.success, "rows": self.rows, "expectations": len(self.results),
-                "failed": sum(not r["success"] for r in self.results), "results": self.results}
+        return {
+            "success": self.success,
+            "rows": self.rows,
+            "expectations": len(self.results),
+            "failed": sum(not r["success"] for r in self.results),
+            "results": self.results,
+        }
 
     def summary(self) -> str:
-        lines = [f"# Validation: {'PASSED' if self.success else 'FAILED'}", "",
-                 f"{self.rows} rows, {len(self.results)} expectations, "
-                 f"{sum(not r['success'] for r in self.results)} failed.", "",
-                 "| expectation | column | result | unexpected | examples |", "|---|---|---|---|---|"]
+        lines = [
+            f"# Validation: {'PASSED' if self.success else 'FAILED'}",
+            "",
+            f"{self.rows} rows, {len(self.results)} expectations, "
+            f"{sum(not r['success'] for r in self.results)} failed.",
+            "",
+            "| expectation | column | result | unexpected | examples |",
+            "|---|---|---|---|---|",
+        ]
         for r in self.results:
-            lines.append(f"| {r['expectation']} | {r['column']} | {'ok' if r['success'] else 'FAILED'} | "
-                         f"{r['unexpected_count']} | {'; '.join(map(str, r['examples']))} |")
+            lines.append(
+                f"| {r['expectation']} | {r['column']} | {'ok' if r['success'] else 'FAILED'} | "
+                f"{r['unexpected_count']} | {'; '.join(map(str, r['examples']))} |"
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -85,7 +101,10 @@ def _suite(df: pd.DataFrame, labels: list[str]) -> list[Any]:
     exps: list[Any] = [gxe.ExpectColumnToExist(column=c) for c in required]
     present = set(df.columns)
     if "id" in present:
-        exps += [gxe.ExpectColumnValuesToNotBeNull(column="id"), gxe.ExpectColumnValuesToBeUnique(column="id")]
+        exps += [
+            gxe.ExpectColumnValuesToNotBeNull(column="id"),
+            gxe.ExpectColumnValuesToBeUnique(column="id"),
+        ]
     for col in ("image", "prompt", "ref_id"):
         if col in present:
             exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
@@ -93,8 +112,10 @@ def _suite(df: pd.DataFrame, labels: list[str]) -> list[Any]:
         exps.append(gxe.ExpectColumnValuesToNotMatchRegex(column="image", regex=ESCAPING_PATH))
     for dim in labels:
         if dim in present:
-            exps += [gxe.ExpectColumnValuesToNotBeNull(column=dim),
-                     gxe.ExpectColumnValuesToBeBetween(column=dim, min_value=0.0, max_value=1.0)]
+            exps += [
+                gxe.ExpectColumnValuesToNotBeNull(column=dim),
+                gxe.ExpectColumnValuesToBeBetween(column=dim, min_value=0.0, max_value=1.0),
+            ]
     for col in ("split_paper", "split_strict"):
         if col in present:
             exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(SPLITS)))
@@ -111,13 +132,17 @@ def run_expectations(df: pd.DataFrame, labels: list[str], examples: int = 3) -> 
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (context.data_sources.add_pandas("prepared").add_dataframe_asset("manifest")
-             .add_batch_definition_whole_dataframe("all"))
+    batch = (
+        context.data_sources.add_pandas("prepared")
+        .add_dataframe_asset("manifest")
+        .add_batch_definition_whole_dataframe("all")
+    )
     suite = context.suites.add(gx.ExpectationSuite(name="manifest"))
     for exp in _suite(df, labels):
         suite.add_expectation(exp)
-    definition = context.validation_definitions.add(gx.ValidationDefinition(data=batch, suite=suite,
-                                                                             name="manifest"))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch, suite=suite, name="manifest")
+    )
     result_format: dict[str, Any] = {"result_format": "COMPLETE"}
     if "id" in df.columns:
         result_format["unexpected_index_column_names"] = ["id"]
@@ -136,9 +161,15 @@ def run_expectations(df: pd.DataFrame, labels: list[str], examples: int = 3) -> 
             shown = [f"id={i}" if column != "file_check" else v for i, v in zip(ids, values)][:examples]
         else:
             shown = [f"{v!r} (id={i})" if ids else repr(v) for v, i in zip(values, ids or values)][:examples]
-        results.append({"expectation": cfg.type, "column": column, "success": bool(res.success),
-                        "unexpected_count": int(info.get("unexpected_count") or (0 if res.success else 1)),
-                        "examples": shown})
+        results.append(
+            {
+                "expectation": cfg.type,
+                "column": column,
+                "success": bool(res.success),
+                "unexpected_count": int(info.get("unexpected_count") or (0 if res.success else 1)),
+                "examples": shown,
+            }
+        )
     return Report(success=bool(outcome.success), rows=len(df), results=results)
 
 

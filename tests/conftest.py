@@ -18,7 +18,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 # Nobody's own default model (`mint-iqa use-model`, under ~/.config) leaks into a test; MINT_IQA_MODEL neither.
-os.environ["XDG_CONFIG_HOME"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"mint-iqa-tests-{os.getpid()}-config")
+os.environ["XDG_CONFIG_HOME"] = str(
+    Path(os.environ.get("TMPDIR", "/tmp")) / f"mint-iqa-tests-{os.getpid()}-config"
+)
 os.environ.pop("MINT_IQA_MODEL", None)
 # Services started by tests (mlflow models serve -> uvicorn, prefect worker -> python) find the venv's tools.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -63,13 +65,22 @@ PER_REFERENCE = 4  # images per reference photograph in the small proxy set
 def small_params(raw_dir: Path, out_dir: Path, **prepare: object):
     from mint_iqa.config import Params
 
-    return Params.model_validate({
-        "data": {"raw_dir": str(raw_dir)},
-        "prepare": {**_project_prepare(), "out_dir": str(out_dir), "images_per_reference": PER_REFERENCE, "workers": 1,
-                    **prepare},
-        "validate": {"out_dir": str(out_dir.parent / "validation"),
-                     "metrics": str(out_dir.parent / "metrics" / "validation.json")},
-    })
+    return Params.model_validate(
+        {
+            "data": {"raw_dir": str(raw_dir)},
+            "prepare": {
+                **_project_prepare(),
+                "out_dir": str(out_dir),
+                "images_per_reference": PER_REFERENCE,
+                "workers": 1,
+                **prepare,
+            },
+            "validate": {
+                "out_dir": str(out_dir.parent / "validation"),
+                "metrics": str(out_dir.parent / "metrics" / "validation.json"),
+            },
+        }
+    )
 
 
 def _project_prepare() -> dict:

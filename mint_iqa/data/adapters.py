@@ -25,9 +25,20 @@ from mint_iqa.data.answers import QUESTIONS, answers
 from mint_iqa.data.manifest import ANSWER_COLUMNS
 
 AIGCIQA_CSV, AIGCIQA_JSON, AIGCIQA_PROMPTS = "AIGIQA2023+.csv", "AIGIQA2023.json", "AIGCIQA2023_Prompts.xlsx"
-AIGCIQA_FIELDS = ["row", "file", "generator", "grade_clarity", "grade_outline", "grade_detail",
-                  "grade_authenticity", "grade_correspondence", "note_authenticity_zh",
-                  "note_correspondence_zh", "note_authenticity", "note_correspondence"]
+AIGCIQA_FIELDS = [
+    "row",
+    "file",
+    "generator",
+    "grade_clarity",
+    "grade_outline",
+    "grade_detail",
+    "grade_authenticity",
+    "grade_correspondence",
+    "note_authenticity_zh",
+    "note_correspondence_zh",
+    "note_authenticity",
+    "note_correspondence",
+]
 _QUESTION_KEY = {question: key for key, question in QUESTIONS.items()}
 
 
@@ -48,14 +59,29 @@ def _frame(rows: pd.DataFrame, source: str, licence: str) -> pd.DataFrame:
 
 def read_aigciqa2023plus(annotations: Path) -> pd.DataFrame:
     """The 2,400 annotated images joined with their prompts, MOS and four instruction answers."""
-    csv = pd.read_csv(annotations / AIGCIQA_CSV, header=None, names=AIGCIQA_FIELDS, encoding="gbk",
-                      keep_default_na=False, dtype=str)
-    prompts = pd.read_excel(annotations / AIGCIQA_PROMPTS, header=None, names=["category", "challenge", "prompt"])
+    csv = pd.read_csv(
+        annotations / AIGCIQA_CSV,
+        header=None,
+        names=AIGCIQA_FIELDS,
+        encoding="gbk",
+        keep_default_na=False,
+        dtype=str,
+    )
+    prompts = pd.read_excel(
+        annotations / AIGCIQA_PROMPTS, header=None, names=["category", "challenge", "prompt"]
+    )
     records = json.loads((annotations / AIGCIQA_JSON).read_text(encoding="utf-8"))
     by_image: dict[int, dict[str, Any]] = {}
     for rec in records:
-        entry = by_image.setdefault(int(rec["id"]), {"prompt_json": rec["prompt"].strip(), "quality": rec["moz1"],
-                                                     "authenticity": rec["moz2"], "correspondence": rec["moz3"]})
+        entry = by_image.setdefault(
+            int(rec["id"]),
+            {
+                "prompt_json": rec["prompt"].strip(),
+                "quality": rec["moz1"],
+                "authenticity": rec["moz2"],
+                "correspondence": rec["moz3"],
+            },
+        )
         entry[ANSWER_COLUMNS[_QUESTION_KEY[rec["q1"]]]] = rec["a1"].strip()
     df = csv.assign(row=csv["row"].astype(int))
     for col in AIGCIQA_FIELDS[3:8]:
@@ -65,8 +91,10 @@ def read_aigciqa2023plus(annotations: Path) -> pd.DataFrame:
     df = df.join(pd.DataFrame.from_dict(by_image, orient="index"), on="row")
     mismatched = df[df["prompt"] != df["prompt_json"]]
     if len(mismatched):
-        raise ValueError(f"{annotations}: row {mismatched['row'].iloc[0]}: prompt in {AIGCIQA_JSON} "
-                         f"disagrees with {AIGCIQA_PROMPTS}")
+        raise ValueError(
+            f"{annotations}: row {mismatched['row'].iloc[0]}: prompt in {AIGCIQA_JSON} "
+            f"disagrees with {AIGCIQA_PROMPTS}"
+        )
     df["id"] = df["generator"] + "/" + df["file"].str.removesuffix(".png")
     df["ref_id"] = "prompt_" + df["prompt_index"].map("{:03d}".format)
     return df.drop(columns=["prompt_json"])
@@ -77,8 +105,10 @@ def _aigciqa_images(df: pd.DataFrame, images: Path) -> pd.Series:
         return df["row"].map("{}.png".format)
     if (images / df["generator"].iloc[0] / df["file"].iloc[0]).exists():
         return df["generator"] + "/" + df["file"]
-    raise FileNotFoundError(f"{images}: neither '0.png' (flat layout) nor "
-                            f"'{df['generator'].iloc[0]}/{df['file'].iloc[0]}' (by-generator layout) found")
+    raise FileNotFoundError(
+        f"{images}: neither '0.png' (flat layout) nor "
+        f"'{df['generator'].iloc[0]}/{df['file'].iloc[0]}' (by-generator layout) found"
+    )
 
 
 def _scale(values: pd.Series, lo_hi: tuple[float, float]) -> pd.Series:
@@ -95,8 +125,12 @@ def _templated_answers(df: pd.DataFrame) -> pd.DataFrame:
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".jsonl":
         return pd.read_json(path, lines=True, dtype=False)
-    return pd.read_csv(path, dtype={"image": str, "name": str, "prompt": str}, keep_default_na=False,
-                       na_values={c: [""] for c in (*DIMENSIONS, "mos_quality", "mos_align")})
+    return pd.read_csv(
+        path,
+        dtype={"image": str, "name": str, "prompt": str},
+        keep_default_na=False,
+        na_values={c: [""] for c in (*DIMENSIONS, "mos_quality", "mos_align")},
+    )
 
 
 def build(cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -113,9 +147,15 @@ def build(cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
         images = cfg.images_dir or table.parent
         raw = _read_table(table)
         lo_hi = cfg.label_range or (0.0, 5.0)
-        df = pd.DataFrame({"image": raw["name"], "prompt": raw["prompt"],
-                           "quality": _scale(raw["mos_quality"], lo_hi), "authenticity": np.nan,
-                           "correspondence": _scale(raw["mos_align"], lo_hi)})
+        df = pd.DataFrame(
+            {
+                "image": raw["name"],
+                "prompt": raw["prompt"],
+                "quality": _scale(raw["mos_quality"], lo_hi),
+                "authenticity": np.nan,
+                "correspondence": _scale(raw["mos_align"], lo_hi),
+            }
+        )
         df = df.join(raw[[c for c in ("adj1", "adj2", "style", "std_quality", "std_align") if c in raw]])
         labels = ["quality", "correspondence"]
         df = _templated_answers(_frame(df, "agiqa3k", "see AGIQA-3K authors"))

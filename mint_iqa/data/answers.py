@@ -33,13 +33,21 @@ _AUTHENTICITY = {
     2: "{defect} makes it look clearly synthetic",
     1: "{defect} makes it look entirely artificial",
 }
-_GENERIC = {"quality": "some details are degraded", "authenticity": "parts of it look distorted",
-            "correspondence": "it does not fully show what the prompt asks for"}
-INTRO = {"quality": "The image quality is", "authenticity": "The image authenticity is",
-          "correspondence": "The correspondence between the image and its prompt is"}
-_PERFECT = {"quality": "the outline and content are clearly distinguishable and the details are rich",
-            "authenticity": "it looks natural and free of distortion",
-            "correspondence": "the image shows what the prompt asks for"}
+_GENERIC = {
+    "quality": "some details are degraded",
+    "authenticity": "parts of it look distorted",
+    "correspondence": "it does not fully show what the prompt asks for",
+}
+INTRO = {
+    "quality": "The image quality is",
+    "authenticity": "The image authenticity is",
+    "correspondence": "The correspondence between the image and its prompt is",
+}
+_PERFECT = {
+    "quality": "the outline and content are clearly distinguishable and the details are rich",
+    "authenticity": "it looks natural and free of distortion",
+    "correspondence": "the image shows what the prompt asks for",
+}
 
 
 def grade(label: float) -> int:
@@ -77,14 +85,19 @@ def answer(dimension: str, label: float, defect: str = "") -> str:
 def answers(labels: dict[str, float | None], defects: dict[str, str] | None = None) -> dict[str, str]:
     """Answers to the four questions, keyed by `QUESTIONS`' keys ("" for a dimension without a label)."""
     defects = defects or {}
-    out = {dim: "" if labels.get(dim) is None or math.isnan(labels[dim]) else
-           answer(dim, labels[dim], defects.get(dim, "")) for dim in DIMENSIONS}
+    out = {
+        dim: ""
+        if labels.get(dim) is None or math.isnan(labels[dim])
+        else answer(dim, labels[dim], defects.get(dim, ""))
+        for dim in DIMENSIONS
+    }
     out["all"] = " ".join(out[dim] for dim in DIMENSIONS if out[dim])
     return out
 
 
-_GRADE_RE = {dim: re.compile(re.escape(INTRO[dim]) + r" (" + "|".join(_WORD_GRADE) + r")", re.I)
-             for dim in DIMENSIONS}
+_GRADE_RE = {
+    dim: re.compile(re.escape(INTRO[dim]) + r" (" + "|".join(_WORD_GRADE) + r")", re.I) for dim in DIMENSIONS
+}
 
 
 def parse_grades(text: str) -> dict[str, int | None]:
@@ -94,7 +107,6 @@ def parse_grades(text: str) -> dict[str, int | None]:
         match = pattern.search(text)
         out[dim] = _WORD_GRADE[match.group(1).lower()] if match else None
     return out
-
 
 
 def split_answer(text: str) -> dict[str, str]:

@@ -46,7 +46,9 @@ def _region(h: int, w: int, rng: np.random.Generator, radius: float) -> tuple[np
     short = min(h, w)
     cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
     ry, rx = radius * short * rng.uniform(0.7, 1.3, size=2)
-    coarse = rng.standard_normal((max(2, round(8 * h / short)), max(2, round(8 * w / short)))).astype(np.float32)
+    coarse = rng.standard_normal((max(2, round(8 * h / short)), max(2, round(8 * w / short)))).astype(
+        np.float32
+    )
     rough = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     rough /= np.abs(rough).max() + 1e-6
     yy = ((np.arange(h, dtype=np.float32) - cy) / ry)[:, None]
@@ -61,8 +63,13 @@ def _blend(img: np.ndarray, other: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def _remap(img: np.ndarray, src_y: np.ndarray, src_x: np.ndarray, nearest: bool = False) -> np.ndarray:
     """Sample `img` at (src_y, src_x) per output pixel, reflecting at the borders."""
-    return cv2.remap(np.ascontiguousarray(img, np.float32), src_x.astype(np.float32), src_y.astype(np.float32),
-                     cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return cv2.remap(
+        np.ascontiguousarray(img, np.float32),
+        src_x.astype(np.float32),
+        src_y.astype(np.float32),
+        cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
 
 
 def _shrunk(img: np.ndarray, size: int = _WORK) -> tuple[np.ndarray, float]:
@@ -89,6 +96,7 @@ def _soft_square(s: int, edge: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- original five
 
+
 def elastic_warp(img: np.ndarray, rng: np.random.Generator, amplitude: float, radius: float) -> np.ndarray:
     """Locally warped geometry: a smooth random displacement field confined to one region."""
     h, w = img.shape[:2]
@@ -99,8 +107,10 @@ def elastic_warp(img: np.ndarray, rng: np.random.Generator, amplitude: float, ra
         fields.append(f / (np.abs(f).max() + 1e-6) * amplitude * mask)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     coords = [yy + fields[0], xx + fields[1]]
-    return np.stack([ndimage.map_coordinates(img[..., c], coords, order=1, mode="reflect")
-                     for c in range(img.shape[2])], axis=-1)
+    return np.stack(
+        [ndimage.map_coordinates(img[..., c], coords, order=1, mode="reflect") for c in range(img.shape[2])],
+        axis=-1,
+    )
 
 
 def duplicated_patch(img: np.ndarray, rng: np.random.Generator, count: float, size: float) -> np.ndarray:
@@ -117,8 +127,8 @@ def duplicated_patch(img: np.ndarray, rng: np.random.Generator, count: float, si
             dy, dx = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
             if abs(dy - sy) > s // 2 or abs(dx - sx) > s // 2:
                 break
-        patch = img[sy:sy + s, sx:sx + s]
-        out[dy:dy + s, dx:dx + s] = alpha * patch + (1 - alpha) * out[dy:dy + s, dx:dx + s]
+        patch = img[sy : sy + s, sx : sx + s]
+        out[dy : dy + s, dx : dx + s] = alpha * patch + (1 - alpha) * out[dy : dy + s, dx : dx + s]
     return out
 
 
@@ -133,8 +143,13 @@ def smear(img: np.ndarray, rng: np.random.Generator, length: float, radius: floa
     for t in np.linspace(0, 1, steps):
         shift = t * length * mask
         coords = [yy - shift * np.sin(angle), xx - shift * np.cos(angle)]
-        acc += np.stack([ndimage.map_coordinates(img[..., c], coords, order=1, mode="reflect")
-                         for c in range(img.shape[2])], axis=-1)
+        acc += np.stack(
+            [
+                ndimage.map_coordinates(img[..., c], coords, order=1, mode="reflect")
+                for c in range(img.shape[2])
+            ],
+            axis=-1,
+        )
     smeared = acc / steps
     m = mask[..., None]
     return m * smeared + (1 - m) * img
@@ -168,6 +183,7 @@ def grid(img: np.ndarray, rng: np.random.Generator, amplitude: float) -> np.ndar
 
 # ------------------------------------------------------------------------------------------ geometry
 
+
 def _polar(h: int, w: int, rng: np.random.Generator, radius: float):
     """Offsets from a random centre, squeezed into a random ellipse, and the falloff t = (1 - r/R)^2."""
     short = min(h, w)
@@ -199,30 +215,39 @@ def bulge(img: np.ndarray, rng: np.random.Generator, strength: float, radius: fl
 
 # ---------------------------------------------------------------------------------------- repetition
 
+
 def tiled_repeat(img: np.ndarray, rng: np.random.Generator, opacity: float, radius: float) -> np.ndarray:
     """A region overwritten by one small tile of itself repeated as a wallpaper pattern."""
     h, w = img.shape[:2]
     mask, cy, cx = _region(h, w, rng, radius)
     t = max(4, round(rng.uniform(0.08, 0.14) * min(h, w)))
     y0, x0 = int(np.clip(cy - t / 2, 0, h - t)), int(np.clip(cx - t / 2, 0, w - t))
-    tile = img[y0:y0 + t, x0:x0 + t]
+    tile = img[y0 : y0 + t, x0 : x0 + t]
     pattern = np.tile(tile, (h // t + 2, w // t + 2, 1))
     oy, ox = (t - y0 % t) % t, (t - x0 % t) % t  # the source tile stays where it was
-    return _blend(img, pattern[oy:oy + h, ox:ox + w], opacity * mask)
+    return _blend(img, pattern[oy : oy + h, ox : ox + w], opacity * mask)
 
 
-def ghost(img: np.ndarray, rng: np.random.Generator, opacity: float, offset: float, radius: float) -> np.ndarray:
+def ghost(
+    img: np.ndarray, rng: np.random.Generator, opacity: float, offset: float, radius: float
+) -> np.ndarray:
     """A semi-transparent double of a region's content, offset from it (a ghosted contour)."""
     h, w = img.shape[:2]
     mask, _, _ = _region(h, w, rng, radius)
     d, a = offset * min(h, w) * rng.uniform(0.85, 1.15), rng.uniform(0, 2 * np.pi)
     m = np.float32([[1, 0, d * np.cos(a)], [0, 1, d * np.sin(a)]])
-    double = cv2.warpAffine(np.ascontiguousarray(img, np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REFLECT_101)
+    double = cv2.warpAffine(
+        np.ascontiguousarray(img, np.float32),
+        m,
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
     return _blend(img, double, opacity * mask)
 
 
 # --------------------------------------------------------------------------------------------- smear
+
 
 def melt(img: np.ndarray, rng: np.random.Generator, length: float, radius: float) -> np.ndarray:
     """A melted region: opening and closing with a line element, streaking content along one direction."""
@@ -232,8 +257,13 @@ def melt(img: np.ndarray, rng: np.random.Generator, length: float, radius: float
     n = max(3, round(length * min(h, w) / f) | 1)
     kernel = np.zeros((n, n), np.uint8)
     a, c = rng.uniform(0, np.pi), n // 2
-    cv2.line(kernel, (round(c - c * np.cos(a)), round(c - c * np.sin(a))),
-             (round(c + c * np.cos(a)), round(c + c * np.sin(a))), 1, 1)
+    cv2.line(
+        kernel,
+        (round(c - c * np.cos(a)), round(c - c * np.sin(a))),
+        (round(c + c * np.cos(a)), round(c + c * np.sin(a))),
+        1,
+        1,
+    )
     melted = cv2.morphologyEx(cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)
     melted = cv2.filter2D(melted, -1, kernel.astype(np.float32) / kernel.sum(), borderType=cv2.BORDER_REFLECT)
     return _blend(img, _grown(melted, h, w), mask)
@@ -250,6 +280,7 @@ def plastic(img: np.ndarray, rng: np.random.Generator, sigma: float, radius: flo
 
 
 # ---------------------------------------------------------------------------------------------- seam
+
 
 def seam(img: np.ndarray, rng: np.random.Generator, offset: float, length: float) -> np.ndarray:
     """A cut: along a line segment the content on one side slides along it, so edges crossing it misalign."""
@@ -276,18 +307,19 @@ def tile_shuffle(img: np.ndarray, rng: np.random.Generator, size: float, tiles: 
     t = max(2, int(min(size * min(h, w) * rng.uniform(0.9, 1.1), min(h, w)) // n))
     s = t * n
     y0, x0 = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-    block = img[y0:y0 + s, x0:x0 + s]
+    block = img[y0 : y0 + s, x0 : x0 + s]
     order = rng.permutation(n * n)
     if np.array_equal(order, np.arange(n * n)):
         order = np.roll(order, 1)
     cells = block.reshape(n, t, n, t, -1).transpose(0, 2, 1, 3, 4).reshape(n * n, t, t, -1)[order]
     shuffled = cells.reshape(n, n, t, t, -1).transpose(0, 2, 1, 3, 4).reshape(s, s, -1)
     out = img.astype(np.float32, copy=True)
-    out[y0:y0 + s, x0:x0 + s] = _blend(block, shuffled, _soft_square(s, max(2, t // 4)))
+    out[y0 : y0 + s, x0 : x0 + s] = _blend(block, shuffled, _soft_square(s, max(2, t // 4)))
     return out
 
 
 # ---------------------------------------------------------------------------------------- transplant
+
 
 def transplant(img: np.ndarray, rng: np.random.Generator, scale: float, radius: float) -> np.ndarray:
     """A region filled with texture from elsewhere in the image, rotated and at the wrong scale."""
@@ -298,12 +330,18 @@ def transplant(img: np.ndarray, rng: np.random.Generator, scale: float, radius: 
     a = rng.uniform(0.25, 1.75) * np.pi
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) / zoom  # destination -> source
     m = np.hstack([rot, (np.array([sx, sy]) - rot @ np.array([cx, cy]))[:, None]]).astype(np.float32)
-    copy = cv2.warpAffine(np.ascontiguousarray(img, np.float32), m, (w, h),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
+    copy = cv2.warpAffine(
+        np.ascontiguousarray(img, np.float32),
+        m,
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
     return _blend(img, copy, mask)
 
 
 # ------------------------------------------------------------------------------------- colour region
+
 
 def colour_bleed(img: np.ndarray, rng: np.random.Generator, spread: float, radius: float) -> np.ndarray:
     """A region whose colours leak across edges: chroma blurred, shifted off the luma and boosted."""
@@ -322,6 +360,7 @@ def colour_bleed(img: np.ndarray, rng: np.random.Generator, spread: float, radiu
 
 # ------------------------------------------------------------------------------------------- pattern
 
+
 def upsample_blocks(img: np.ndarray, rng: np.random.Generator, factor: float, radius: float) -> np.ndarray:
     """Nearest-neighbour upsampling in one region: pixels doubled (or more) into visible square blocks."""
     h, w = img.shape[:2]
@@ -331,7 +370,7 @@ def upsample_blocks(img: np.ndarray, rng: np.random.Generator, factor: float, ra
     padded = np.pad(img, ((oy, f), (ox, f), (0, 0)), mode="reflect")
     hh, ww = (padded.shape[0] // f) * f, (padded.shape[1] // f) * f
     small = padded[:hh, :ww].reshape(hh // f, f, ww // f, f, -1)[:, f // 2, :, f // 2]  # point sampling
-    blocks = np.repeat(np.repeat(small, f, axis=0), f, axis=1)[oy:oy + h, ox:ox + w]
+    blocks = np.repeat(np.repeat(small, f, axis=0), f, axis=1)[oy : oy + h, ox : ox + w]
     return _blend(img, blocks, mask)
 
 
@@ -340,8 +379,10 @@ def ripple(img: np.ndarray, rng: np.random.Generator, amplitude: float, radius: 
     h, w = img.shape[:2]
     mask, _, _ = _region(h, w, rng, radius)
     period, a = rng.uniform(3.0, 6.0), rng.uniform(0, np.pi)
-    phase = (np.arange(h, dtype=np.float32)[:, None] * np.sin(a)
-             + np.arange(w, dtype=np.float32)[None, :] * np.cos(a)) * (2 * np.pi / period)
+    phase = (
+        np.arange(h, dtype=np.float32)[:, None] * np.sin(a)
+        + np.arange(w, dtype=np.float32)[None, :] * np.cos(a)
+    ) * (2 * np.pi / period)
     luma = img @ YIQ[0]
     fringes = np.sin(phase + rng.uniform(4, 8) * luma)[..., None]
     return (img + amplitude * mask * fringes).astype(np.float32)

@@ -68,6 +68,7 @@ def _codec(img: np.ndarray, fmt: str, **options) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- blur
 
+
 def gaussian_blur(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Out-of-focus softness: a Gaussian point-spread function."""
     s = sigma * rng.uniform(0.9, 1.1)
@@ -91,7 +92,7 @@ def lens_blur(img: np.ndarray, rng: np.random.Generator, radius: float) -> np.nd
     """Defocus through a lens aperture: a uniform disc kernel (bokeh), anti-aliased at its rim."""
     r = radius * rng.uniform(0.9, 1.1)
     n = int(np.ceil(r))
-    yy, xx = np.mgrid[-n:n + 1, -n:n + 1]
+    yy, xx = np.mgrid[-n : n + 1, -n : n + 1]
     kernel = np.clip(r + 0.5 - np.hypot(yy, xx), 0, 1).astype(np.float32)
     return cv2.filter2D(_f32(img), -1, kernel / kernel.sum(), borderType=_REFLECT)
 
@@ -103,6 +104,7 @@ def box_blur(img: np.ndarray, rng: np.random.Generator, size: float) -> np.ndarr
 
 
 # -------------------------------------------------------------------------------------------- colour
+
 
 def desaturate(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
     """Saturation loss: colours pulled towards grey (1 = greyscale)."""
@@ -145,11 +147,14 @@ def chromatic_aberration(img: np.ndarray, rng: np.random.Generator, shift: float
         a = rng.uniform(0, 2 * np.pi)
         mats = [np.float32([[1, 0, e * s * np.cos(a)], [0, 1, e * s * np.sin(a)]]) for e in (0.5, -0.5)]
     for c, m in zip((0, 2), mats):
-        out[..., c] = cv2.warpAffine(_f32(img[..., c]), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=_REFLECT)
+        out[..., c] = cv2.warpAffine(
+            _f32(img[..., c]), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=_REFLECT
+        )
     return out
 
 
 # --------------------------------------------------------------------------------------- compression
+
 
 def jpeg(img: np.ndarray, rng: np.random.Generator, quality: float) -> np.ndarray:
     """JPEG blocking and ringing at a low quality factor, random chroma subsampling."""
@@ -178,11 +183,14 @@ def chroma_subsampling(img: np.ndarray, rng: np.random.Generator, factor: float)
     small = cv2.resize(_f32(yiq[..., 1:]), (-(-w // f), -(-h // f)), interpolation=cv2.INTER_AREA)
     step = 0.008 * f * rng.uniform(0.8, 1.2)
     small = np.round(small / step) * step
-    up = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST if rng.random() < 0.6 else cv2.INTER_LINEAR)
+    up = cv2.resize(
+        small, (w, h), interpolation=cv2.INTER_NEAREST if rng.random() < 0.6 else cv2.INTER_LINEAR
+    )
     return np.concatenate([yiq[..., :1], up], axis=-1) @ _RGB.T
 
 
 # --------------------------------------------------------------------------------------------- noise
+
 
 def noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Sensor-like noise: colour or luminance-only, signal-independent or shot-noise-like."""
@@ -215,8 +223,9 @@ def poisson_noise(img: np.ndarray, rng: np.random.Generator, photons: float) -> 
 def correlated_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Blotchy, spatially correlated noise (white noise low-passed to grains of 1-2 px), std `sigma`."""
     shape = img.shape if rng.random() < 0.5 else img.shape[:2] + (1,)
-    n = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), rng.uniform(0.8, 2.0),
-                         borderType=_REFLECT).reshape(shape)
+    n = cv2.GaussianBlur(
+        rng.standard_normal(shape).astype(np.float32), (0, 0), rng.uniform(0.8, 2.0), borderType=_REFLECT
+    ).reshape(shape)
     return img + sigma * n / (n.std() + 1e-6)
 
 
@@ -233,6 +242,7 @@ def denoise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarr
 
 
 # ---------------------------------------------------------------------------------------- brightness
+
 
 def exposure(img: np.ndarray, rng: np.random.Generator, stops: float) -> np.ndarray:
     """Over- or under-exposure by `stops` in linear light, clipped like a sensor."""
@@ -277,6 +287,7 @@ def vignetting(img: np.ndarray, rng: np.random.Generator, strength: float) -> np
 
 # ------------------------------------------------------------------------------------------- spatial
 
+
 def pixelate(img: np.ndarray, rng: np.random.Generator, block: float) -> np.ndarray:
     """Pixelation: the mean of each `block` x `block` cell, repeated (grid phase random)."""
     h, w = img.shape[:2]
@@ -285,7 +296,7 @@ def pixelate(img: np.ndarray, rng: np.random.Generator, block: float) -> np.ndar
     padded = np.pad(img, ((oy, b), (ox, b), (0, 0)), mode="reflect")
     hh, ww = (padded.shape[0] // b) * b, (padded.shape[1] // b) * b
     cells = padded[:hh, :ww].reshape(hh // b, b, ww // b, b, -1).mean(axis=(1, 3))
-    return np.repeat(np.repeat(cells, b, axis=0), b, axis=1)[oy:oy + h, ox:ox + w].astype(np.float32)
+    return np.repeat(np.repeat(cells, b, axis=0), b, axis=1)[oy : oy + h, ox : ox + w].astype(np.float32)
 
 
 def resample(img: np.ndarray, rng: np.random.Generator, factor: float) -> np.ndarray:
@@ -294,7 +305,9 @@ def resample(img: np.ndarray, rng: np.random.Generator, factor: float) -> np.nda
     f = factor * rng.uniform(0.9, 1.1)
     down = cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_LINEAR
     small = cv2.resize(_f32(img), (max(4, round(w / f)), max(4, round(h / f))), interpolation=down)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR)
+    return cv2.resize(
+        small, (w, h), interpolation=cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
+    )
 
 
 def jitter(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -315,7 +328,10 @@ def patch_swap(img: np.ndarray, rng: np.random.Generator, coverage: float) -> np
         ay, ax = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
         by = int(np.clip(ay + rng.integers(-s, s + 1), 0, h - s))
         bx = int(np.clip(ax + rng.integers(-s, s + 1), 0, w - s))
-        out[ay:ay + s, ax:ax + s], out[by:by + s, bx:bx + s] = img[by:by + s, bx:bx + s], img[ay:ay + s, ax:ax + s]
+        out[ay : ay + s, ax : ax + s], out[by : by + s, bx : bx + s] = (
+            img[by : by + s, bx : bx + s],
+            img[ay : ay + s, ax : ax + s],
+        )
     return out
 
 
@@ -326,7 +342,7 @@ def colour_block(img: np.ndarray, rng: np.random.Generator, count: float) -> np.
     for _ in range(round(count)):
         s = max(3, round(0.06 * min(h, w) * rng.uniform(0.7, 1.3)))
         y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-        out[y:y + s, x:x + s] = rng.random(3).astype(np.float32)
+        out[y : y + s, x : x + s] = rng.random(3).astype(np.float32)
     return out
 
 
@@ -342,10 +358,11 @@ def ringing(img: np.ndarray, rng: np.random.Generator, cutoff: float) -> np.ndar
     c = 0.5 * cutoff * rng.uniform(0.9, 1.1)
     keep = (np.hypot(fy, fx) <= c) if rng.random() < 0.5 else ((np.abs(fy) <= c) & (np.abs(fx) <= c))
     out = fft.irfft2(spec * keep[..., None], s=padded.shape[:2], axes=(0, 1), workers=1)
-    return out[p:p + h, p:p + w].astype(np.float32)
+    return out[p : p + h, p : p + w].astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------- sharpness
+
 
 def oversharpen(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
     """Over-sharpening: an unsharp mask of strength `amount` (halos, crunchy texture, amplified noise)."""
@@ -371,7 +388,6 @@ def posterise(img: np.ndarray, rng: np.random.Generator, levels: float) -> np.nd
 QUALITY: dict[str, Degradation] = {name: globals()[name] for name in kinds.QUALITY}
 AUTHENTICITY: dict[str, Degradation] = {name: getattr(artefacts, name) for name in kinds.AUTHENTICITY}
 REGISTRY: dict[str, dict[str, Degradation]] = {"quality": QUALITY, "authenticity": AUTHENTICITY}
-
 
 
 def damage_map(pristine: np.ndarray, degraded: np.ndarray) -> np.ndarray:
@@ -405,12 +421,20 @@ def damage(pristine: np.ndarray, degraded: np.ndarray, local: bool, dmap: np.nda
     return float(np.partition(flat, flat.size - k)[-k:].mean())
 
 
-def apply(img: np.ndarray, family: str, name: str, level: float, ladders: dict[str, dict[str, list[float]]],
-          rng: np.random.Generator) -> np.ndarray:
+def apply(
+    img: np.ndarray,
+    family: str,
+    name: str,
+    level: float,
+    ladders: dict[str, dict[str, list[float]]],
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Apply distortion `name` of `family` at `level` (1-5; a fractional level interpolates its ladder's
     neighbouring values), clipped to [0, 1]."""
     fn = REGISTRY[family][name]
     steps = np.arange(1, len(next(iter(ladders[name].values()))) + 1)
-    kwargs = {key: float(np.interp(level, steps, values)) if level != int(level) else values[int(level) - 1]
-              for key, values in ladders[name].items()}
+    kwargs = {
+        key: float(np.interp(level, steps, values)) if level != int(level) else values[int(level) - 1]
+        for key, values in ladders[name].items()
+    }
     return np.clip(fn(img, rng, **kwargs), 0.0, 1.0).astype(np.float32)

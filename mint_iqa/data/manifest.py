@@ -22,11 +22,20 @@ from mint_iqa.io import atomic_write, write_text
 
 ANSWER_COLUMNS = {key: f"answer_{key}" for key in QUESTIONS}
 COLUMNS: dict[str, str] = {
-    "id": "string", "image": "string", "prompt": "string", "ref_id": "string", "source": "string",
-    "family": "string", "distortion": "string", "level": "int64",
+    "id": "string",
+    "image": "string",
+    "prompt": "string",
+    "ref_id": "string",
+    "source": "string",
+    "family": "string",
+    "distortion": "string",
+    "level": "int64",
     **{dim: "float64" for dim in DIMENSIONS},
     **{col: "string" for col in ANSWER_COLUMNS.values()},
-    "split_paper": "string", "strict_fold": "int64", "split_strict": "string", "licence": "string",
+    "split_paper": "string",
+    "strict_fold": "int64",
+    "split_strict": "string",
+    "licence": "string",
 }
 MANIFEST, INSTRUCTIONS, META = "manifest.parquet", "instructions.jsonl", "dataset.json"
 
@@ -45,12 +54,21 @@ def write(df: pd.DataFrame, out_dir: Path, meta: dict[str, Any]) -> None:
     with atomic_write(out_dir / INSTRUCTIONS, "w", encoding="utf-8") as fh:
         for row in df.itertuples(index=False):
             for key, question in QUESTIONS.items():
-                record = {"id": row.id, "image": row.image, "prompt": row.prompt, "question": question,
-                          "answer": getattr(row, ANSWER_COLUMNS[key]),
-                          **{dim: _nan_to_none(getattr(row, dim)) for dim in DIMENSIONS}}
+                record = {
+                    "id": row.id,
+                    "image": row.image,
+                    "prompt": row.prompt,
+                    "question": question,
+                    "answer": getattr(row, ANSWER_COLUMNS[key]),
+                    **{dim: _nan_to_none(getattr(row, dim)) for dim in DIMENSIONS},
+                }
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    meta = {**meta, "images": len(df), "instructions": len(df) * len(QUESTIONS),
-            "references": int(df["ref_id"].nunique())}
+    meta = {
+        **meta,
+        "images": len(df),
+        "instructions": len(df) * len(QUESTIONS),
+        "references": int(df["ref_id"].nunique()),
+    }
     write_text(out_dir / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 

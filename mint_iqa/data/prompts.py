@@ -27,8 +27,8 @@ MISMATCHES = ("absent_object", "wrong_attribute", "wrong_scene", "wrong_subject"
 @dataclass(frozen=True)
 class Prompt:
     text: str
-    mismatch: str          # "" when the prompt matches the image
-    explanation: str       # what disagrees, phrased for an answer ("" when it matches)
+    mismatch: str  # "" when the prompt matches the image
+    explanation: str  # what disagrees, phrased for an answer ("" when it matches)
 
 
 def with_article(words: str, plural: bool) -> str:
@@ -41,16 +41,25 @@ def noun_phrase(attribute: str, subject: str, plural: bool) -> str:
     return with_article(f"{attribute} {subject}", plural)
 
 
-def caption(ref: Reference, rng: np.random.Generator, *, attribute: str | None = None,
-            subject: str | None = None, plural: bool | None = None, scene: str | None = None,
-            detail: str | None = None, with_detail: bool | None = None) -> str:
+def caption(
+    ref: Reference,
+    rng: np.random.Generator,
+    *,
+    attribute: str | None = None,
+    subject: str | None = None,
+    plural: bool | None = None,
+    scene: str | None = None,
+    detail: str | None = None,
+    with_detail: bool | None = None,
+) -> str:
     """Render a caption of `ref`, any slot replaceable; style/atmosphere/detail presence vary with `rng`."""
     style = str(rng.choice(ref.styles.split("|")))
     atmosphere = str(rng.choice(ref.atmospheres.split("|")))
     if with_detail is None:
         with_detail = bool(rng.random() < 0.5)
-    np_ = noun_phrase(attribute or ref.attribute, subject or ref.subject,
-                      ref.plural if plural is None else plural)
+    np_ = noun_phrase(
+        attribute or ref.attribute, subject or ref.subject, ref.plural if plural is None else plural
+    )
     text = f"{style} of {np_} {scene or ref.scene}"
     if with_detail:
         text += f", with {detail or ref.detail}"
@@ -69,24 +78,37 @@ def make_prompt(ref: Reference, refs: list[Reference], level: int, rng: np.rando
     kind = MISMATCHES[level - 1]
     if kind == "absent_object":
         other = _other(ref, refs, rng, "detail")
-        return Prompt(caption(ref, rng, detail=other.detail, with_detail=True), kind,
-                      f"the prompt mentions {other.detail}, which the image does not show")
+        return Prompt(
+            caption(ref, rng, detail=other.detail, with_detail=True),
+            kind,
+            f"the prompt mentions {other.detail}, which the image does not show",
+        )
     if kind == "wrong_attribute":
         other = _other(ref, refs, rng, "attribute")
-        return Prompt(caption(ref, rng, attribute=other.attribute), kind,
-                      f"the prompt asks for a {other.attribute} {ref.subject}, "
-                      f"but the {ref.subject} in the image is {ref.attribute}")
+        return Prompt(
+            caption(ref, rng, attribute=other.attribute),
+            kind,
+            f"the prompt asks for a {other.attribute} {ref.subject}, "
+            f"but the {ref.subject} in the image is {ref.attribute}",
+        )
     if kind == "wrong_scene":
         other = _other(ref, refs, rng, "scene")
-        return Prompt(caption(ref, rng, scene=other.scene), kind,
-                      f"the prompt places the {ref.subject} {other.scene}, "
-                      f"but the image shows it {ref.scene}")
+        return Prompt(
+            caption(ref, rng, scene=other.scene),
+            kind,
+            f"the prompt places the {ref.subject} {other.scene}, but the image shows it {ref.scene}",
+        )
     if kind == "wrong_subject":
         other = _other(ref, refs, rng, "subject")
-        return Prompt(caption(ref, rng, subject=other.subject, plural=other.plural), kind,
-                      f"the prompt asks for {with_article(other.subject, other.plural)}, "
-                      f"but the image shows {with_article(ref.subject, ref.plural)}")
+        return Prompt(
+            caption(ref, rng, subject=other.subject, plural=other.plural),
+            kind,
+            f"the prompt asks for {with_article(other.subject, other.plural)}, "
+            f"but the image shows {with_article(ref.subject, ref.plural)}",
+        )
     other = _other(ref, refs, rng, "subject")
-    return Prompt(caption(other, rng), kind,
-                  f"the prompt describes {other.subject} {other.scene}, but the image shows "
-                  f"{ref.subject} {ref.scene}")
+    return Prompt(
+        caption(other, rng),
+        kind,
+        f"the prompt describes {other.subject} {other.scene}, but the image shows {ref.subject} {ref.scene}",
+    )

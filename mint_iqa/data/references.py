@@ -34,24 +34,24 @@ from mint_iqa.io import atomic_write, cache_dir, load_image
 REFERENCES_TABLE = "references.csv"
 IMAGES_DIR = "references"
 CATALOGUE = Path(__file__).with_name("catalogue.csv")
-MAX_SIDE = 1024          # long side of a stored reference; larger photographs are box-reduced
+MAX_SIDE = 1024  # long side of a stored reference; larger photographs are box-reduced
 DEBIAN = "debian:"
 
 
 @dataclass(frozen=True)
 class Reference:
     id: str
-    package: str          # pip distribution that ships the file, or debian:<package>=<version>
-    resource: str         # path inside that package
+    package: str  # pip distribution that ships the file, or debian:<package>=<version>
+    resource: str  # path inside that package
     licence: str
     attribution: str
     subject: str
-    plural: bool          # "coins" takes no article
+    plural: bool  # "coins" takes no article
     attribute: str
     scene: str
-    detail: str           # a secondary thing the photograph really shows
-    styles: str           # '|'-separated choices for the style slot
-    atmospheres: str      # '|'-separated choices for the atmosphere slot
+    detail: str  # a secondary thing the photograph really shows
+    styles: str  # '|'-separated choices for the style slot
+    atmospheres: str  # '|'-separated choices for the atmosphere slot
 
     @property
     def file(self) -> str:
@@ -61,8 +61,10 @@ class Reference:
 def _read_table(path: Path) -> list[Reference]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    return [Reference(**{k: v for k, v in row.items() if k != "file"} | {"plural": row["plural"] == "True"})
-            for row in rows]
+    return [
+        Reference(**{k: v for k, v in row.items() if k != "file"} | {"plural": row["plural"] == "True"})
+        for row in rows
+    ]
 
 
 REFERENCES: tuple[Reference, ...] = tuple(_read_table(CATALOGUE))
@@ -77,12 +79,19 @@ def _debian_files(package: str, resources: frozenset[str]) -> dict[str, bytes]:
     debs = sorted(cache.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
     if not debs:
         if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-            raise FileNotFoundError(f"{package}: needs apt-get and dpkg-deb (Debian/Ubuntu) to download, or the "
-                                    f".deb placed in {cache}")
+            raise FileNotFoundError(
+                f"{package}: needs apt-get and dpkg-deb (Debian/Ubuntu) to download, or the "
+                f".deb placed in {cache}"
+            )
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            proc = subprocess.run(["apt-get", "download", f"{name}={version}"], cwd=tmp, capture_output=True,
-                                  text=True, check=False)
+            proc = subprocess.run(
+                ["apt-get", "download", f"{name}={version}"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             got = sorted(Path(tmp).glob("*.deb"))
             if proc.returncode or not got:
                 lines = proc.stderr.strip().splitlines() or ["no .deb"]
@@ -90,10 +99,13 @@ def _debian_files(package: str, resources: frozenset[str]) -> dict[str, bytes]:
                 raise FileNotFoundError(f"{package}: apt-get download failed: {reason}")
             debs = [got[0].replace(cache / got[0].name)]
     found = {}
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        ["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
         try:
-            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:  # streamed: the package is never unpacked
+            with tarfile.open(
+                fileobj=proc.stdout, mode="r|"
+            ) as tar:  # streamed: the package is never unpacked
                 for member in tar:
                     path = member.name.removeprefix("./")
                     if path in resources and member.isfile():
@@ -160,7 +172,8 @@ def fetch(raw_dir: str | Path = "data", force: bool = False) -> list[Path]:
     if conflicts and not force:
         raise FileExistsError(
             f"{conflicts[0]}: exists with different content ({len(conflicts)} file(s) differ); "
-            "move it away or pass --force to overwrite")
+            "move it away or pass --force to overwrite"
+        )
     written = []
     for path, data in outputs.items():
         if path.exists() and path.read_bytes() == data:

@@ -19,7 +19,9 @@ from mint_iqa.io import atomic_write
 CELL, LABEL_W, HEADER_H = 160, 150, 24
 
 
-def contact_sheet(params: Params, reference: str = "astronaut", out: str | Path = "plots/degradations.png") -> Path:
+def contact_sheet(
+    params: Params, reference: str = "astronaut", out: str | Path = "plots/degradations.png"
+) -> Path:
     refs = load_references(params.data.raw_dir)
     ids = [ref.id for ref, _ in refs]
     if reference not in ids:
@@ -31,13 +33,20 @@ def contact_sheet(params: Params, reference: str = "astronaut", out: str | Path 
     sheet = Image.new("RGB", (LABEL_W + CELL * (LEVELS + 1), HEADER_H + CELL * (len(rows) + 1)), "white")
     draw = ImageDraw.Draw(sheet)
     for level in range(LEVELS + 1):
-        draw.text((LABEL_W + level * CELL + 6, 6), "pristine" if level == 0 else f"level {level}", fill="black")
+        draw.text(
+            (LABEL_W + level * CELL + 6, 6), "pristine" if level == 0 else f"level {level}", fill="black"
+        )
     for r, (family, name) in enumerate(rows):
         y = HEADER_H + r * CELL
         draw.text((6, y + CELL // 2 - 12), f"{family}\n{name}", fill="black")
         for level in range(LEVELS + 1):
-            img = base if level == 0 else degradations.apply(
-                base, family, name, level, getattr(params.prepare, family), np.random.default_rng([level]))
+            img = (
+                base
+                if level == 0
+                else degradations.apply(
+                    base, family, name, level, getattr(params.prepare, family), np.random.default_rng([level])
+                )
+            )
             thumb = Image.fromarray((img * 255 + 0.5).astype(np.uint8)).resize((CELL - 8, CELL - 8))
             sheet.paste(thumb, (LABEL_W + level * CELL + 4, y + 4))
     y = HEADER_H + len(rows) * CELL

@@ -23,7 +23,7 @@ def paper_split(n: int, fractions: tuple[float, float, float], seed: int) -> np.
     n_val = int(round(n * fractions[1]))
     split = np.full(n, "train", dtype=object)
     split[order[:n_test]] = "test"
-    split[order[n_test:n_test + n_val]] = "val"
+    split[order[n_test : n_test + n_val]] = "val"
     return split
 
 

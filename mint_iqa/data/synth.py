@@ -21,17 +21,19 @@ from mint_iqa.data.references import Reference
 
 @dataclass
 class Sample:
-    image: np.ndarray              # uint8, size x size x 3
+    image: np.ndarray  # uint8, size x size x 3
     prompt: str
     ref_id: str
-    family: str                    # the dimension hurt most: pristine | quality | authenticity | correspondence
-    distortion: str                # its defect kind, mismatch kind, or "none"
-    level: int                     # its level rounded (0 pristine .. 5)
-    damage: float = 0.0            # measured damage of that defect (0 for pristine and mismatches)
+    family: str  # the dimension hurt most: pristine | quality | authenticity | correspondence
+    distortion: str  # its defect kind, mismatch kind, or "none"
+    level: int  # its level rounded (0 pristine .. 5)
+    damage: float = 0.0  # measured damage of that defect (0 for pristine and mismatches)
     labels: dict[str, float] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
-    where: np.ndarray | None = None  # (G, G, 2) visible damage per cell, quality / authenticity family, in [0, 1]
-    defects: str = ""              # every defect as kind@level, ';'-separated (`Recipe.describe`)
+    where: np.ndarray | None = (
+        None  # (G, G, 2) visible damage per cell, quality / authenticity family, in [0, 1]
+    )
+    defects: str = ""  # every defect as kind@level, ';'-separated (`Recipe.describe`)
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ class Recipe:
 
 def parse_defects(cell: str) -> list[tuple[str, float]]:
     """(kind, level) of each part of a manifest `defects` cell (`mismatch` for the prompt)."""
-    return [(kind, float(level)) for kind, level in
-            (part.split("@") for part in str(cell or "").split(";") if "@" in part)]
+    return [
+        (kind, float(level))
+        for kind, level in (part.split("@") for part in str(cell or "").split(";") if "@" in part)
+    ]
 
 
 def kinds_of(cell: str) -> list[str]:
@@ -59,7 +63,7 @@ def kinds_of(cell: str) -> list[str]:
     return [kind for kind, _ in parse_defects(cell) if kind != "mismatch"]
 
 
-WHERE_GRID = 16                    # cells per side of a sample's damage map
+WHERE_GRID = 16  # cells per side of a sample's damage map
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
 _RGB = np.linalg.inv(_YIQ).astype(np.float32)
 
@@ -87,9 +91,15 @@ class Synthesiser:
     defect kinds drawn (leave-kinds-out training); `mix` the chance of each dimension's defect (default:
     `cfg.mix`, the evaluation design)."""
 
-    def __init__(self, references: list[tuple[Reference, np.ndarray]], cfg: PrepareConfig,
-                 out_size: int | None = None, augment: bool = False, mix: MixConfig | None = None,
-                 kinds: list[str] | None = None):
+    def __init__(
+        self,
+        references: list[tuple[Reference, np.ndarray]],
+        cfg: PrepareConfig,
+        out_size: int | None = None,
+        augment: bool = False,
+        mix: MixConfig | None = None,
+        kinds: list[str] | None = None,
+    ):
         self.augment, self.mix = augment, mix or cfg.mix
         self.refs = [ref for ref, _ in references]
         self.pixels = [pixels for _, pixels in references]
@@ -98,10 +108,14 @@ class Synthesiser:
         for family, ladders in (("quality", cfg.quality), ("authenticity", cfg.authenticity)):
             unknown = set(ladders) - set(degradations.REGISTRY[family])
             if unknown:
-                raise ValueError(f"prepare.{family}: unknown distortion(s) {sorted(unknown)}; "
-                                 f"known: {sorted(degradations.REGISTRY[family])}")
-        self.kinds = {family: [k for k in getattr(cfg, family) if kinds is None or k in kinds]
-                      for family in degradations.REGISTRY}
+                raise ValueError(
+                    f"prepare.{family}: unknown distortion(s) {sorted(unknown)}; "
+                    f"known: {sorted(degradations.REGISTRY[family])}"
+                )
+        self.kinds = {
+            family: [k for k in getattr(cfg, family) if kinds is None or k in kinds]
+            for family in degradations.REGISTRY
+        }
 
     # ------------------------------------------------------------------ pieces
     def crop(self, ref_index: int, rng: np.random.Generator) -> np.ndarray:
@@ -113,9 +127,11 @@ class Synthesiser:
         side = max(1, round(side * self.out_size / size))  # window of a full-size sample, same pixel scale
         size = self.out_size
         y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        patch = pixels[y:y + side, x:x + side]
+        patch = pixels[y : y + side, x : x + side]
         if side != size:  # area averaging when shrinking (no aliasing), bicubic in the rare enlargement
-            patch = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC)
+            patch = cv2.resize(
+                patch, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+            )
         arr = patch.astype(np.float32) / 255.0
         if self.augment:
             arr = recolour(arr, rng)
@@ -128,7 +144,7 @@ class Synthesiser:
         n_quality = int(rng.random() < mix.quality) * (1 + int(rng.random() < mix.second))
         for family, count in (("quality", n_quality), ("authenticity", int(rng.random() < mix.authenticity))):
             kinds = self.kinds[family]
-            for k in (rng.choice(len(kinds), size=min(count, len(kinds)), replace=False) if kinds else []):
+            for k in rng.choice(len(kinds), size=min(count, len(kinds)), replace=False) if kinds else []:
                 defects.append((family, kinds[int(k)], round(float(rng.uniform(1.0, LEVELS)), 2)))
         mismatch = int(rng.integers(1, LEVELS + 1)) if rng.random() < mix.correspondence else 0
         return Recipe(tuple(defects), mismatch)
@@ -170,8 +186,19 @@ class Synthesiser:
         if recipe.mismatch:
             defects["correspondence"] = prompt.explanation
         image = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
-        return Sample(image, prompt.text, ref.id, family, distortion, level, round(damage, 6), labels,
-                      answers(labels, defects), where, recipe.describe())
+        return Sample(
+            image,
+            prompt.text,
+            ref.id,
+            family,
+            distortion,
+            level,
+            round(damage, 6),
+            labels,
+            answers(labels, defects),
+            where,
+            recipe.describe(),
+        )
 
     def calibrate(self, rng: np.random.Generator, samples: int = 100) -> dict[str, float]:
         """A `damage_scale` per distortion: the 90th percentile of the damage its level 5 does to random

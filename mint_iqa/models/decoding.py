@@ -56,8 +56,14 @@ class LevelConstraint(LogitsProcessor):
     its level, e.g. "the image quality is"), the level word must also follow that phrase at once. The rest
     of the sentence is free; it follows the level."""
 
-    def __init__(self, grades: torch.Tensor, level_ids: dict[int, list[int]], decode: Callable[[list[int]], str],
-                 num_beams: int = 1, intros: list[str] | None = None):
+    def __init__(
+        self,
+        grades: torch.Tensor,
+        level_ids: dict[int, list[int]],
+        decode: Callable[[list[int]], str],
+        num_beams: int = 1,
+        intros: list[str] | None = None,
+    ):
         self.grades = grades.tolist()  # (B, 3) stage-1 levels, 1 ... 5, read on the host once
         self.level_ids, self.decode, self.num_beams = level_ids, decode, num_beams
         all_ids = sorted({i for ids in level_ids.values() for i in ids})
@@ -100,11 +106,20 @@ class CompleteAnswer(LogitsProcessor):
     search needs it: it keeps the likeliest sequences, and for a small LM those skip the long reason of
     quality and repeat a phrase until the token limit, where greedy decoding follows the training answers."""
 
-    def __init__(self, required: list[list[str]], eos_id: int, decode: Callable[[list[int]], str],
-                 num_beams: int = 1, token_text: list[str] | None = None,
-                 cache: dict[tuple, torch.Tensor] | None = None, in_order: bool = False):
+    def __init__(
+        self,
+        required: list[list[str]],
+        eos_id: int,
+        decode: Callable[[list[int]], str],
+        num_beams: int = 1,
+        token_text: list[str] | None = None,
+        cache: dict[tuple, torch.Tensor] | None = None,
+        in_order: bool = False,
+    ):
         squeeze = ReasonConstraint.squeeze
-        self.required = [[(p.lower(), squeeze(p)) for p in phrases] for phrases in required]  # as read, squeezed
+        self.required = [
+            [(p.lower(), squeeze(p)) for p in phrases] for phrases in required
+        ]  # as read, squeezed
         self.eos_id, self.decode, self.num_beams, self.in_order = eos_id, decode, num_beams, in_order
         # per token: whether it ends a sentence (a full stop, or <eos>), and its text after its last full stop
         self.pieces = [("." in t or not t, squeeze(t.rsplit(".", 1)[-1])) for t in token_text or []]
@@ -118,7 +133,11 @@ class CompleteAnswer(LogitsProcessor):
             out = []
             for t, (ends, piece) in enumerate(self.pieces):
                 word = piece if ends else fragment + piece
-                if word and any(p.startswith(word) for p in stated) and not any(p.startswith(word) for p in open_):
+                if (
+                    word
+                    and any(p.startswith(word) for p in stated)
+                    and not any(p.startswith(word) for p in open_)
+                ):
                     out.append(t)
             self._banned[key] = _ids(out)
         return self._banned[key]
@@ -183,13 +202,20 @@ class ReasonConstraint(LogitsProcessor):
     so each state is worked out once, not once per batch.
     """
 
-    def __init__(self, allowed: list[dict[int, list[str]]], token_text: list[str],
-                 decode: Callable[[list[int]], str], num_beams: int = 1,
-                 cache: dict[tuple, torch.Tensor] | None = None, eos_id: int | None = None,
-                 encode: Callable[[str], list[int]] | None = None):
+    def __init__(
+        self,
+        allowed: list[dict[int, list[str]]],
+        token_text: list[str],
+        decode: Callable[[list[int]], str],
+        num_beams: int = 1,
+        cache: dict[tuple, torch.Tensor] | None = None,
+        eos_id: int | None = None,
+        encode: Callable[[str], list[int]] | None = None,
+    ):
         squeeze = self.squeeze
-        self.allowed = [{dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()}
-                        for row in allowed]
+        self.allowed = [
+            {dim: tuple(sorted({squeeze(r) for r in rs})) for dim, rs in row.items()} for row in allowed
+        ]
         # with `encode`: the tokens each set of allowed sentences is spelt with
         self.spelling: dict[tuple[str, ...], frozenset[int]] = {}
         for row, squeezed in zip(allowed, self.allowed):
@@ -199,8 +225,10 @@ class ReasonConstraint(LogitsProcessor):
         # per token: its text before a full stop, and whether it ends the sentence (a full stop, or <eos>:
         # without `eos_id`, any token without text)
         self.silent = _silent(token_text, eos_id)
-        self.pieces = [(squeeze(t.split(".")[0]), "." in t or (not t and i not in self.silent))
-                       for i, t in enumerate(token_text)]
+        self.pieces = [
+            (squeeze(t.split(".")[0]), "." in t or (not t and i not in self.silent))
+            for i, t in enumerate(token_text)
+        ]
         self.decode, self.num_beams = decode, num_beams
         self._banned = {} if cache is None else cache
 
@@ -211,7 +239,7 @@ class ReasonConstraint(LogitsProcessor):
     @classmethod
     def sentence(cls, text: str) -> str:
         """The last sentence of `text` so far (after its last full stop), squeezed."""
-        return cls.squeeze(text[text.rfind(".") + 1:])
+        return cls.squeeze(text[text.rfind(".") + 1 :])
 
     def banned(self, spelt: str, allowed: tuple[str, ...]) -> torch.Tensor:
         """Tokens that, after `spelt`, would leave every allowed sentence or end it before one is complete
@@ -238,7 +266,9 @@ class ReasonConstraint(LogitsProcessor):
             named = {spelt.find(dim): i for i, dim in enumerate(DIMENSIONS) if dim in spelt}
             if not named:
                 continue
-            allowed = self.allowed[row // self.num_beams].get(named[min(named)])  # the dimension it opens with
+            allowed = self.allowed[row // self.num_beams].get(
+                named[min(named)]
+            )  # the dimension it opens with
             if allowed:
                 ban[row, self.banned(spelt, allowed)] = True
         return _banned(scores, ban)

@@ -35,18 +35,22 @@ from mint_iqa.models.scorer import MintScorer, ScorerOutput
 @dataclass
 class ExplainerConfig:
     preset: str = "tiny"
-    qformer: dict[str, Any] = field(default_factory=dict)      # InstructBlipQFormerConfig kwargs
-    lm: dict[str, Any] = field(default_factory=dict)           # LlamaConfig kwargs (tiny) / loaded (paper)
+    qformer: dict[str, Any] = field(default_factory=dict)  # InstructBlipQFormerConfig kwargs
+    lm: dict[str, Any] = field(default_factory=dict)  # LlamaConfig kwargs (tiny) / loaded (paper)
     num_query_tokens: int = 16
     feedback: bool = True
-    evidence: bool = False        # stage-1 level and defect-class tokens at the start of the LM prefix (presets
-                                  # turn it on; False reads folders saved before it existed)
+    evidence: bool = False  # stage-1 level and defect-class tokens at the start of the LM prefix (presets
+    # turn it on; False reads folders saved before it existed)
     constrain_levels: bool = True  # decoding may state only the stage-1 level of each dimension
     constrain_reasons: bool = True  # decoding may give only the reason that fits the stage-1 level and defect
-    level_cuts: dict[str, list[float]] = field(default_factory=dict)  # stage-1 score -> level (`score_grades`)
+    level_cuts: dict[str, list[float]] = field(
+        default_factory=dict
+    )  # stage-1 score -> level (`score_grades`)
     max_instruction_tokens: int = 64
     max_answer_tokens: int = 96
-    freeze_lm: bool = False       # keep the language model as loaded (paper: Vicuna-7B; tiny's is trained from scratch)
+    freeze_lm: bool = (
+        False  # keep the language model as loaded (paper: Vicuna-7B; tiny's is trained from scratch)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,18 +69,23 @@ class ExplainerConfig:
 @dataclass
 class ExplainerOutput(ModelOutput):
     loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None       # predicting answer tokens 1, 2, ... (B, answer length - 1, vocab)
-    scores: torch.Tensor | None = None       # the frozen stage-1 scores of the same images (B, 3)
-
-
+    logits: torch.Tensor | None = None  # predicting answer tokens 1, 2, ... (B, answer length - 1, vocab)
+    scores: torch.Tensor | None = None  # the frozen stage-1 scores of the same images (B, 3)
 
 
 class MintExplainer(nn.Module):
-    def __init__(self, config: ExplainerConfig, scorer: MintScorer, qformer: nn.Module, query_tokens: torch.Tensor,
-                 language_projection: nn.Module, language_model: nn.Module):
+    def __init__(
+        self,
+        config: ExplainerConfig,
+        scorer: MintScorer,
+        qformer: nn.Module,
+        query_tokens: torch.Tensor,
+        language_projection: nn.Module,
+        language_model: nn.Module,
+    ):
         super().__init__()
         self.config = config
-        self.scorer = scorer.eval().requires_grad_(False)   # stage 1 stays frozen
+        self.scorer = scorer.eval().requires_grad_(False)  # stage 1 stays frozen
         self.qformer = qformer
         self.query_tokens = nn.Parameter(query_tokens)
         self.language_projection = language_projection
@@ -108,8 +117,14 @@ class MintExplainer(nn.Module):
             tokens.append(self.defects(probs).unsqueeze(1))
         return torch.cat(tokens, dim=1)
 
-    def prefix(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-               qformer_ids: torch.Tensor, qformer_mask: torch.Tensor) -> tuple[torch.Tensor, ScorerOutput]:
+    def prefix(
+        self,
+        images: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        qformer_ids: torch.Tensor,
+        qformer_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, ScorerOutput]:
         """LM prefix embeddings (B, [evidence +] Q, D) and the stage-1 outputs (scores, defect logits). The
         Q-Former reads the instruction in its own tokenisation (`qformer_ids`: BERT for InstructBLIP, the shared
         BPE for `tiny`)."""
@@ -123,9 +138,13 @@ class MintExplainer(nn.Module):
                 fb = nn.functional.interpolate(fb.transpose(1, 2), size=queries.shape[1]).transpose(1, 2)
             queries = queries + self.feedback(fb)
         ones = torch.ones(queries.shape[:2], dtype=torch.long, device=images.device)
-        out = self.qformer(input_ids=qformer_ids, attention_mask=torch.cat([ones, qformer_mask], dim=1),
-                           query_embeds=queries, encoder_hidden_states=feats,
-                           encoder_attention_mask=torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device))
+        out = self.qformer(
+            input_ids=qformer_ids,
+            attention_mask=torch.cat([ones, qformer_mask], dim=1),
+            query_embeds=queries,
+            encoder_hidden_states=feats,
+            encoder_attention_mask=torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device),
+        )
         prefix = self.language_projection(out.last_hidden_state[:, : queries.shape[1]])
         if self.config.evidence:
             prefix = torch.cat([self.evidence(stage1).to(prefix.dtype), prefix], dim=1)
@@ -134,24 +153,43 @@ class MintExplainer(nn.Module):
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.language_model.get_input_embeddings()(ids)
 
-    def forward(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                qformer_ids: torch.Tensor, qformer_mask: torch.Tensor, instruction_ids: torch.Tensor,
-                instruction_mask: torch.Tensor, answer_ids: torch.Tensor, answer_mask: torch.Tensor,
-                answer_weights: torch.Tensor | None = None) -> ExplainerOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        qformer_ids: torch.Tensor,
+        qformer_mask: torch.Tensor,
+        instruction_ids: torch.Tensor,
+        instruction_mask: torch.Tensor,
+        answer_ids: torch.Tensor,
+        answer_mask: torch.Tensor,
+        answer_weights: torch.Tensor | None = None,
+    ) -> ExplainerOutput:
         """Next-token loss over the answer tokens, each weighted by `answer_weights` (default 1): the
         level words carry the verdict but are one token in sixty, so training weights them up."""
         prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(answer_ids)], dim=1)
-        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
-                          instruction_mask, answer_mask], dim=1)
+        mask = torch.cat(
+            [
+                torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
+                instruction_mask,
+                answer_mask,
+            ],
+            dim=1,
+        )
         # Positions count real tokens only, as `generate` numbers them: the instruction's padding sits
         # mid-sequence, and counting it would move the answer by a different amount in every batch.
         positions = (mask.cumsum(dim=1) - 1).clamp_min(0)
         # The logit at position t predicts token t + 1. Answers start with <bos>, which generation is given, so
         # answer token j >= 1 is predicted from answer token j - 1: only the answer's positions go through
         # the (vocabulary-wide) LM head.
-        logits = self.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                     logits_to_keep=answer_ids.shape[1]).logits[:, :-1]
+        logits = self.language_model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            logits_to_keep=answer_ids.shape[1],
+        ).logits[:, :-1]
         weights = answer_mask.to(logits.dtype) if answer_weights is None else answer_weights * answer_mask
         weights, targets = weights[:, 1:], answer_ids[:, 1:]
         ce = nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
@@ -159,21 +197,44 @@ class MintExplainer(nn.Module):
         return ExplainerOutput(loss=loss, logits=logits, scores=stage1.scores)
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                 qformer_ids: torch.Tensor, qformer_mask: torch.Tensor, instruction_ids: torch.Tensor,
-                 instruction_mask: torch.Tensor, bos_id: int, eos_id: int, pad_id: int, num_beams: int = 1,
-                 max_new_tokens: int | None = None,
-                 constraint: Callable[[ScorerOutput], list[LogitsProcessor]] | None = None,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(
+        self,
+        images: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        qformer_ids: torch.Tensor,
+        qformer_mask: torch.Tensor,
+        instruction_ids: torch.Tensor,
+        instruction_mask: torch.Tensor,
+        bos_id: int,
+        eos_id: int,
+        pad_id: int,
+        num_beams: int = 1,
+        max_new_tokens: int | None = None,
+        constraint: Callable[[ScorerOutput], list[LogitsProcessor]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint` builds
         logits processors from the stage-1 outputs (see `LevelConstraint`, `ReasonConstraint`)."""
         prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         bos = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(bos)], dim=1)
-        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device), instruction_mask,
-                          torch.ones_like(bos)], dim=1)
+        mask = torch.cat(
+            [
+                torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device),
+                instruction_mask,
+                torch.ones_like(bos),
+            ],
+            dim=1,
+        )
         ids = self.language_model.generate(
-            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens or self.config.max_answer_tokens,
-            num_beams=num_beams, do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=bos_id,
-            logits_processor=LogitsProcessorList(constraint(stage1)) if constraint else None)
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens or self.config.max_answer_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+            bos_token_id=bos_id,
+            logits_processor=LogitsProcessorList(constraint(stage1)) if constraint else None,
+        )
         return ids, stage1.scores

@@ -18,7 +18,10 @@ from mint_iqa.data.kinds import AUTHENTICITY, DEFECT_NAMES, QUALITY
 from mint_iqa.inference import to_batch, to_device
 from mint_iqa.models.decoding import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
 
-FAMILIES = {"quality": QUALITY, "authenticity": AUTHENTICITY}  # the dimensions whose reasons name a defect type
+FAMILIES = {
+    "quality": QUALITY,
+    "authenticity": AUTHENTICITY,
+}  # the dimensions whose reasons name a defect type
 WORD_GRADE = {word: g for g, word in GRADE_WORDS.items()}
 
 
@@ -30,7 +33,9 @@ def instruction(question: str, segmented_prompt: str) -> str:
 class Texts:
     """Tokenises the pieces of an explainer batch (Q-Former and LM share the tokenizer for `tiny`)."""
 
-    def __init__(self, scorer_tokenizer: Any, lm_tokenizer: Any, segment: Any, cfg: Any, level_weight: float = 1.0):
+    def __init__(
+        self, scorer_tokenizer: Any, lm_tokenizer: Any, segment: Any, cfg: Any, level_weight: float = 1.0
+    ):
         self.scorer_tok, self.lm_tok, self.segment, self.cfg = scorer_tokenizer, lm_tokenizer, segment, cfg
         self.level_weight = level_weight
 
@@ -47,7 +52,9 @@ class Texts:
     def weights(self, answer_ids: torch.Tensor) -> torch.Tensor:
         """Loss weight per answer token: `level_weight` for a level word, else 1."""
         levels = {i for ids in self.level_ids.values() for i in ids}
-        return torch.tensor([[self.level_weight if i in levels else 1.0 for i in row] for row in answer_ids.tolist()])
+        return torch.tensor(
+            [[self.level_weight if i in levels else 1.0 for i in row] for row in answer_ids.tolist()]
+        )
 
     @functools.cached_property
     def token_text(self) -> list[str]:
@@ -55,7 +62,9 @@ class Texts:
 
     def spell(self, text: str) -> list[int]:
         """The LM tokens of `text`, as an answer spells it."""
-        return self.lm_tok([text], max_length=4 * len(text) + 2, bos=False, eos=False)["input_ids"][0].tolist()
+        return self.lm_tok([text], max_length=4 * len(text) + 2, bos=False, eos=False)["input_ids"][
+            0
+        ].tolist()
 
     @functools.cached_property
     def reason_cache(self) -> dict[tuple, torch.Tensor]:
@@ -67,46 +76,80 @@ class Texts:
         """The same for the constraint that states each asked dimension once (and, with templates, in order)."""
         return {}
 
-    def constraint(self, num_beams: int, aux_classes: list[str],
-                   questions: list[str] | None = None) -> Callable[[Any], list[LogitsProcessor]]:
+    def constraint(
+        self, num_beams: int, aux_classes: list[str], questions: list[str] | None = None
+    ) -> Callable[[Any], list[LogitsProcessor]]:
         """Decoding constraints built from the stage-1 outputs. `cfg.constrain_levels`: an answer states the
         stage-1 level of each dimension its question (one of `QUESTIONS`) asks about before it ends, and no
         other level. `cfg.constrain_reasons`: the reason is the template of that level naming the defect stage
         1 found."""
-        asked = {text: [INTRO[d] for d in (DIMENSIONS if key == "all" else [key])]
-                 for key, text in QUESTIONS.items()}
+        asked = {
+            text: [INTRO[d] for d in (DIMENSIONS if key == "all" else [key])]
+            for key, text in QUESTIONS.items()
+        }
 
         def build(stage1: Any) -> list[LogitsProcessor]:
             decode = shared_decode(self.lm_tok.decode)  # each constraint reads the same text at each step
             grades = score_grades(stage1.scores, self.cfg.level_cuts)
             out: list[LogitsProcessor] = []
             if self.cfg.constrain_levels:
-                out.append(LevelConstraint(grades, self.level_ids, decode, num_beams,
-                                           intros=[INTRO[dim] for dim in DIMENSIONS]))
+                out.append(
+                    LevelConstraint(
+                        grades, self.level_ids, decode, num_beams, intros=[INTRO[dim] for dim in DIMENSIONS]
+                    )
+                )
                 if questions is not None:
-                    out.append(CompleteAnswer([asked.get(q, []) for q in questions], self.lm_tok.eos_id,
-                                              decode, num_beams, token_text=self.token_text,
-                                              cache=self.repeat_cache, in_order=self.cfg.constrain_reasons))
+                    out.append(
+                        CompleteAnswer(
+                            [asked.get(q, []) for q in questions],
+                            self.lm_tok.eos_id,
+                            decode,
+                            num_beams,
+                            token_text=self.token_text,
+                            cache=self.repeat_cache,
+                            in_order=self.cfg.constrain_reasons,
+                        )
+                    )
             if self.cfg.constrain_reasons:
                 allowed = allowed_sentences(grades, stage1.aux_logits, aux_classes)
-                out.append(ReasonConstraint(allowed, self.token_text, decode, num_beams, cache=self.reason_cache,
-                                            eos_id=self.lm_tok.eos_id, encode=self.spell))
+                out.append(
+                    ReasonConstraint(
+                        allowed,
+                        self.token_text,
+                        decode,
+                        num_beams,
+                        cache=self.reason_cache,
+                        eos_id=self.lm_tok.eos_id,
+                        encode=self.spell,
+                    )
+                )
             return out
+
         return build
 
-    def encode(self, prompts: list[str], questions: list[str], answers: list[str] | None = None) -> dict[str, Any]:
+    def encode(
+        self, prompts: list[str], questions: list[str], answers: list[str] | None = None
+    ) -> dict[str, Any]:
         seg = [self.segment(p) for p in prompts]
         prompt = self.scorer_tok(seg)
         inst = [instruction(q, s) for q, s in zip(questions, seg)]
         qf = self.scorer_tok(inst, self.cfg.max_instruction_tokens)
         lm = self.lm_tok(inst, self.cfg.max_instruction_tokens, bos=True, eos=False)
-        out = {"prompt_ids": prompt["input_ids"], "prompt_mask": prompt["attention_mask"],
-               "qformer_ids": qf["input_ids"], "qformer_mask": qf["attention_mask"],
-               "instruction_ids": lm["input_ids"], "instruction_mask": lm["attention_mask"]}
+        out = {
+            "prompt_ids": prompt["input_ids"],
+            "prompt_mask": prompt["attention_mask"],
+            "qformer_ids": qf["input_ids"],
+            "qformer_mask": qf["attention_mask"],
+            "instruction_ids": lm["input_ids"],
+            "instruction_mask": lm["attention_mask"],
+        }
         if answers is not None:  # answers start with <bos> (as generation does) and end with <eos>
             ans = self.lm_tok(answers, self.cfg.max_answer_tokens, bos=True, eos=True)
-            out.update(answer_ids=ans["input_ids"], answer_mask=ans["attention_mask"],
-                       answer_weights=self.weights(ans["input_ids"]))
+            out.update(
+                answer_ids=ans["input_ids"],
+                answer_mask=ans["attention_mask"],
+                answer_weights=self.weights(ans["input_ids"]),
+            )
         return out
 
     def decode(self, ids: torch.Tensor) -> list[str]:
@@ -123,6 +166,7 @@ def shared_decode(decode: Callable[[list[int]], str]) -> Callable[[list[int]], s
         if key not in seen:
             seen[key] = decode(ids)
         return seen[key]
+
     return cached
 
 
@@ -140,8 +184,9 @@ def defect_targets(aux_logits: torch.Tensor, aux_classes: list[str]) -> list[dic
     return out
 
 
-def allowed_sentences(grades: torch.Tensor, aux_logits: torch.Tensor | None,
-                      aux_classes: list[str]) -> list[dict[int, list[str]]]:
+def allowed_sentences(
+    grades: torch.Tensor, aux_logits: torch.Tensor | None, aux_classes: list[str]
+) -> list[dict[int, list[str]]]:
     """Per image and dimension, the sentences that fit stage 1 (grades (B, 3), 1 ... 5): the stage-1 level
     and, for quality and authenticity, the template of that level naming the defect `defect_targets` picks
     (any defect of the family when the scorer has no defect head); for correspondence the flawless reason at
@@ -161,14 +206,27 @@ def allowed_sentences(grades: torch.Tensor, aux_logits: torch.Tensor | None,
     return out
 
 
-def explain_batch(model: Any, texts: Texts, images: list[np.ndarray], prompts: list[str], questions: list[str],
-                  num_beams: int = 1) -> tuple[list[str], np.ndarray]:
+def explain_batch(
+    model: Any,
+    texts: Texts,
+    images: list[np.ndarray],
+    prompts: list[str],
+    questions: list[str],
+    num_beams: int = 1,
+) -> tuple[list[str], np.ndarray]:
     """Generated answers and the stage-1 scores for a batch of uint8 images."""
     weight = next(model.parameters())
     enc = to_device(texts.encode(prompts, questions), weight.device)
     x = to_batch(images).to(weight.device, weight.dtype)
     tok = texts.lm_tok
     constraint = texts.constraint(num_beams, model.scorer.config.aux_classes, questions)
-    ids, scores = model.generate(x, **enc, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                                 num_beams=num_beams, constraint=constraint)
+    ids, scores = model.generate(
+        x,
+        **enc,
+        bos_id=tok.bos_id,
+        eos_id=tok.eos_id,
+        pad_id=tok.pad_id,
+        num_beams=num_beams,
+        constraint=constraint,
+    )
     return texts.decode(ids), scores.float().cpu().numpy()

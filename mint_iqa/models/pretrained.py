@@ -29,7 +29,9 @@ PACKAGES = {  # pip package -> (module, class with get_model_file_path)
 
 def _package_file(package: str) -> Path:
     if package not in PACKAGES:
-        raise ValueError(f"unknown weights package {package!r}; known: {', '.join(PACKAGES)} or a .safetensors file")
+        raise ValueError(
+            f"unknown weights package {package!r}; known: {', '.join(PACKAGES)} or a .safetensors file"
+        )
     module, cls = PACKAGES[package]
     try:
         holder = getattr(importlib.import_module(module), cls)
@@ -46,7 +48,11 @@ def package_tensors(package: str) -> dict[str, torch.Tensor]:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         # safetensors stores tensors sorted its own way: the file order goes into the metadata
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"order": json.dumps(list(state))})
+        save_file(
+            {k: v.contiguous() for k, v in state.items()},
+            str(tmp),
+            metadata={"order": json.dumps(list(state))},
+        )
         os.replace(tmp, cached)
     return _ordered(cached)
 
@@ -68,8 +74,9 @@ def efficientnet_state_dict(source: str, target: dict[str, torch.Tensor]) -> dic
     out = {}
     for src, dst in zip(names, wanted):
         if tensors[src].shape != target[dst].shape:
-            raise ValueError(f"{source}: {src} {tuple(tensors[src].shape)} does not fit {dst} "
-                             f"{tuple(target[dst].shape)}")
+            raise ValueError(
+                f"{source}: {src} {tuple(tensors[src].shape)} does not fit {dst} {tuple(target[dst].shape)}"
+            )
         out[dst] = tensors[src]
     out.update({k: v for k, v in target.items() if k.endswith("num_batches_tracked")})
     return out

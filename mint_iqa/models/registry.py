@@ -48,8 +48,9 @@ def preset_config(name: str, overrides: dict[str, Any] | None = None) -> ScorerC
     return ScorerConfig.from_dict({"preset": name, **data})
 
 
-def build_tokenizer(text: dict[str, Any], source: str | Path | None = None,
-                    corpus: list[str] | None = None) -> BPETokenizer | OpenClipTokenizer | HFTokenizer:
+def build_tokenizer(
+    text: dict[str, Any], source: str | Path | None = None, corpus: list[str] | None = None
+) -> BPETokenizer | OpenClipTokenizer | HFTokenizer:
     """`bpe`: load `<source>/tokenizer.json`, else train one on `corpus`; `open_clip`: its shipped BPE;
     `hf`: a Hugging Face tokenizer from `source` (a folder or hub id)."""
     kind, max_length = text.get("tokenizer", "bpe"), text.get("max_length", 64)
@@ -65,6 +66,7 @@ def build_tokenizer(text: dict[str, Any], source: str | Path | None = None,
 
 
 # ------------------------------------------------------------------ InstructBLIP parts (paper preset)
+
 
 def _instructblip_tensors(path: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """Tensors whose names start with `prefixes`, read shard by shard (a local folder or a hub id)."""
@@ -86,8 +88,12 @@ def _instructblip_tensors(path: str, prefixes: tuple[str, ...]) -> dict[str, tor
 
 
 def _build_paper(config: ScorerConfig, load_weights: bool) -> MintScorer:
-    from transformers import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipQFormerModel, \
-        InstructBlipVisionConfig
+    from transformers import (
+        InstructBlipConfig,
+        InstructBlipQFormerConfig,
+        InstructBlipQFormerModel,
+        InstructBlipVisionConfig,
+    )
 
     from mint_iqa.models.vision import InstructBlipTower
 
@@ -103,10 +109,12 @@ def _build_paper(config: ScorerConfig, load_weights: bool) -> MintScorer:
     model = MintScorer(config, tower, qformer, query_tokens)
     if load_weights:
         tensors = _instructblip_tensors(vision["pretrained"], ("vision_model.", "qformer.", "query_tokens"))
-        tower.model.load_state_dict({k.removeprefix("vision_model."): v for k, v in tensors.items()
-                                     if k.startswith("vision_model.")})
-        qformer.load_state_dict({k.removeprefix("qformer."): v for k, v in tensors.items()
-                                 if k.startswith("qformer.")})
+        tower.model.load_state_dict(
+            {k.removeprefix("vision_model."): v for k, v in tensors.items() if k.startswith("vision_model.")}
+        )
+        qformer.load_state_dict(
+            {k.removeprefix("qformer."): v for k, v in tensors.items() if k.startswith("qformer.")}
+        )
         model.query_tokens.data.copy_(tensors["query_tokens"])
     return model
 
@@ -118,7 +126,10 @@ def _config_kwargs(data: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ build / save / load
 
-def build_scorer(config: ScorerConfig, load_weights: bool = True, tokenizer: Any = None) -> tuple[MintScorer, Any]:
+
+def build_scorer(
+    config: ScorerConfig, load_weights: bool = True, tokenizer: Any = None
+) -> tuple[MintScorer, Any]:
     """A scorer for `config` and its tokenizer (built from `config.text` unless given).
     `load_weights=False` builds the architecture only (a trained checkpoint is loaded right after)."""
     from transformers import InstructBlipQFormerConfig, InstructBlipQFormerModel
@@ -134,8 +145,9 @@ def build_scorer(config: ScorerConfig, load_weights: bool = True, tokenizer: Any
     if kind == "tiny":
         tower = TinyTower(**config.vision)
     elif kind == "efficientnet":
-        tower = EfficientNetTower(**{**config.vision, "pretrained": config.vision.get("pretrained") if load_weights
-                                     else None})
+        tower = EfficientNetTower(
+            **{**config.vision, "pretrained": config.vision.get("pretrained") if load_weights else None}
+        )
     elif kind == "open_clip":
         kwargs = dict(config.vision)
         if not load_weights:
@@ -143,8 +155,12 @@ def build_scorer(config: ScorerConfig, load_weights: bool = True, tokenizer: Any
         tower = OpenClipTower(**kwargs)
     else:
         raise ValueError(f"unknown vision tower type {kind!r}")
-    qcfg = InstructBlipQFormerConfig(vocab_size=tokenizer.vocab_size, encoder_hidden_size=tower.dim,
-                                     pad_token_id=tokenizer.pad_id, **config.qformer)
+    qcfg = InstructBlipQFormerConfig(
+        vocab_size=tokenizer.vocab_size,
+        encoder_hidden_size=tower.dim,
+        pad_token_id=tokenizer.pad_id,
+        **config.qformer,
+    )
     qformer = InstructBlipQFormerModel(qcfg)
     query_tokens = torch.randn(1, config.num_query_tokens, qcfg.hidden_size) * qcfg.initializer_range
     return MintScorer(config, tower, qformer, query_tokens), tokenizer
@@ -186,7 +202,10 @@ def explainer_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     """The `explainer` section of a preset file, with `overrides` merged one level deep."""
     from mint_iqa.models.explainer import ExplainerConfig
 
-    file = PRESETS / f"{'clip' if name.startswith('clip-') and not (PRESETS / f'{name}.json').exists() else name}.json"
+    file = (
+        PRESETS
+        / f"{'clip' if name.startswith('clip-') and not (PRESETS / f'{name}.json').exists() else name}.json"
+    )
     if not file.exists():
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
     data = dict(json.loads(file.read_text()).get("explainer", {}))
@@ -195,23 +214,45 @@ def explainer_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     return ExplainerConfig.from_dict({"preset": name, **data})
 
 
-def build_explainer(scorer: MintScorer, tokenizer: Any, config: Any, load_weights: bool = True) -> tuple[Any, Any]:
+def build_explainer(
+    scorer: MintScorer, tokenizer: Any, config: Any, load_weights: bool = True
+) -> tuple[Any, Any]:
     """The stage-2 model over a trained (frozen) scorer, and the tokenizer its language model uses."""
     from torch import nn
-    from transformers import AutoModelForCausalLM, InstructBlipQFormerConfig, InstructBlipQFormerModel, LlamaConfig
+    from transformers import (
+        AutoModelForCausalLM,
+        InstructBlipQFormerConfig,
+        InstructBlipQFormerModel,
+        LlamaConfig,
+    )
 
     from mint_iqa.models.explainer import MintExplainer
 
     if scorer.config.vision.get("type") == "instructblip":
         return _build_paper_explainer(scorer, config, load_weights)
-    qcfg = InstructBlipQFormerConfig(vocab_size=tokenizer.vocab_size, encoder_hidden_size=scorer.vision.dim,
-                                     pad_token_id=tokenizer.pad_id, **config.qformer)
-    lm_config = LlamaConfig(vocab_size=tokenizer.vocab_size, bos_token_id=tokenizer.bos_id,
-                            eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id, **config.lm)
+    qcfg = InstructBlipQFormerConfig(
+        vocab_size=tokenizer.vocab_size,
+        encoder_hidden_size=scorer.vision.dim,
+        pad_token_id=tokenizer.pad_id,
+        **config.qformer,
+    )
+    lm_config = LlamaConfig(
+        vocab_size=tokenizer.vocab_size,
+        bos_token_id=tokenizer.bos_id,
+        eos_token_id=tokenizer.eos_id,
+        pad_token_id=tokenizer.pad_id,
+        **config.lm,
+    )
     lm = AutoModelForCausalLM.from_config(lm_config)
     query_tokens = torch.randn(1, config.num_query_tokens, qcfg.hidden_size) * qcfg.initializer_range
-    model = MintExplainer(config, scorer, InstructBlipQFormerModel(qcfg), query_tokens,
-                          nn.Linear(qcfg.hidden_size, lm_config.hidden_size), lm)
+    model = MintExplainer(
+        config,
+        scorer,
+        InstructBlipQFormerModel(qcfg),
+        query_tokens,
+        nn.Linear(qcfg.hidden_size, lm_config.hidden_size),
+        lm,
+    )
     return model, tokenizer
 
 
@@ -228,8 +269,14 @@ def _build_paper_explainer(scorer: MintScorer, config: Any, load_weights: bool) 
     else:
         full = InstructBlipForConditionalGeneration(InstructBlipConfig.from_pretrained(source))
     config.num_query_tokens = full.config.num_query_tokens
-    model = MintExplainer(config, scorer, full.qformer, full.query_tokens.data.clone(), full.language_projection,
-                          full.language_model)
+    model = MintExplainer(
+        config,
+        scorer,
+        full.qformer,
+        full.query_tokens.data.clone(),
+        full.language_projection,
+        full.language_model,
+    )
     del full.vision_model
     return model, HFTokenizer(source, max_length=config.max_instruction_tokens)
 

@@ -34,17 +34,17 @@ class ScorerConfig:
     """Everything needed to rebuild a scorer; saved as JSON next to its safetensors weights."""
 
     preset: str = "tiny"
-    vision: dict[str, Any] = field(default_factory=dict)      # tower type + its kwargs
-    qformer: dict[str, Any] = field(default_factory=dict)     # InstructBlipQFormerConfig kwargs
+    vision: dict[str, Any] = field(default_factory=dict)  # tower type + its kwargs
+    qformer: dict[str, Any] = field(default_factory=dict)  # InstructBlipQFormerConfig kwargs
     num_query_tokens: int = 8
-    text: dict[str, Any] = field(default_factory=dict)        # tokenizer + segmenter
+    text: dict[str, Any] = field(default_factory=dict)  # tokenizer + segmenter
     head_hidden: int = 64
-    aux_classes: list[str] = field(default_factory=list)      # distortion classes of the auxiliary head
-    locate: bool = False                                      # per-patch damage head (quality, authenticity)
-    match: bool = False                                       # image-prompt matching space (correspondence)
+    aux_classes: list[str] = field(default_factory=list)  # distortion classes of the auxiliary head
+    locate: bool = False  # per-patch damage head (quality, authenticity)
+    match: bool = False  # image-prompt matching space (correspondence)
     match_stem: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # its encoder; []: the tower
-    match_apart: bool = False                                 # it trains none of the scorer's own weights
-    train_size: int | None = None                             # crop size used in training (tiny tower)
+    match_apart: bool = False  # it trains none of the scorer's own weights
+    train_size: int | None = None  # crop size used in training (tiny tower)
     calibration: dict[str, list[float]] = field(default_factory=dict)  # raw -> label map per dimension
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,18 +61,18 @@ class ScorerConfig:
 
 @dataclass
 class ScorerOutput(ModelOutput):
-    scores: torch.Tensor | None = None          # (B, 3): quality, authenticity, correspondence
-    query_embeds: torch.Tensor | None = None    # (B, 2Q, H): prompt-free and prompt-reading query outputs
-    aux_logits: torch.Tensor | None = None      # (B, C) distortion classes, if the aux head exists
-    where_logits: torch.Tensor | None = None    # (B, N, 2) per patch: quality / authenticity damage, if located
-    image_embeds: torch.Tensor | None = None    # (B, E) unit vectors of the matching space, if it exists
-    text_embeds: torch.Tensor | None = None     # (B, E) the prompts' unit vectors there
-    match_term: torch.Tensor | None = None      # (B,) the space's share of the correspondence score
+    scores: torch.Tensor | None = None  # (B, 3): quality, authenticity, correspondence
+    query_embeds: torch.Tensor | None = None  # (B, 2Q, H): prompt-free and prompt-reading query outputs
+    aux_logits: torch.Tensor | None = None  # (B, C) distortion classes, if the aux head exists
+    where_logits: torch.Tensor | None = None  # (B, N, 2) per patch: quality / authenticity damage, if located
+    image_embeds: torch.Tensor | None = None  # (B, E) unit vectors of the matching space, if it exists
+    text_embeds: torch.Tensor | None = None  # (B, E) the prompts' unit vectors there
+    match_term: torch.Tensor | None = None  # (B,) the space's share of the correspondence score
 
 
 def patch_tokens(feats: torch.Tensor) -> torch.Tensor:
     """The square grid of patch features (B, g*g, D): a leading class token (InstructBLIP's tower) is dropped."""
-    return feats[:, feats.shape[1] - token_grid(feats.shape[1]) ** 2:]
+    return feats[:, feats.shape[1] - token_grid(feats.shape[1]) ** 2 :]
 
 
 class Matcher(nn.Module):
@@ -93,8 +93,9 @@ class Matcher(nn.Module):
         self.logit_scale = nn.Parameter(torch.full((1,), math.log(1 / 0.07)))
         self.weight = nn.Parameter(torch.zeros(1))
 
-    def forward(self, images: torch.Tensor, patches: torch.Tensor, text: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, patches: torch.Tensor, text: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit vectors (B, dim) of the images (in [0, 1]) and of the prompts' Q-Former outputs (B, L, H)."""
         if self.encoder is not None:
             pooled = self.encoder((images.to(patches.dtype) - 0.5) / 0.25).mean(dim=(2, 3))
@@ -107,28 +108,41 @@ class Matcher(nn.Module):
 
 
 class MintScorer(nn.Module):
-    def __init__(self, config: ScorerConfig, vision: nn.Module, qformer: nn.Module, query_tokens: torch.Tensor):
+    def __init__(
+        self, config: ScorerConfig, vision: nn.Module, qformer: nn.Module, query_tokens: torch.Tensor
+    ):
         super().__init__()
         self.config = config
         self.vision = vision
         self.qformer = qformer
         self.query_tokens = nn.Parameter(query_tokens)
         hidden = qformer.config.hidden_size
-        self.heads = nn.ModuleDict({dim: nn.Sequential(nn.Linear(hidden, config.head_hidden), nn.GELU(),
-                                                       nn.Linear(config.head_hidden, 1)) for dim in DIMENSIONS})
+        self.heads = nn.ModuleDict(
+            {
+                dim: nn.Sequential(
+                    nn.Linear(hidden, config.head_hidden), nn.GELU(), nn.Linear(config.head_hidden, 1)
+                )
+                for dim in DIMENSIONS
+            }
+        )
         self.aux = nn.Linear(hidden, len(config.aux_classes)) if config.aux_classes else None
         self.locate = nn.Linear(vision.dim, 2) if config.locate else None
         self.matcher = Matcher(vision.dim, hidden, config.match_stem) if config.match else None
 
-    def _queries(self, feats: torch.Tensor, input_ids: torch.Tensor | None,
-                 attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def _queries(
+        self, feats: torch.Tensor, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Q-Former query outputs (B, Q, H) over image features, with the prompt tokens or without."""
         queries = self.query_tokens.expand(feats.shape[0], -1, -1)
         ones = torch.ones(queries.shape[:2], dtype=torch.long, device=feats.device)
         mask = ones if input_ids is None else torch.cat([ones, attention_mask.to(ones.dtype)], dim=1)
-        out = self.qformer(input_ids=input_ids, attention_mask=mask, query_embeds=queries,
-                           encoder_hidden_states=feats,
-                           encoder_attention_mask=torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device))
+        out = self.qformer(
+            input_ids=input_ids,
+            attention_mask=mask,
+            query_embeds=queries,
+            encoder_hidden_states=feats,
+            encoder_attention_mask=torch.ones(feats.shape[:2], dtype=torch.long, device=feats.device),
+        )
         return out.last_hidden_state[:, : queries.shape[1]]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -136,16 +150,27 @@ class MintScorer(nn.Module):
         the weights' dtype (a bf16 engine is fed float32 batches)."""
         return self.vision(resize_for(self.vision, images.to(self.query_tokens.dtype)))
 
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                feats: torch.Tensor | None = None) -> ScorerOutput:
+    def forward(
+        self,
+        images: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        feats: torch.Tensor | None = None,
+    ) -> ScorerOutput:
         """Quality and authenticity read a prompt-free pass of the Q-Former (an image's quality must not
         change with its prompt, and a caption must not become a shortcut to a memorised reference);
         correspondence reads the pass where the queries attend to the segmented prompt."""
         feats = self.features(images) if feats is None else feats
         seen = self._queries(feats, None, None)
         read = self._queries(feats, input_ids, attention_mask)
-        scores = torch.cat([self.heads["quality"](seen).mean(dim=1), self.heads["authenticity"](seen).mean(dim=1),
-                            self.heads["correspondence"](read).mean(dim=1)], dim=-1)
+        scores = torch.cat(
+            [
+                self.heads["quality"](seen).mean(dim=1),
+                self.heads["authenticity"](seen).mean(dim=1),
+                self.heads["correspondence"](read).mean(dim=1),
+            ],
+            dim=-1,
+        )
         aux = self.aux(seen.mean(dim=1)) if self.aux is not None else None
         where = self.locate(patch_tokens(feats)) if self.locate is not None else None
         img = txt = term = None
@@ -156,5 +181,12 @@ class MintScorer(nn.Module):
             img, txt = self.matcher(images, patches.detach() if apart else patches, text, attention_mask)
             term = self.matcher.weight * (img * txt).sum(dim=-1)
             scores = scores + F.pad(term[:, None], (2, 0))
-        return ScorerOutput(scores=scores, query_embeds=torch.cat([seen, read], dim=1), aux_logits=aux,
-                            where_logits=where, image_embeds=img, text_embeds=txt, match_term=term)
+        return ScorerOutput(
+            scores=scores,
+            query_embeds=torch.cat([seen, read], dim=1),
+            aux_logits=aux,
+            where_logits=where,
+            image_embeds=img,
+            text_embeds=txt,
+            match_term=term,
+        )

@@ -28,36 +28,180 @@ from typing import Any
 import torch
 
 STYLE_WORDS = (
-    "photo", "photograph", "photography", "picture", "image", "painting", "drawing", "illustration",
-    "sketch", "render", "rendering", "3d", "cgi", "digital art", "artwork", "oil", "watercolor",
-    "watercolour", "acrylic", "pencil", "charcoal", "anime", "manga", "cartoon", "comic", "pixel art",
-    "vector", "poster", "portrait", "close-up", "closeup", "macro", "high-resolution", "high resolution",
-    "4k", "8k", "hd", "hdr", "uhd", "cinematic", "artstation", "unreal engine", "octane", "trending",
-    "black and white", "monochrome", "vintage", "retro", "sepia", "polaroid", "style", "scan", "capture",
-    "telescope", "microscope image", "bokeh", "wide-angle", "fisheye", "studio ghibli", "surreal",
-    "minimalist", "impressionist", "realistic", "photorealistic", "hyperrealistic", "detailed",
-    "aerial view", "bird's-eye view", "shot",
+    "photo",
+    "photograph",
+    "photography",
+    "picture",
+    "image",
+    "painting",
+    "drawing",
+    "illustration",
+    "sketch",
+    "render",
+    "rendering",
+    "3d",
+    "cgi",
+    "digital art",
+    "artwork",
+    "oil",
+    "watercolor",
+    "watercolour",
+    "acrylic",
+    "pencil",
+    "charcoal",
+    "anime",
+    "manga",
+    "cartoon",
+    "comic",
+    "pixel art",
+    "vector",
+    "poster",
+    "portrait",
+    "close-up",
+    "closeup",
+    "macro",
+    "high-resolution",
+    "high resolution",
+    "4k",
+    "8k",
+    "hd",
+    "hdr",
+    "uhd",
+    "cinematic",
+    "artstation",
+    "unreal engine",
+    "octane",
+    "trending",
+    "black and white",
+    "monochrome",
+    "vintage",
+    "retro",
+    "sepia",
+    "polaroid",
+    "style",
+    "scan",
+    "capture",
+    "telescope",
+    "microscope image",
+    "bokeh",
+    "wide-angle",
+    "fisheye",
+    "studio ghibli",
+    "surreal",
+    "minimalist",
+    "impressionist",
+    "realistic",
+    "photorealistic",
+    "hyperrealistic",
+    "detailed",
+    "aerial view",
+    "bird's-eye view",
+    "shot",
 )
 ATMOSPHERE_WORDS = (
-    "light", "lighting", "lit", "sunlight", "sunset", "sunrise", "dawn", "dusk", "night", "daylight",
-    "midday", "morning", "evening", "afternoon", "golden hour", "shadow", "shadows", "glow", "glowing",
-    "dark", "bright", "dim", "foggy", "fog", "misty", "mist", "haze", "hazy", "rain", "rainy", "snow",
-    "snowy", "storm", "stormy", "cloudy", "overcast", "clear sky", "sky", "mood", "atmosphere", "ambience",
-    "dramatic", "calm", "peaceful", "serene", "cosy", "cozy", "gloomy", "moody", "warm", "cold", "cosmic",
-    "quiet", "silent", "dignified", "formal", "vast", "fresh", "dreamy", "eerie",
+    "light",
+    "lighting",
+    "lit",
+    "sunlight",
+    "sunset",
+    "sunrise",
+    "dawn",
+    "dusk",
+    "night",
+    "daylight",
+    "midday",
+    "morning",
+    "evening",
+    "afternoon",
+    "golden hour",
+    "shadow",
+    "shadows",
+    "glow",
+    "glowing",
+    "dark",
+    "bright",
+    "dim",
+    "foggy",
+    "fog",
+    "misty",
+    "mist",
+    "haze",
+    "hazy",
+    "rain",
+    "rainy",
+    "snow",
+    "snowy",
+    "storm",
+    "stormy",
+    "cloudy",
+    "overcast",
+    "clear sky",
+    "sky",
+    "mood",
+    "atmosphere",
+    "ambience",
+    "dramatic",
+    "calm",
+    "peaceful",
+    "serene",
+    "cosy",
+    "cozy",
+    "gloomy",
+    "moody",
+    "warm",
+    "cold",
+    "cosmic",
+    "quiet",
+    "silent",
+    "dignified",
+    "formal",
+    "vast",
+    "fresh",
+    "dreamy",
+    "eerie",
 )
 SCENE_PREPOSITIONS = (
-    "in front of", "on top of", "next to", "in the middle of", "in", "on", "at", "under", "above", "below",
-    "inside", "outside", "near", "beside", "behind", "among", "across", "over", "through", "before",
-    "along", "against", "underneath", "within", "into", "from",
+    "in front of",
+    "on top of",
+    "next to",
+    "in the middle of",
+    "in",
+    "on",
+    "at",
+    "under",
+    "above",
+    "below",
+    "inside",
+    "outside",
+    "near",
+    "beside",
+    "behind",
+    "among",
+    "across",
+    "over",
+    "through",
+    "before",
+    "along",
+    "against",
+    "underneath",
+    "within",
+    "into",
+    "from",
 )
-_STYLE_HEAD = re.compile(r"^\s*((?:an?|the)?\s*[\w\s,'-]*?\b(?:" + "|".join(
-    re.escape(w) for w in STYLE_WORDS) + r")s?)\s+of\s+", re.I)
-_STYLE_RE = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in STYLE_WORDS) + r")s?\b|\bin the style of\b"
-                       r"|\bby [A-Z]", re.I)
+_STYLE_HEAD = re.compile(
+    r"^\s*((?:an?|the)?\s*[\w\s,'-]*?\b(?:" + "|".join(re.escape(w) for w in STYLE_WORDS) + r")s?)\s+of\s+",
+    re.I,
+)
+_STYLE_RE = re.compile(
+    r"\b(?:" + "|".join(re.escape(w) for w in STYLE_WORDS) + r")s?\b|\bin the style of\b"
+    r"|\bby [A-Z]",
+    re.I,
+)
 _ATMOS_RE = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in ATMOSPHERE_WORDS) + r")s?\b", re.I)
-_SCENE_RE = re.compile(r"\s(?:\w+ing\s+)?(?:" + "|".join(re.escape(p) for p in SCENE_PREPOSITIONS)
-                       + r")\s+(?:an?|the|\w+)\b", re.I)
+_SCENE_RE = re.compile(
+    r"\s(?:\w+ing\s+)?(?:" + "|".join(re.escape(p) for p in SCENE_PREPOSITIONS) + r")\s+(?:an?|the|\w+)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +225,7 @@ def rule_segments(prompt: str) -> Segments:
     head = _STYLE_HEAD.match(text)
     if head and "," not in head.group(1):
         style.append(head.group(1))
-        text = text[head.end():]
+        text = text[head.end() :]
     for clause in re.split(r"\s*[,;]\s*|\.\s+|\.$", text):
         if not clause.strip():
             continue
@@ -93,7 +237,7 @@ def rule_segments(prompt: str) -> Segments:
             match = _SCENE_RE.search(clause) if not clause.lower().startswith("with ") else None
             if match and match.start() > 0:
                 content.append(clause[: match.start()])
-                scene.append(clause[match.start():])
+                scene.append(clause[match.start() :])
             else:
                 content.append(clause)
     if not content and scene:  # a prompt that is all scene ("a sunset over the sea") keeps its subject
@@ -136,10 +280,18 @@ class BPETokenizer:
         tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=cls.SPECIALS, show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        seed = [" ".join(STYLE_WORDS), " ".join(ATMOSPHERE_WORDS), " ".join(SCENE_PREPOSITIONS),
-                "content: | style: | scene: -"]
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=cls.SPECIALS,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        seed = [
+            " ".join(STYLE_WORDS),
+            " ".join(ATMOSPHERE_WORDS),
+            " ".join(SCENE_PREPOSITIONS),
+            "content: | style: | scene: -",
+        ]
         tok.train_from_iterator([*seed, *corpus], trainer)
         return cls(tok, max_length)
 
@@ -160,10 +312,13 @@ class BPETokenizer:
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode([i for i in ids if i > self.eos_id]).strip()
 
-    def __call__(self, texts: list[str], max_length: int | None = None, bos: bool = True,
-                 eos: bool = True) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, texts: list[str], max_length: int | None = None, bos: bool = True, eos: bool = True
+    ) -> dict[str, torch.Tensor]:
         n = (max_length or self.max_length) - bos - eos
-        return _pad([[self.bos_id] * bos + self.encode(t)[:n] + [self.eos_id] * eos for t in texts], self.pad_id)
+        return _pad(
+            [[self.bos_id] * bos + self.encode(t)[:n] + [self.eos_id] * eos for t in texts], self.pad_id
+        )
 
 
 def _pad(rows: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -193,10 +348,13 @@ class OpenClipTokenizer:
         ids = [i for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id)]
         return self._tok.decode(ids).strip()
 
-    def __call__(self, texts: list[str], max_length: int | None = None, bos: bool = True,
-                 eos: bool = True) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, texts: list[str], max_length: int | None = None, bos: bool = True, eos: bool = True
+    ) -> dict[str, torch.Tensor]:
         n = (max_length or self.max_length) - bos - eos
-        return _pad([[self.bos_id] * bos + self.encode(t)[:n] + [self.eos_id] * eos for t in texts], self.pad_id)
+        return _pad(
+            [[self.bos_id] * bos + self.encode(t)[:n] + [self.eos_id] * eos for t in texts], self.pad_id
+        )
 
 
 class HFTokenizer:
@@ -215,14 +373,23 @@ class HFTokenizer:
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True).strip()
 
-    def __call__(self, texts: list[str], max_length: int | None = None, bos: bool | None = None,
-                 eos: bool | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        texts: list[str],
+        max_length: int | None = None,
+        bos: bool | None = None,
+        eos: bool | None = None,
+    ) -> dict[str, torch.Tensor]:
         """The tokenizer's own special tokens by default (BERT: [CLS] ... [SEP]); with `bos` / `eos`
         given, exactly those (a causal LM's instruction and answer pieces)."""
         n = max_length or self.max_length
         if bos is None and eos is None:
             enc = self._tok(texts, padding=True, truncation=True, max_length=n, return_tensors="pt")
             return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        body = self._tok(texts, add_special_tokens=False, truncation=True, max_length=n - bool(bos) - bool(eos))
-        return _pad([[self.bos_id] * bool(bos) + ids + [self.eos_id] * bool(eos) for ids in body["input_ids"]],
-                    self.pad_id)
+        body = self._tok(
+            texts, add_special_tokens=False, truncation=True, max_length=n - bool(bos) - bool(eos)
+        )
+        return _pad(
+            [[self.bos_id] * bool(bos) + ids + [self.eos_id] * bool(eos) for ids in body["input_ids"]],
+            self.pad_id,
+        )

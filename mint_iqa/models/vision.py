@@ -54,8 +54,9 @@ class MSCN(nn.Module):
         pad = self.kernel.shape[-1] // 2
         # Blur y and y^2 for the whole batch as one depthwise convolution (batch folded into channels):
         # about 10x faster on CPU than a single-channel convolution over a batch.
-        stacked = F.pad(torch.cat([y, y * y], dim=1), (pad,) * 4, mode="reflect").reshape(1, 2 * b, h + 2 * pad,
-                                                                                          w + 2 * pad)
+        stacked = F.pad(torch.cat([y, y * y], dim=1), (pad,) * 4, mode="reflect").reshape(
+            1, 2 * b, h + 2 * pad, w + 2 * pad
+        )
         blurred = F.conv2d(stacked, self.kernel.expand(2 * b, 1, -1, -1), groups=2 * b).reshape(b, 2, h, w)
         mu, mean_sq = blurred[:, :1], blurred[:, 1:]
         sigma = (mean_sq - mu * mu).clamp_min(0).sqrt()
@@ -81,21 +82,35 @@ def conv_stem(c_in: int, channels: list[int], depth: int = 1) -> nn.Sequential:
     convs: list[nn.Module] = []
     for c_out in channels:
         for k in range(depth):
-            convs += [nn.Conv2d(c_in, c_out, 3, stride=2 if k == 0 else 1, padding=1),
-                      nn.GroupNorm(min(8, c_out), c_out), nn.GELU()]
+            convs += [
+                nn.Conv2d(c_in, c_out, 3, stride=2 if k == 0 else 1, padding=1),
+                nn.GroupNorm(min(8, c_out), c_out),
+                nn.GELU(),
+            ]
             c_in = c_out
     return nn.Sequential(*convs)
 
 
 class TinyTower(nn.Module):
-    def __init__(self, stem: list[int], width: int, layers: int, heads: int, mlp_ratio: float = 2.0,
-                 mscn: bool = True, grid: int = 16, mscn_products: bool = False, stem_depth: int = 1, **_: Any):
+    def __init__(
+        self,
+        stem: list[int],
+        width: int,
+        layers: int,
+        heads: int,
+        mlp_ratio: float = 2.0,
+        mscn: bool = True,
+        grid: int = 16,
+        mscn_products: bool = False,
+        stem_depth: int = 1,
+        **_: Any,
+    ):
         super().__init__()
         from open_clip.transformer import Transformer
 
         self.mscn = MSCN(products=mscn_products) if mscn else None
         self.stem = conv_stem(3 + (self.mscn.channels if self.mscn else 0), stem, stem_depth)
-        self.proj = nn.Conv2d(stem[-1], width, 2, stride=2)   # total stride 2**(len(stem)+1)
+        self.proj = nn.Conv2d(stem[-1], width, 2, stride=2)  # total stride 2**(len(stem)+1)
         # grid 0: no absolute positions (quality evidence is translation-invariant; crops and full
         # images then look alike to the transformer)
         self.pos = nn.Parameter(torch.randn(1, width, grid, grid) * 0.02) if grid else None
@@ -110,8 +125,11 @@ class TinyTower(nn.Module):
             x = torch.cat([x, self.mscn(images)], dim=1)
         x = self.proj(self.stem(x))
         if self.pos is not None:
-            x = x + (self.pos if self.pos.shape[-2:] == x.shape[-2:] else F.interpolate(
-                self.pos, size=x.shape[-2:], mode="bicubic", align_corners=False))
+            x = x + (
+                self.pos
+                if self.pos.shape[-2:] == x.shape[-2:]
+                else F.interpolate(self.pos, size=x.shape[-2:], mode="bicubic", align_corners=False)
+            )
         x = x.flatten(2).transpose(1, 2)
         return self.ln(self.transformer(x))
 
@@ -140,13 +158,22 @@ class EfficientNetTower(nn.Module):
     file, or the name of the pip package that ships them (see `mint_iqa.models.pretrained`).
     """
 
-    def __init__(self, model: str = "efficientnet_lite0", pretrained: str | None = None,
-                 stages: tuple[int, ...] = (1, 2, 3, 4), width: int = 128, local: list[int] | None = None,
-                 mscn: bool = True, **_: Any):
+    def __init__(
+        self,
+        model: str = "efficientnet_lite0",
+        pretrained: str | None = None,
+        stages: tuple[int, ...] = (1, 2, 3, 4),
+        width: int = 128,
+        local: list[int] | None = None,
+        mscn: bool = True,
+        **_: Any,
+    ):
         super().__init__()
         import timm
 
-        self.backbone = timm.create_model(model, pretrained=False, features_only=True, out_indices=tuple(stages))
+        self.backbone = timm.create_model(
+            model, pretrained=False, features_only=True, out_indices=tuple(stages)
+        )
         self.backbone.requires_grad_(False)
         self.mscn = MSCN() if mscn and local else None
         self.local = conv_stem(3 + (1 if self.mscn else 0), list(local)) if local else None
@@ -188,7 +215,9 @@ class OpenClipTower(nn.Module):
         import open_clip
 
         if pretrained and Path(pretrained).suffix and Path(pretrained).suffix != ".safetensors":
-            raise ValueError(f"{pretrained}: local open_clip weights must be a .safetensors file (no pickles)")
+            raise ValueError(
+                f"{pretrained}: local open_clip weights must be a .safetensors file (no pickles)"
+            )
         clip = open_clip.create_model(model, pretrained=pretrained or None, load_weights=bool(pretrained))
         self.visual = clip.visual
         self.visual.output_tokens = True

@@ -69,7 +69,9 @@ class MintIQAModel(PythonModel):
 
         self.assessor = Assessor.load(context.artifacts["assessor"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
         from mint_iqa.io import OK, ImageError
 
@@ -82,8 +84,10 @@ class MintIQAModel(PythonModel):
         if unknown:
             raise _bad(f"unknown params {unknown}; this model accepts: explain")
         columns = [*DIMENSIONS, "status", *EXPLANATION_COLUMNS]
-        out = pd.DataFrame({**{d: np.nan for d in DIMENSIONS}, "status": OK,
-                            **{c: "" for c in EXPLANATION_COLUMNS}}, index=range(len(model_input)))[columns]
+        out = pd.DataFrame(
+            {**{d: np.nan for d in DIMENSIONS}, "status": OK, **{c: "" for c in EXPLANATION_COLUMNS}},
+            index=range(len(model_input)),
+        )[columns]
         good, images, prompts = [], [], []
         for row, (image, prompt) in enumerate(zip(model_input["image"], model_input["prompt"])):
             try:

@@ -34,7 +34,9 @@ def short_message(body: bytes, request: bytes) -> str:
         message = message.rpartition("\nError: ")[2]
     elif message.startswith("Failed to enforce schema"):
         message = "the request does not match the model's input: columns 'image' (base64) and 'prompt' (text)"
-    message = message.split(" Input: ")[0]  # parse errors end with the request: "... Error: '<why>' Input: b'...'"
+    message = message.split(" Input: ")[
+        0
+    ]  # parse errors end with the request: "... Error: '<why>' Input: b'...'"
     message = " ".join(message.split()) or "bad request"
     probe = request.strip()[:40]
     if len(probe) >= 8 and probe.decode("utf-8", errors="replace") in message:
@@ -69,12 +71,20 @@ class ShortErrors:
             request += message.get("body", b"")
             more = message.get("more_body", False)
             if len(request) > self.max_request_bytes:
-                return await _answer(send, 413, "REQUEST_TOO_LARGE",
-                                     f"request body over {self.max_request_bytes} bytes; send fewer images per request")
+                return await _answer(
+                    send,
+                    413,
+                    "REQUEST_TOO_LARGE",
+                    f"request body over {self.max_request_bytes} bytes; send fewer images per request",
+                )
         unknown = unknown_params(request)
         if unknown:
-            return await _answer(send, 400, "INVALID_PARAMETER_VALUE",
-                                 f"unknown params {unknown}; this model accepts: {', '.join(sorted(KNOWN_PARAMS))}")
+            return await _answer(
+                send,
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"unknown params {unknown}; this model accepts: {', '.join(sorted(KNOWN_PARAMS))}",
+            )
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -114,8 +124,13 @@ def _error_code(body: bytes) -> str:
 
 async def _answer(send: Send, status: int, code: str, message: str) -> None:
     body = json.dumps({"error_code": code, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

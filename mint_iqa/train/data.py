@@ -20,7 +20,9 @@ from mint_iqa.inference import to_batch
 from mint_iqa.io import load_image
 
 AUX_CLASSES = ["none", *degradations.QUALITY, *degradations.AUTHENTICITY, "mismatch"]
-NO_MAP = torch.full((WHERE_GRID, WHERE_GRID, 2), -1.0)  # a prepared image's damage map: unknown, masked in the loss
+NO_MAP = torch.full(
+    (WHERE_GRID, WHERE_GRID, 2), -1.0
+)  # a prepared image's damage map: unknown, masked in the loss
 
 
 def aux_class(family: str, distortion: str) -> int:
@@ -37,8 +39,9 @@ class Split:
     images: list[np.ndarray]
 
     @classmethod
-    def load(cls, prepared: Path, protocol: str, split: str, size: int = 256,
-             without: list[str] | None = None) -> Split:
+    def load(
+        cls, prepared: Path, protocol: str, split: str, size: int = 256, without: list[str] | None = None
+    ) -> Split:
         """Rows of one split with their images decoded, squashed to `size` like inference does; rows showing
         a defect kind in `without` are left out."""
         df, meta = manifest.read(prepared)
@@ -71,8 +74,19 @@ class TrainStream(Dataset):
     spread over a window of `window` items (a small cache in the loader process keeps the window), which
     halves the synthesis cost per item at `reuse=2` without putting two views in one batch."""
 
-    def __init__(self, synth: Synthesiser | None, ref_indices: list[int], fixed: Split, seed: int, epoch: int,
-                 length: int, synthetic_fraction: float, crop: int | None, reuse: int = 1, window: int = 256):
+    def __init__(
+        self,
+        synth: Synthesiser | None,
+        ref_indices: list[int],
+        fixed: Split,
+        seed: int,
+        epoch: int,
+        length: int,
+        synthetic_fraction: float,
+        crop: int | None,
+        reuse: int = 1,
+        window: int = 256,
+    ):
         self.synth, self.refs, self.fixed = synth, ref_indices, fixed
         self.seed, self.epoch, self.length = seed, epoch, length
         self.synthetic_fraction, self.crop = synthetic_fraction, crop
@@ -87,29 +101,48 @@ class TrainStream(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
         if self.synth is not None and (not len(self.fixed.frame) or rng.random() < self.synthetic_fraction):
             s = self.synth.random(rng, self.refs)
-            image, prompt, labels, cls = s.image, s.prompt, [s.labels[d] for d in DIMENSIONS], \
-                aux_class(s.family, s.distortion)
+            image, prompt, labels, cls = (
+                s.image,
+                s.prompt,
+                [s.labels[d] for d in DIMENSIONS],
+                aux_class(s.family, s.distortion),
+            )
             answers, where, group, matching = s.answers, s.where, s.ref_id, describes(s.defects, s.family)
         else:
             j = int(rng.integers(len(self.fixed.frame)))
             row = self.fixed.frame.iloc[j]
             image, prompt = self.fixed.images[j], row["prompt"]
-            labels = [row[d] if row[d] == row[d] else -1.0 for d in DIMENSIONS]  # NaN (no label) -> -1, masked
+            labels = [
+                row[d] if row[d] == row[d] else -1.0 for d in DIMENSIONS
+            ]  # NaN (no label) -> -1, masked
             cls = aux_class(row["family"], row["distortion"])
             answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
             where = None  # prepared images carry no damage map
             ref = row.get("ref_id")
-            group, matching = ref if isinstance(ref, str) else "", describes(row.get("defects"), row["family"])
+            group, matching = (
+                ref if isinstance(ref, str) else "",
+                describes(row.get("defects"), row["family"]),
+            )
         if self.crop and self.crop < image.shape[0]:  # prepared images are full size: take a window
             y, x = rng.integers(0, image.shape[0] - self.crop + 1, size=2)
-            image = image[y:y + self.crop, x:x + self.crop]
-        return {"image": image, "prompt": prompt, "labels": torch.tensor(labels, dtype=torch.float32), "aux": cls,
-                "answers": answers, "pick": int(rng.integers(1 << 30)), "where": where, "group": group,
-                "matching": matching}
+            image = image[y : y + self.crop, x : x + self.crop]
+        return {
+            "image": image,
+            "prompt": prompt,
+            "labels": torch.tensor(labels, dtype=torch.float32),
+            "aux": cls,
+            "answers": answers,
+            "pick": int(rng.integers(1 << 30)),
+            "where": where,
+            "group": group,
+            "matching": matching,
+        }
 
     def __getitem__(self, j: int) -> dict[str, Any]:
         window, pos = divmod(j, self.window)
-        order = np.random.default_rng([self.seed, self.epoch, self.rank, window, 0x5EED]).permutation(self.window)
+        order = np.random.default_rng([self.seed, self.epoch, self.rank, window, 0x5EED]).permutation(
+            self.window
+        )
         local, view = divmod(int(order[pos]), self.reuse)
         i = window * (self.window // self.reuse) + local
         if i not in self._cache:
@@ -129,19 +162,31 @@ def _view(a: np.ndarray, view: int) -> np.ndarray:
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"images": torch.stack([i["image"] for i in items]), "prompts": [i["prompt"] for i in items],
-            "labels": torch.stack([i["labels"] for i in items]), "aux": torch.tensor([i["aux"] for i in items]),
-            "answers": [i["answers"] for i in items], "picks": [i["pick"] for i in items],
-            "where": torch.stack([i["where"] for i in items]), "groups": [i["group"] for i in items],
-            "matching": torch.tensor([i["matching"] for i in items])}
+    return {
+        "images": torch.stack([i["image"] for i in items]),
+        "prompts": [i["prompt"] for i in items],
+        "labels": torch.stack([i["labels"] for i in items]),
+        "aux": torch.tensor([i["aux"] for i in items]),
+        "answers": [i["answers"] for i in items],
+        "picks": [i["pick"] for i in items],
+        "where": torch.stack([i["where"] for i in items]),
+        "groups": [i["group"] for i in items],
+        "matching": torch.tensor([i["matching"] for i in items]),
+    }
 
 
 def loader(stream: Dataset, start_step: int, cfg: Any) -> DataLoader:
     """Batches of `stream` from step `start_step` on, in order (the stream itself is shuffled)."""
     indices = list(range(start_step * cfg.batch_size, len(stream)))
-    return DataLoader(Subset(stream, indices), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
-                      collate_fn=collate, multiprocessing_context="fork" if cfg.workers else None,
-                      prefetch_factor=4 if cfg.workers else None)
+    return DataLoader(
+        Subset(stream, indices),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        multiprocessing_context="fork" if cfg.workers else None,
+        prefetch_factor=4 if cfg.workers else None,
+    )
 
 
 def training_synthesiser(params: Any, fixed: Split, protocol: str) -> Synthesiser | None:
@@ -157,8 +202,14 @@ def training_synthesiser(params: Any, fixed: Split, protocol: str) -> Synthesise
         refs = [(r, px) for r, px in refs if r.id in set(fixed.frame["ref_id"])]
     unseen = set(held_out(params)) if protocol == "lko" else set()
     kinds = [k for family in degradations.REGISTRY for k in degradations.REGISTRY[family] if k not in unseen]
-    return Synthesiser(refs, params.prepare, out_size=params.train.crop, augment=params.train.augment,
-                       mix=params.train.mix, kinds=kinds)
+    return Synthesiser(
+        refs,
+        params.prepare,
+        out_size=params.train.crop,
+        augment=params.train.augment,
+        mix=params.train.mix,
+        kinds=kinds,
+    )
 
 
 def held_out(params: Any) -> list[str]:

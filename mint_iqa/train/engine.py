@@ -70,8 +70,14 @@ def setup_distributed_env() -> None:
     skip_shm_comm_op()
     if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
         return
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
-                      LOCAL_RANK="0", LOCAL_SIZE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_RANK="0",
+        LOCAL_SIZE="1",
+    )
 
 
 def skip_shm_comm_op() -> None:
@@ -103,13 +109,23 @@ def deepspeed_config(cfg: TrainConfig, world_size: int = 1) -> dict[str, Any]:
     }
     if cfg.deepspeed_extra is not None:
         extra = json.loads(Path(cfg.deepspeed_extra).read_text())
-        owned = {"train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size", "optimizer",
-                 "scheduler"} & set(extra)
+        owned = {
+            "train_micro_batch_size_per_gpu",
+            "gradient_accumulation_steps",
+            "train_batch_size",
+            "optimizer",
+            "scheduler",
+        } & set(extra)
         if owned:
-            raise ValueError(f"{cfg.deepspeed_extra}: {sorted(owned)} are set by params.yaml and the code, not here")
+            raise ValueError(
+                f"{cfg.deepspeed_extra}: {sorted(owned)} are set by params.yaml and the code, not here"
+            )
         for key, value in extra.items():
-            config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) \
+            config[key] = (
+                {**config[key], **value}
+                if isinstance(value, dict) and isinstance(config.get(key), dict)
                 else value
+            )
     return config
 
 
@@ -191,8 +207,18 @@ class WeightAverage:
         self.updates, self.shadow = state["updates"], list(state["shadow"])
 
 
-def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckpt_dir: str | Path, *,
-        seed: int = 0, resume: bool = False, on_epoch_end: Any = None, on_best: Any = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    ckpt_dir: str | Path,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    on_epoch_end: Any = None,
+    on_best: Any = None,
+) -> FitResult:
     """Train `model` on `task`; DeepSpeed checkpoints in `ckpt_dir`, history in `out_dir/history.json`.
 
     `on_best(model, epoch)` is called whenever validation improves (export the weights there);
@@ -208,23 +234,35 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
     total_steps = cfg.epochs * cfg.steps_per_epoch
     scheduler = cosine_schedule(optimizer, cfg, total_steps)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     clip_groups = getattr(task, "clip_groups", lambda m: [])(model) if cfg.grad_clip > 0 else []
     ds_config = deepspeed_config(cfg, world)
     if clip_groups and (ds_config["zero_optimization"]["stage"] > 0 or ds_config["bf16"].get("enabled")):
-        warnings.warn("gradients are clipped by part only under ZeRO stage 0 without bf16 (elsewhere DeepSpeed "
-                      "holds them in flat buffers): clipping them under one global norm", stacklevel=2)
+        warnings.warn(
+            "gradients are clipped by part only under ZeRO stage 0 without bf16 (elsewhere DeepSpeed "
+            "holds them in flat buffers): clipping them under one global norm",
+            stacklevel=2,
+        )
         clip_groups = []
     if clip_groups:
         ds_config["gradient_clipping"] = 0.0  # the loop clips group by group, after backward
     if cfg.ema and ds_config["zero_optimization"]["stage"] == 3:
-        raise ValueError("train.ema needs ZeRO stage < 3 (stage 3 partitions the weights it averages); set ema: 0")
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
-    if ds_config["bf16"].get("enabled"):  # DeepSpeed casts the parameters; buffers follow, as `model.to(bf16)` does
+        raise ValueError(
+            "train.ema needs ZeRO stage < 3 (stage 3 partitions the weights it averages); set ema: 0"
+        )
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+    )
+    if ds_config["bf16"].get(
+        "enabled"
+    ):  # DeepSpeed casts the parameters; buffers follow, as `model.to(bf16)` does
         for buffer in engine.module.buffers():
             if buffer.is_floating_point():
                 buffer.data = buffer.data.to(torch.bfloat16)
@@ -237,7 +275,9 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
         return state if average is None else {**state, "ema": average.state_dict()}
 
     if resume and (ckpt_dir / "latest").exists():
-        _, client = engine.load_checkpoint(str(ckpt_dir), load_module_strict=False)  # frozen weights: as built
+        _, client = engine.load_checkpoint(
+            str(ckpt_dir), load_module_strict=False
+        )  # frozen weights: as built
         start_epoch, start_step = client["epoch"], client["step"]
         history, best = client["history"], tuple(client["best"])
         _set_rng_state(client["rng"])
@@ -246,8 +286,13 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
     for epoch in range(start_epoch, cfg.epochs):
         engine.train()
         started, logs = time.time(), []
-        bar = progress(total=cfg.steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       unit="step", disable=rank != 0)
+        bar = progress(
+            total=cfg.steps_per_epoch,
+            initial=start_step,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            disable=rank != 0,
+        )
         for step, batch in enumerate(task.batches(epoch, start_step), start=start_step):
             loss, scalars = task.loss(engine, to_device(batch, engine.device))
             engine.backward(loss)
@@ -260,10 +305,18 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
             logs.append(scalars)
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}", refresh=False)
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps_per_epoch:
+            if (
+                cfg.checkpoint_every
+                and (step + 1) % cfg.checkpoint_every == 0
+                and step + 1 < cfg.steps_per_epoch
+            ):
                 tag = f"epoch{epoch}-step{step + 1}"
-                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client_state(epoch, step + 1),
-                                      exclude_frozen_parameters=True)
+                engine.save_checkpoint(
+                    str(ckpt_dir),
+                    tag=tag,
+                    client_state=client_state(epoch, step + 1),
+                    exclude_frozen_parameters=True,
+                )
                 if rank == 0:
                     _prune(ckpt_dir, tag)
         bar.close()
@@ -276,20 +329,30 @@ def fit(model: nn.Module, task: Task, cfg: TrainConfig, out_dir: str | Path, ckp
                 best = (epoch + 1, val["score"])
                 if on_best is not None and rank == 0:
                     on_best(engine.module, epoch + 1)
-        record = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
-                  "lr": scheduler.get_last_lr()[0],
-                  **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
-                  **{f"val_{k}": v for k, v in val.items()}}
+        record = {
+            "epoch": epoch + 1,
+            "seconds": round(time.time() - started, 1),
+            "lr": scheduler.get_last_lr()[0],
+            **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
+            **{f"val_{k}": v for k, v in val.items()},
+        }
         history.append(record)
         if on_epoch_end is not None and rank == 0:
             on_epoch_end(record)
-        engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch + 1}", client_state=client_state(epoch + 1, 0),
-                               exclude_frozen_parameters=True)
+        engine.save_checkpoint(
+            str(ckpt_dir),
+            tag=f"epoch{epoch + 1}",
+            client_state=client_state(epoch + 1, 0),
+            exclude_frozen_parameters=True,
+        )
         if rank == 0:
             _prune(ckpt_dir, f"epoch{epoch + 1}")
             write_text(out_dir / "history.json", json.dumps(history, indent=2) + "\n")
-            print(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4f}" for k, v in record.items()
-                                                     if isinstance(v, float)), flush=True)
+            print(
+                f"epoch {epoch + 1}: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float)),
+                flush=True,
+            )
     _write_param_digest(engine.module, out_dir, rank)
     return FitResult(best_epoch=best[0], best_score=best[1], history=history, checkpoint_dir=ckpt_dir)
 
@@ -314,7 +377,9 @@ def tracked_run(params: Any, name: str, out_dir: Path, resume: bool, tags: dict[
             mlflow.log_params(tracking.flatten(params.model_dump(mode="json", by_alias=True)))
 
         def log(record: dict[str, Any]) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+            mlflow.log_metrics(
+                {k: float(v) for k, v in record.items() if k != "epoch"}, step=int(record["epoch"])
+            )
 
         yield log
 

@@ -43,20 +43,39 @@ def pick_question(pick: int, labels: list[float]) -> str:
 
 class ExplainerTask:
     def __init__(self, params: Params, protocol: str, texts: Texts, val: Split):
-        self.params, self.protocol, self.cfg, self.texts, self.val = params, protocol, params.train, texts, val
+        self.params, self.protocol, self.cfg, self.texts, self.val = (
+            params,
+            protocol,
+            params.train,
+            texts,
+            val,
+        )
         self.fixed = Split.load(Path(params.prepare.out_dir), protocol, "train")
         self.synth = training_synthesiser(params, self.fixed, protocol)
 
     def batches(self, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
         cfg, e = self.cfg, self.params.explain
         refs = list(range(len(self.synth.refs))) if self.synth else []
-        stream = TrainStream(self.synth, refs, self.fixed, self.params.seed + 1, epoch,
-                             e.steps_per_epoch * cfg.batch_size, cfg.synthetic_fraction, cfg.crop, cfg.reuse)
+        stream = TrainStream(
+            self.synth,
+            refs,
+            self.fixed,
+            self.params.seed + 1,
+            epoch,
+            e.steps_per_epoch * cfg.batch_size,
+            cfg.synthetic_fraction,
+            cfg.crop,
+            cfg.reuse,
+        )
         for batch in loader(stream, start_step, cfg):
-            keys = [pick_question(pick, labels) for pick, labels in zip(batch["picks"], batch["labels"].tolist())]
+            keys = [
+                pick_question(pick, labels) for pick, labels in zip(batch["picks"], batch["labels"].tolist())
+            ]
             answers = [a[k] for a, k in zip(batch["answers"], keys)]
-            yield {"images": batch["images"],
-                   **self.texts.encode(batch["prompts"], [QUESTIONS[k] for k in keys], answers)}
+            yield {
+                "images": batch["images"],
+                **self.texts.encode(batch["prompts"], [QUESTIONS[k] for k in keys], answers),
+            }
 
     def loss(self, model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(**batch)
@@ -73,14 +92,18 @@ class ExplainerTask:
         for start in range(0, n, 32):
             end = min(n, start + 32)
             prompts = list(self.val.frame["prompt"].iloc[start:end])
-            texts, s = explain_batch(model, self.texts, self.val.images[start:end], prompts,
-                                     [QUESTIONS["all"]] * (end - start))
+            texts, s = explain_batch(
+                model, self.texts, self.val.images[start:end], prompts, [QUESTIONS["all"]] * (end - start)
+            )
             answers += texts
             scores.append(s)
-        m = explanation_metrics(self.val.frame.iloc[:n], answers, np.concatenate(scores), model.config.level_cuts)
+        m = explanation_metrics(
+            self.val.frame.iloc[:n], answers, np.concatenate(scores), model.config.level_cuts
+        )
         out = {f"level_acc_{d}": v for d, v in m["level_accuracy"].items()}
-        out.update({k: m[k] for k in ("rouge_l", "defect_mention_accuracy", "consistency")
-                    if m[k] is not None})
+        out.update(
+            {k: m[k] for k in ("rouge_l", "defect_mention_accuracy", "consistency") if m[k] is not None}
+        )
         out["score"] = float(np.mean([*m["level_accuracy"].values(), m["rouge_l"]]))
         return out
 
@@ -99,12 +122,19 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
     config.constrain_levels, config.constrain_reasons = e.constrain_levels, e.constrain_reasons
     val = Split.load(Path(params.prepare.out_dir), protocol, "val")
     if e.fit_levels:  # where stage 1's scores turn into level words: cuts that fit its validation outputs
-        pred = score_arrays(scorer, tokenizer, val.images, list(val.frame["prompt"]), params.evaluate.batch_size)
+        pred = score_arrays(
+            scorer, tokenizer, val.images, list(val.frame["prompt"]), params.evaluate.batch_size
+        )
         config.level_cuts = fit_level_cuts(pred, val.labels())
     seed_everything(params.seed + 1)
     model, lm_tokenizer = build_explainer(scorer, tokenizer, config)
-    texts = Texts(tokenizer, lm_tokenizer, segmenter(scorer.config.text.get("segmenter", "rules")), config,
-                  e.level_weight)
+    texts = Texts(
+        tokenizer,
+        lm_tokenizer,
+        segmenter(scorer.config.text.get("segmenter", "rules")),
+        config,
+        e.level_weight,
+    )
     task = ExplainerTask(params, protocol, texts, val)
     best_dir = out_dir / "best"
 
@@ -112,14 +142,41 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
         save_assessor(module, tokenizer, best_dir)
         write_text(best_dir / "epoch.json", json.dumps({"epoch": epoch}) + "\n")
 
-    cfg = params.train.model_copy(update={"epochs": e.epochs, "steps_per_epoch": e.steps_per_epoch, "lr": e.lr,
-                                          "warmup_steps": e.warmup_steps})
-    tags = {"protocol": protocol, "stage": "explainer", "feedback": str(e.feedback), "evidence": str(e.evidence),
-            "constrain_levels": str(e.constrain_levels), "constrain_reasons": str(e.constrain_reasons),
-            "fit_levels": str(e.fit_levels)}
+    cfg = params.train.model_copy(
+        update={
+            "epochs": e.epochs,
+            "steps_per_epoch": e.steps_per_epoch,
+            "lr": e.lr,
+            "warmup_steps": e.warmup_steps,
+        }
+    )
+    tags = {
+        "protocol": protocol,
+        "stage": "explainer",
+        "feedback": str(e.feedback),
+        "evidence": str(e.evidence),
+        "constrain_levels": str(e.constrain_levels),
+        "constrain_reasons": str(e.constrain_reasons),
+        "fit_levels": str(e.fit_levels),
+    }
     with tracked_run(params, f"explainer-{protocol}", out_dir, resume, tags) as log:
-        result = fit(model, task, cfg, out_dir, ckpt_dir, seed=params.seed + 1, resume=resume, on_best=on_best,
-                     on_epoch_end=log)
-    write_text(out_dir / "result.json", json.dumps({"protocol": protocol, "best_epoch": result.best_epoch,
-                                                    "best_val_score": result.best_score}, indent=2) + "\n")
+        result = fit(
+            model,
+            task,
+            cfg,
+            out_dir,
+            ckpt_dir,
+            seed=params.seed + 1,
+            resume=resume,
+            on_best=on_best,
+            on_epoch_end=log,
+        )
+    write_text(
+        out_dir / "result.json",
+        json.dumps(
+            {"protocol": protocol, "best_epoch": result.best_epoch, "best_val_score": result.best_score},
+            indent=2,
+        )
+        + "\n",
+    )
     return best_dir

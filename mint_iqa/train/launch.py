@@ -22,8 +22,15 @@ def in_worker() -> bool:
 def relaunch(num_procs: int, argv: list[str], threads: int) -> int:
     """Run `python -m mint_iqa <argv>` on `num_procs` ranks; returns the launcher's exit code."""
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", f"--nproc_per_node={num_procs}", f"--master_port={_free_port()}",
-           "-m", "mint_iqa", *argv]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        f"--nproc_per_node={num_procs}",
+        f"--master_port={_free_port()}",
+        "-m",
+        "mint_iqa",
+        *argv,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // num_procs))}
     env.pop("RANK", None)
     return subprocess.call(cmd, env=env)

@@ -47,8 +47,9 @@ def plcc_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | No
     return torch.stack(losses).mean() if losses else pred.sum() * 0
 
 
-def rank_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None,
-              margin: float = 0.05) -> torch.Tensor:
+def rank_loss(
+    pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | None = None, margin: float = 0.05
+) -> torch.Tensor:
     """Pairwise hinge: for label pairs that differ, the prediction order must agree by a margin."""
     dp = pred[:, None, :] - pred[None, :, :]
     dt = target[:, None, :] - target[None, :, :]
@@ -59,8 +60,9 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor | No
     return (F.relu(margin - sign * dp) * mask).sum() / mask.sum().clamp_min(1)
 
 
-def label_losses(pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor,
-                 count: torch.Tensor) -> dict[str, torch.Tensor]:
+def label_losses(
+    pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor, count: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """L1 (summed over the `known` entries, over `count`), 1 - PLCC and the pairwise ranking term."""
     l1 = ((pred - target).abs() * known).sum() / count.clamp_min(1)
     return {"l1": l1, "plcc": plcc_loss(pred, target, known), "rank": rank_loss(pred, target, known)}
@@ -78,8 +80,9 @@ def where_loss(logits: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     return loss / known.sum().clamp_min(1)
 
 
-def match_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, groups: list[str],
-               matching: torch.Tensor) -> torch.Tensor:
+def match_loss(
+    img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, groups: list[str], matching: torch.Tensor
+) -> torch.Tensor:
     """Contrastive image-prompt loss over a batch, both directions. Image i and prompt j belong together when
     j describes its own image (`matching`) and both show the same reference (`groups`); prompts that
     describe their image wrongly are negatives for images of that reference only (what they describe
@@ -104,8 +107,13 @@ def match_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor, 
     return (nce(logits, pos, cand) + nce(logits.T, pos.T, cand.T)) / 2
 
 
-def scorer_loss(out: ScorerOutput, batch: dict[str, Any], w: LossConfig, scale: torch.Tensor | None = None,
-                apart: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+def scorer_loss(
+    out: ScorerOutput,
+    batch: dict[str, Any],
+    w: LossConfig,
+    scale: torch.Tensor | None = None,
+    apart: bool = False,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted sum of the loss parts, and each part's value. With the matching space `apart`, the
     scorer's own score (the space's term taken out) learns the labels as it would without the space, and
     the term learns what is left on top of that score held fixed."""
@@ -125,8 +133,9 @@ def scorer_loss(out: ScorerOutput, batch: dict[str, Any], w: LossConfig, scale: 
     if out.where_logits is not None:
         parts["locate"] = where_loss(out.where_logits.float(), batch["where"])
     if out.image_embeds is not None:
-        parts["match"] = match_loss(out.image_embeds, out.text_embeds, scale, batch["groups"],
-                                    batch["matching"])
+        parts["match"] = match_loss(
+            out.image_embeds, out.text_embeds, scale, batch["groups"], batch["matching"]
+        )
     total = sum(getattr(w, k) * v for k, v in parts.items() if getattr(w, k) > 0)
     return total, {"loss": total.item(), **{k: v.item() for k, v in parts.items()}}
 
@@ -157,8 +166,17 @@ class ScorerTask:
 
     def batches(self, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
         cfg = self.cfg
-        stream = TrainStream(self.synth, self.ref_indices, self.fixed, self.params.seed, epoch,
-                             cfg.steps_per_epoch * cfg.batch_size, cfg.synthetic_fraction, cfg.crop, cfg.reuse)
+        stream = TrainStream(
+            self.synth,
+            self.ref_indices,
+            self.fixed,
+            self.params.seed,
+            epoch,
+            cfg.steps_per_epoch * cfg.batch_size,
+            cfg.synthetic_fraction,
+            cfg.crop,
+            cfg.reuse,
+        )
         yield from map(self.with_tokens, loader(stream, start_step, cfg))
 
     def with_tokens(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -178,16 +196,26 @@ class ScorerTask:
         if model.matcher is None or not model.config.match_apart:
             return []
         trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        return [[p for n, p in trained if not n.startswith("matcher.")],
-                [p for n, p in trained if n.startswith("matcher.")]]
+        return [
+            [p for n, p in trained if not n.startswith("matcher.")],
+            [p for n, p in trained if n.startswith("matcher.")],
+        ]
 
     def validate(self, model: Any) -> dict[str, float]:
-        pred = score_arrays(model, self.tokenizer, self.val.images, list(self.val.frame["prompt"]),
-                            self.params.evaluate.batch_size)
+        pred = score_arrays(
+            model,
+            self.tokenizer,
+            self.val.images,
+            list(self.val.frame["prompt"]),
+            self.params.evaluate.batch_size,
+        )
         labels = self.val.labels()
         self.last_val = (pred, labels)
-        out = {f"srcc_{d}": srcc(pred[:, i], labels[:, i]) for i, d in enumerate(DIMENSIONS)
-               if not np.isnan(labels[:, i]).any()}
+        out = {
+            f"srcc_{d}": srcc(pred[:, i], labels[:, i])
+            for i, d in enumerate(DIMENSIONS)
+            if not np.isnan(labels[:, i]).any()
+        }
         out["score"] = float(np.mean(list(out.values())))
         return out
 
@@ -219,9 +247,26 @@ def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
         save_scorer(module, tokenizer, best_dir)
         write_text(best_dir / "epoch.json", json.dumps({"epoch": epoch}) + "\n")
 
-    with tracked_run(params, f"scorer-{protocol}", out_dir, resume, {"protocol": protocol, "stage": "scorer"}) as log:
-        result = fit(model, task, params.train, out_dir, ckpt_dir, seed=params.seed, resume=resume,
-                     on_best=on_best, on_epoch_end=log)
-    write_text(out_dir / "result.json", json.dumps({"protocol": protocol, "best_epoch": result.best_epoch,
-                                                    "best_val_score": result.best_score}, indent=2) + "\n")
+    with tracked_run(
+        params, f"scorer-{protocol}", out_dir, resume, {"protocol": protocol, "stage": "scorer"}
+    ) as log:
+        result = fit(
+            model,
+            task,
+            params.train,
+            out_dir,
+            ckpt_dir,
+            seed=params.seed,
+            resume=resume,
+            on_best=on_best,
+            on_epoch_end=log,
+        )
+    write_text(
+        out_dir / "result.json",
+        json.dumps(
+            {"protocol": protocol, "best_epoch": result.best_epoch, "best_val_score": result.best_score},
+            indent=2,
+        )
+        + "\n",
+    )
     return best_dir

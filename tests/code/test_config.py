@@ -27,9 +27,16 @@ def test_overrides_apply_and_parse_yaml(tmp_path: Path) -> None:
     assert params.prepare.images_per_reference == 7 and params.data.source == "generic"
 
 
-@pytest.mark.parametrize("override", ["prepare.imagez_per_reference=3", "prepare.splits.strict.test_fold=9",
-                                      "prepare.quality.noise.sigma=[0.1, 0.2]", "data.source=laion",
-                                      "evaluate.device=gpu"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "prepare.imagez_per_reference=3",
+        "prepare.splits.strict.test_fold=9",
+        "prepare.quality.noise.sigma=[0.1, 0.2]",
+        "data.source=laion",
+        "evaluate.device=gpu",
+    ],
+)
 def test_bad_values_are_errors(override: str) -> None:
     with pytest.raises(ValidationError):
         load_params(ROOT / "params.yaml", [override])
@@ -47,6 +54,10 @@ def test_summed_severity_labels_fall_strictly_towards_the_floor() -> None:
     still rank below one, and no two severities share a label."""
     labels = LabelConfig(pristine=0.9, floor=0.1)
     values = [labels.for_severity(s) for s in (0.0, 0.4, 0.8, 1.0, 1.5, 3.0)]
-    assert values[0] == pytest.approx(0.9) and values[1] == pytest.approx(0.58) and values[2] == pytest.approx(0.26)
+    assert (
+        values[0] == pytest.approx(0.9)
+        and values[1] == pytest.approx(0.58)
+        and values[2] == pytest.approx(0.26)
+    )
     assert all(a > b for a, b in zip(values, values[1:])) and values[-1] > 0.1
     assert LabelConfig(damage_scale={"noise": 0.5}).for_damage("noise", 0.25) == pytest.approx(0.5)

@@ -39,9 +39,17 @@ def test_severity_grows_with_level(image: np.ndarray, family: str, name: str) ->
     ladders = getattr(PARAMS, family)
 
     def change(level: int) -> float:
-        return float(np.mean([np.abs(degradations.apply(image, family, name, level, ladders,
-                                                        np.random.default_rng(seed)) - image).mean()
-                              for seed in range(6)]))
+        return float(
+            np.mean(
+                [
+                    np.abs(
+                        degradations.apply(image, family, name, level, ladders, np.random.default_rng(seed))
+                        - image
+                    ).mean()
+                    for seed in range(6)
+                ]
+            )
+        )
 
     assert change(1) < change(3) < change(5)
 
@@ -53,8 +61,18 @@ def test_every_registered_distortion_has_a_defect_name() -> None:
 
 # ----------------------------------------------------------------------------- the broad defect space
 
-ORIGINAL = {"gaussian_blur", "motion_blur", "noise", "jpeg", "exposure",
-            "elastic_warp", "duplicated_patch", "smear", "implausible_colour", "grid"}
+ORIGINAL = {
+    "gaussian_blur",
+    "motion_blur",
+    "noise",
+    "jpeg",
+    "exposure",
+    "elastic_warp",
+    "duplicated_patch",
+    "smear",
+    "implausible_colour",
+    "grid",
+}
 NEW_LOCAL = [name for name in degradations.AUTHENTICITY if name not in ORIGINAL]
 QUALITY_GROUPS = {"blur", "colour", "compression", "noise", "brightness", "spatial", "sharpness"}
 AUTHENTICITY_GROUPS = {"geometry", "repetition", "smear", "seam", "transplant", "colour_region", "pattern"}
@@ -94,7 +112,10 @@ def test_level_one_is_visible_and_damage_grows(image: np.ndarray, family: str, n
     ladders, local = getattr(PARAMS, family), family == "authenticity"
 
     def hurt(level: int) -> float:
-        outs = [degradations.apply(image, family, name, level, ladders, np.random.default_rng(s)) for s in range(3)]
+        outs = [
+            degradations.apply(image, family, name, level, ladders, np.random.default_rng(s))
+            for s in range(3)
+        ]
         assert all(not np.array_equal(o, image) for o in outs)
         return float(np.mean([degradations.damage(image, o, local) for o in outs]))
 
@@ -110,7 +131,9 @@ def test_new_local_defects_leave_most_of_the_image_alone(name: str) -> None:
 
     img = data.astronaut()[::2, ::2].astype(np.float32) / 255.0  # 256 x 256
     for seed in range(3):
-        out = degradations.apply(img, "authenticity", name, 1, PARAMS.authenticity, np.random.default_rng(seed))
+        out = degradations.apply(
+            img, "authenticity", name, 1, PARAMS.authenticity, np.random.default_rng(seed)
+        )
         untouched = float((degradations.damage_map(img, out) < 0.02).mean())
         assert untouched >= 0.5, f"{name} (seed {seed}): only {untouched:.0%} of the pixels untouched"
 

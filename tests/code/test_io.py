@@ -51,10 +51,16 @@ def test_exif_orientation_applied(tmp_path: Path) -> None:
     assert out[:5].mean() > 200 and out[-5:].mean() < 50  # stripe now on top
 
 
-@pytest.mark.parametrize("case, reason", [
-    ("empty", "empty file"), ("text", "not a recognised image format"), ("truncated", "truncated or corrupt"),
-    ("missing", "no such file"), ("directory", "is a directory"),
-])
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("empty", "empty file"),
+        ("text", "not a recognised image format"),
+        ("truncated", "truncated or corrupt"),
+        ("missing", "no such file"),
+        ("directory", "is a directory"),
+    ],
+)
 def test_bad_files_name_item_and_reason(tmp_path: Path, case: str, reason: str) -> None:
     path = tmp_path / f"{case}.png"
     if case == "empty":
@@ -63,7 +69,9 @@ def test_bad_files_name_item_and_reason(tmp_path: Path, case: str, reason: str) 
         path.write_text("hello, not a png")
     elif case == "truncated":
         buf = io.BytesIO()
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+            buf, "PNG"
+        )
         path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     elif case == "directory":
         path.mkdir()
@@ -127,8 +135,17 @@ def test_confined(tmp_path: Path) -> None:
         confined(tmp_path, "link.png")
 
 
-@pytest.mark.parametrize("magic", [b"\xff\xd8\xff\xe0", b"BM", b"RIFF\x00\x10\x00\x00WEBPVP8 ", b"GIF89a",
-                                   b"II*\x00", b"\x89PNG\r\n\x1a\n"])
+@pytest.mark.parametrize(
+    "magic",
+    [
+        b"\xff\xd8\xff\xe0",
+        b"BM",
+        b"RIFF\x00\x10\x00\x00WEBPVP8 ",
+        b"GIF89a",
+        b"II*\x00",
+        b"\x89PNG\r\n\x1a\n",
+    ],
+)
 def test_valid_magic_then_garbage_is_one_items_error(tmp_path: Path, magic: bytes) -> None:
     """Whatever a decoder raises on a file that starts like an image (a JPEG, BMP, WebP, GIF, TIFF or PNG
     header, then random bytes), loading ends in one `ImageError` line naming the file, never another error."""

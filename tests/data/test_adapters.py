@@ -31,16 +31,24 @@ def _tiny_png(path: Path, value: int = 128) -> None:
 
 
 def _params(tmp_path: Path, **data: object) -> Params:
-    return Params.model_validate({"data": data, "prepare": {"out_dir": str(tmp_path / "prepared")},
-                                  "validate": {"out_dir": str(tmp_path / "validation"),
-                                               "metrics": str(tmp_path / "validation.json")}})
+    return Params.model_validate(
+        {
+            "data": data,
+            "prepare": {"out_dir": str(tmp_path / "prepared")},
+            "validate": {
+                "out_dir": str(tmp_path / "validation"),
+                "metrics": str(tmp_path / "validation.json"),
+            },
+        }
+    )
 
 
 def _prompts_table(annotations: Path) -> pd.DataFrame:
     """The 100 prompts in the layout of AIGCIQA2023_Prompts.xlsx (category, challenge, prompt; row PPP is the
     prompt of the images `PPP-K.png`), from the vendored CSV's file names and the JSON's prompt texts."""
-    rows = pd.read_csv(annotations / adapters.AIGCIQA_CSV, header=None, encoding="gbk", dtype=str,
-                       keep_default_na=False)
+    rows = pd.read_csv(
+        annotations / adapters.AIGCIQA_CSV, header=None, encoding="gbk", dtype=str, keep_default_na=False
+    )
     records = json.loads((annotations / adapters.AIGCIQA_JSON).read_text(encoding="utf-8"))
     text = {int(rec["id"]): rec["prompt"] for rec in records}
     by_index: dict[int, set[str]] = {}
@@ -82,8 +90,13 @@ def test_vendored_fixtures_are_unmodified() -> None:
 
 def test_aigciqa2023plus_prompts_must_agree(aigciqa_prompts: pd.DataFrame, tmp_path: Path) -> None:
     """The prompts table is cross-checked against the JSON: a header row read as data shifts it by one."""
-    shifted = pd.concat([pd.DataFrame({"category": ["category"], "challenge": ["challenge"],
-                                       "prompt": ["prompt"]}), aigciqa_prompts], ignore_index=True)
+    shifted = pd.concat(
+        [
+            pd.DataFrame({"category": ["category"], "challenge": ["challenge"], "prompt": ["prompt"]}),
+            aigciqa_prompts,
+        ],
+        ignore_index=True,
+    )
     folder = _annotations(tmp_path / "annotations", shifted)
     with pytest.raises(ValueError, match="disagrees with"):
         adapters.read_aigciqa2023plus(folder)
@@ -99,10 +112,13 @@ def aigciqa_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def aigciqa_prepared(aigciqa_dir: Path, aigciqa_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def aigciqa_prepared(
+    aigciqa_dir: Path, aigciqa_images: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     tmp = tmp_path_factory.mktemp("aigciqa")
-    return prepare(_params(tmp, source="aigciqa2023plus", annotations=str(aigciqa_dir),
-                           images_dir=str(aigciqa_images)))
+    return prepare(
+        _params(tmp, source="aigciqa2023plus", annotations=str(aigciqa_dir), images_dir=str(aigciqa_images))
+    )
 
 
 def test_aigciqa2023plus_counts(aigciqa_prepared: Path) -> None:
@@ -110,8 +126,9 @@ def test_aigciqa2023plus_counts(aigciqa_prepared: Path) -> None:
     assert len(df) == 2400 and df["id"].is_unique
     assert meta["instructions"] == 9600
     assert len((aigciqa_prepared / manifest.INSTRUCTIONS).read_text().splitlines()) == 9600
-    assert df["generator"].value_counts().to_dict() == {g: 400 for g in (
-        "Controlnet", "DALLE", "Glide", "Lafite", "stable-diffusion", "Unidiffuser")}
+    assert df["generator"].value_counts().to_dict() == {
+        g: 400 for g in ("Controlnet", "DALLE", "Glide", "Lafite", "stable-diffusion", "Unidiffuser")
+    }
     for dim in ("quality", "authenticity", "correspondence"):
         assert df[dim].notna().all() and df[dim].between(0, 1).all()
     assert df["ref_id"].nunique() == 100
@@ -136,8 +153,9 @@ def test_aigciqa2023plus_by_generator_layout(aigciqa_dir: Path, tmp_path: Path) 
     images = tmp_path / "images"
     for gen in ("Controlnet", "DALLE", "Glide", "Lafite", "stable-diffusion", "Unidiffuser"):
         _tiny_png(images / gen / "000-1.png")
-    out = prepare(_params(tmp_path, source="aigciqa2023plus", annotations=str(aigciqa_dir),
-                          images_dir=str(images)))
+    out = prepare(
+        _params(tmp_path, source="aigciqa2023plus", annotations=str(aigciqa_dir), images_dir=str(images))
+    )
     df, _ = manifest.read(out)
     assert df.loc[df["id"] == "DALLE/000-1", "image"].item() == "DALLE/000-1.png"
 
@@ -148,23 +166,40 @@ def test_aigciqa2023plus_needs_images_dir(aigciqa_dir: Path, tmp_path: Path) -> 
 
 
 def test_agiqa3k(tmp_path: Path) -> None:
-    rows = pd.DataFrame({
-        "name": [f"img_{i}.jpg" for i in range(12)], "prompt": [f"a photo of thing {i % 4}" for i in range(12)],
-        "adj1": "red", "adj2": "", "style": "photo", "mos_quality": np.linspace(0.5, 4.5, 12),
-        "std_quality": 0.3, "mos_align": np.linspace(5, 0, 12), "std_align": 0.4})
+    rows = pd.DataFrame(
+        {
+            "name": [f"img_{i}.jpg" for i in range(12)],
+            "prompt": [f"a photo of thing {i % 4}" for i in range(12)],
+            "adj1": "red",
+            "adj2": "",
+            "style": "photo",
+            "mos_quality": np.linspace(0.5, 4.5, 12),
+            "std_quality": 0.3,
+            "mos_align": np.linspace(5, 0, 12),
+            "std_align": 0.4,
+        }
+    )
     rows.to_csv(tmp_path / "data.csv", index=False)
     out = prepare(_params(tmp_path, source="agiqa3k", annotations=str(tmp_path / "data.csv")))
     df, meta = manifest.read(out)
     assert meta["labels"] == ["quality", "correspondence"]
     assert df["quality"].iloc[0] == pytest.approx(0.1) and df["correspondence"].iloc[0] == pytest.approx(1.0)
     assert df["authenticity"].isna().all() and df["ref_id"].nunique() == 4
-    assert df["answer_authenticity"].eq("").all() and df["answer_quality"].str.startswith("The image quality").all()
+    assert (
+        df["answer_authenticity"].eq("").all()
+        and df["answer_quality"].str.startswith("The image quality").all()
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_generic(tmp_path: Path, fmt: str) -> None:
-    rows = pd.DataFrame({"image": ["a.png", "b.png", "c.png", "d.png", "e.png"],
-                         "prompt": ["x", "y", "x", "z", "w"], "quality": [1, 2, 3, 4, 5]})
+    rows = pd.DataFrame(
+        {
+            "image": ["a.png", "b.png", "c.png", "d.png", "e.png"],
+            "prompt": ["x", "y", "x", "z", "w"],
+            "quality": [1, 2, 3, 4, 5],
+        }
+    )
     path = tmp_path / f"labels.{fmt}"
     rows.to_csv(path, index=False) if fmt == "csv" else rows.to_json(path, orient="records", lines=True)
     params = _params(tmp_path, source="generic", annotations=str(path), label_range=[1, 5])

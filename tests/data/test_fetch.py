@@ -84,12 +84,16 @@ def test_large_photographs_are_box_reduced_to_the_stored_size(raw_dir: Path) -> 
         assert max(pixels.shape[:2]) <= MAX_SIDE, ref.id
 
 
-def test_a_debian_package_that_cannot_be_downloaded_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_debian_package_that_cannot_be_downloaded_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real `apt-get download` of a version that does not exist: one clear error naming the package."""
     from mint_iqa.data import references
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("MINT_IQA_CACHE", raising=False)
-    with pytest.raises(FileNotFoundError, match=r"debian:mate-backgrounds=0\.0\.0-0: apt-get download failed"):
+    with pytest.raises(
+        FileNotFoundError, match=r"debian:mate-backgrounds=0\.0\.0-0: apt-get download failed"
+    ):
         references._debian_files("debian:mate-backgrounds=0.0.0-0", frozenset({"x.jpg"}))
     assert not list((tmp_path / "mint-iqa" / "debs").glob("*.deb"))

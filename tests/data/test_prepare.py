@@ -71,8 +71,11 @@ def test_damage_labels_fall_with_level(frame: pd.DataFrame) -> None:
     from mint_iqa.metrics import srcc
 
     for family in ("quality", "authenticity"):
-        rows = [(lvl[0], getattr(r, family)) for r in frame.itertuples()
-                if len(lvl := [v for k, v in parse_defects(r.defects) if k in degradations.REGISTRY[family]]) == 1]
+        rows = [
+            (lvl[0], getattr(r, family))
+            for r in frame.itertuples()
+            if len(lvl := [v for k, v in parse_defects(r.defects) if k in degradations.REGISTRY[family]]) == 1
+        ]
         levels, labels = np.array(rows).T
         assert srcc(labels, -levels) > 0.3, family
 
@@ -132,8 +135,9 @@ def test_samples_draw_each_dimension_independently_with_continuous_labels(raw_di
 
     refs, cfg = load_references(raw_dir), load_params(ROOT / "params.yaml").prepare
     top = cfg.labels.pristine
-    synth = Synthesiser(refs, cfg, out_size=64, mix=MixConfig(quality=0.5, second=0.0, authenticity=0.5,
-                                                               correspondence=0.5))
+    synth = Synthesiser(
+        refs, cfg, out_size=64, mix=MixConfig(quality=0.5, second=0.0, authenticity=0.5, correspondence=0.5)
+    )
     rng = np.random.default_rng(0)
     samples = [synth.random(rng) for _ in range(300)]
     q = np.array([s.labels["quality"] < top for s in samples])
@@ -148,7 +152,11 @@ def test_samples_draw_each_dimension_independently_with_continuous_labels(raw_di
     damaged = [s.labels["quality"] for s in samples if s.labels["quality"] < top]
     assert len(set(damaged)) == len(damaged)  # continuous: no two damaged images share a label
     only = Synthesiser(refs, cfg, out_size=64, kinds=["noise", "smear"])
-    assert {k for s in (only.random(rng) for _ in range(40)) for k in kinds_of(s.defects)} == {"noise", "smear"}
+    assert {k for s in (only.random(rng) for _ in range(40)) for k in kinds_of(s.defects)} == {
+        "noise",
+        "smear",
+    }
+
 
 def test_kind_folds_deal_every_kind_once_and_spread_groups() -> None:
     """Every defect kind lands in exactly one fold; each fold holds kinds of several groups (a held-out fold
@@ -163,7 +171,9 @@ def test_kind_folds_deal_every_kind_once_and_spread_groups() -> None:
     for fold in range(3):
         held = held_out_kinds(degradations.GROUPS, 3, fold, seed=0)
         assert len({degradations.GROUPS[k] for k in held}) >= 5
-        assert any(k in degradations.QUALITY for k in held) and any(k in degradations.AUTHENTICITY for k in held)
+        assert any(k in degradations.QUALITY for k in held) and any(
+            k in degradations.AUTHENTICITY for k in held
+        )
     assert kind_folds(degradations.GROUPS, 3, seed=1) != folds  # the seed deals them anew
 
 

@@ -48,7 +48,9 @@ def test_nan_label(prepared_copy: Path) -> None:
 
 
 def test_out_of_range_label(prepared_copy: Path) -> None:
-    df = _rewrite(prepared_copy, lambda df: df.assign(authenticity=df["authenticity"].mask(df.index == 5, 1.7)))
+    df = _rewrite(
+        prepared_copy, lambda df: df.assign(authenticity=df["authenticity"].mask(df.index == 5, 1.7))
+    )
     text = _failures(prepared_copy)
     assert "FAILED expect_column_values_to_be_between(authenticity): 1 unexpected" in text
     assert f"1.7 (id={df['id'][5]})" in text
@@ -57,7 +59,9 @@ def test_out_of_range_label(prepared_copy: Path) -> None:
 def test_duplicate_id(prepared_copy: Path) -> None:
     df = _rewrite(prepared_copy, lambda df: df.assign(id=df["id"].mask(df.index == 1, df["id"][0])))
     text = _failures(prepared_copy)
-    assert "FAILED expect_column_values_to_be_unique(id): 2 unexpected" in text and f"id={df['id'][0]}" in text
+    assert (
+        "FAILED expect_column_values_to_be_unique(id): 2 unexpected" in text and f"id={df['id'][0]}" in text
+    )
 
 
 def test_missing_file(prepared_copy: Path) -> None:
@@ -80,10 +84,14 @@ def test_corrupt_file(prepared_copy: Path) -> None:
 
 
 def test_path_traversal(prepared_copy: Path) -> None:
-    (prepared_copy.parent / "x.png").write_bytes((prepared_copy / "images" / "astronaut_0000.png").read_bytes())
+    (prepared_copy.parent / "x.png").write_bytes(
+        (prepared_copy / "images" / "astronaut_0000.png").read_bytes()
+    )
     _rewrite(prepared_copy, lambda df: df.assign(image=df["image"].mask(df.index == 2, "../x.png")))
     text = _failures(prepared_copy)
-    assert "FAILED expect_column_values_to_not_match_regex(image): 1 unexpected" in text and "'../x.png'" in text
+    assert (
+        "FAILED expect_column_values_to_not_match_regex(image): 1 unexpected" in text and "'../x.png'" in text
+    )
     assert "../x.png: '../x.png': path escapes the dataset root" in text  # the file exists but is refused
 
 
@@ -98,17 +106,27 @@ def test_strict_split_leakage(prepared_copy: Path) -> None:
 
 @pytest.mark.integration
 def test_cli_exits_nonzero_with_one_line_per_failure(prepared_copy: Path, tmp_path: Path) -> None:
-    _rewrite(prepared_copy, lambda df: df.assign(quality=df["quality"] + 5, image=df["image"].mask(df.index == 0,
-                                                                                                    "/etc/passwd")))
+    _rewrite(
+        prepared_copy,
+        lambda df: df.assign(quality=df["quality"] + 5, image=df["image"].mask(df.index == 0, "/etc/passwd")),
+    )
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"prepare": {"out_dir": str(prepared_copy)},
-                                      "validate": {"out_dir": str(tmp_path / "v"),
-                                                   "metrics": str(tmp_path / "v.json")}}))
-    proc = subprocess.run([tool("mint-iqa"), "validate", "--params", str(params)], capture_output=True, text=True)
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "prepare": {"out_dir": str(prepared_copy)},
+                "validate": {"out_dir": str(tmp_path / "v"), "metrics": str(tmp_path / "v.json")},
+            }
+        )
+    )
+    proc = subprocess.run(
+        [tool("mint-iqa"), "validate", "--params", str(params)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED ")]
     assert {line.split(":")[0] for line in failed} == {
         "FAILED expect_column_values_to_be_between(quality)",
         "FAILED expect_column_values_to_not_match_regex(image)",
-        "FAILED expect_column_values_to_be_null(file_check)"}
+        "FAILED expect_column_values_to_be_null(file_check)",
+    }
     assert (tmp_path / "v.json").exists() and (tmp_path / "v" / "summary.md").exists()

@@ -24,7 +24,9 @@ def test_compose_has_every_service_pinned_and_healthy() -> None:
     assert {"postgres", "s3", "create-buckets", "mlflow", "prefect-server", "prefect-worker"} <= set(services)
     for name, svc in services.items():
         image = svc.get("image", "")
-        assert image and ":" in image and not image.endswith(":latest"), f"{name}: image {image!r} is not pinned"
+        assert image and ":" in image and not image.endswith(":latest"), (
+            f"{name}: image {image!r} is not pinned"
+        )
         for dep, cond in (svc.get("depends_on") or {}).items():
             assert dep in services, (name, dep)
             wanted = "service_completed_successfully" if dep == "create-buckets" else "service_healthy"
@@ -36,7 +38,9 @@ def test_compose_has_every_service_pinned_and_healthy() -> None:
 
 def test_mlflow_server_uses_postgres_s3_and_allowed_hosts() -> None:
     command = " ".join(_compose()["services"]["mlflow"]["command"])
-    assert "--backend-store-uri=postgresql+psycopg2://" in command and "--artifacts-destination=s3://" in command
+    assert (
+        "--backend-store-uri=postgresql+psycopg2://" in command and "--artifacts-destination=s3://" in command
+    )
     assert re.search(r"--allowed-hosts=\S*mlflow", command)
 
 
@@ -45,8 +49,11 @@ def test_no_secret_is_committed() -> None:
     for variable in ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
         assert f"${{{variable}" in text  # always from the environment / .env
     example = (INFRA / "compose" / ".env.example").read_text()
-    assert all(line.split("=", 1)[1] in ("mlflow", "dvc", "change-me", "change-me-too")
-               for line in example.splitlines() if "=" in line and not line.startswith("#"))
+    assert all(
+        line.split("=", 1)[1] in ("mlflow", "dvc", "change-me", "change-me-too")
+        for line in example.splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     ignored = (INFRA.parent / ".gitignore").read_text().split()
     assert ".env" in ignored
 
@@ -75,15 +82,22 @@ def test_docker_compose_config_when_the_client_runs_offline() -> None:
     if probe is None or probe.returncode != 0:
         pytest.skip("the docker compose client is not installed here; the YAML checks above still ran")
     env_file = INFRA / "compose" / ".env.example"
-    proc = subprocess.run([docker, "compose", "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [docker, "compose", "--env-file", str(env_file), "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_launch_script_parses() -> None:
     assert subprocess.run(["bash", "-n", str(INFRA / "deepspeed" / "launch.sh")], check=False).returncode == 0
-    hosts = [line for line in (INFRA / "deepspeed" / "hostfile.example").read_text().splitlines()
-             if line and not line.startswith("#")]
+    hosts = [
+        line
+        for line in (INFRA / "deepspeed" / "hostfile.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert hosts and all(re.fullmatch(r"\S+ slots=\d+", line) for line in hosts)
 
 
@@ -105,8 +119,9 @@ def test_deepspeed_configs_build_a_real_engine(name: str) -> None:
     setup_distributed_env()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 1))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
-                                           config=config)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2), config=config
+    )
     x, y = torch.randn(4, 8), torch.randn(4, 1)
     losses = []
     for _ in range(5):
@@ -161,8 +176,11 @@ def test_make_test_installs_the_system_packages_and_ci_only_calls_it() -> None:
     phony = " ".join(line for line in makefile.splitlines() if line.startswith(".PHONY:")).split()
     assert next(p for p in rules["test"][0] if p in rules and rules[p][1] == recipe) in phony
 
-    commands = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    commands = [
+        line.strip()
+        for line in (root / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert commands[-1] == "make test"
     assert all(re.match(r"(set|cd|export) ", c) for c in commands[:-1]), commands  # shell set-up, then make
     installs = re.compile(r"\b(apt|apt-get|dpkg|pip3?|install|sudo|chromium|postgres\w*)\b")

@@ -9,15 +9,31 @@ import pytest
 from PIL import Image
 
 TINY = {
-    "vision": {"type": "tiny", "stem": [8, 16], "width": 32, "layers": 1, "heads": 2, "mlp_ratio": 2.0,
-               "mscn": True, "grid": 0},
-    "qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-                "cross_attention_frequency": 1, "max_position_embeddings": 64},
+    "vision": {
+        "type": "tiny",
+        "stem": [8, 16],
+        "width": 32,
+        "layers": 1,
+        "heads": 2,
+        "mlp_ratio": 2.0,
+        "mscn": True,
+        "grid": 0,
+    },
+    "qformer": {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "cross_attention_frequency": 1,
+        "max_position_embeddings": 64,
+    },
     "num_query_tokens": 4,
     "head_hidden": 16,
 }
-CORPUS = ["content: a tabby cat | style: a photo | scene: on a sofa, soft light",
-          "content: a red rocket | style: a photo | scene: lifting off, clear sky"] * 5
+CORPUS = [
+    "content: a tabby cat | style: a photo | scene: on a sofa, soft light",
+    "content: a red rocket | style: a photo | scene: lifting off, clear sky",
+] * 5
 
 
 @pytest.fixture

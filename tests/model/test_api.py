@@ -38,9 +38,14 @@ def test_calibration_maps_monotonically_onto_one_to_five() -> None:
 def test_calibration_is_dropped_where_it_would_reverse_or_collapse_a_ranking() -> None:
     rng = np.random.default_rng(1)
     raw = rng.normal(size=(300, 3))
-    labels = np.stack([1 - 1 / (1 + np.exp(-2 * raw[:, 0])),             # anti-correlated: would reverse
-                       (raw[:, 1] > 0).astype(float),                      # a step: would collapse to 2 values
-                       1 / (1 + np.exp(-raw[:, 2]))], axis=1)               # a proper monotonic relation
+    labels = np.stack(
+        [
+            1 - 1 / (1 + np.exp(-2 * raw[:, 0])),  # anti-correlated: would reverse
+            (raw[:, 1] > 0).astype(float),  # a step: would collapse to 2 values
+            1 / (1 + np.exp(-raw[:, 2])),
+        ],
+        axis=1,
+    )  # a proper monotonic relation
     calibration = fit_calibration(raw, labels)
     assert set(calibration) == {"correspondence"}
     mos = to_scale(raw, calibration)
@@ -73,8 +78,9 @@ def test_load_a_scorer_folder_and_score_any_image_form(scorer_dir: Path, folder:
     forms = [path, str(path), path.read_bytes(), pil, arr, arr.astype(np.float32) / 255.0]
     table = m.score(forms, "a photo of a cat")
     assert list(table["status"]) == ["ok"] * len(forms)
-    np.testing.assert_allclose(table[COLS].to_numpy(), np.repeat(table[COLS].to_numpy()[:1], len(forms), 0),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        table[COLS].to_numpy(), np.repeat(table[COLS].to_numpy()[:1], len(forms), 0), atol=1e-4
+    )
     single = m.score(path, "a photo of a cat")  # one image, not a list
     assert len(single) == 1 and single[COLS].to_numpy().min() >= 1.0 and single[COLS].to_numpy().max() <= 5.0
     raw = m.score(path, "a photo of a cat", scale="raw")

@@ -45,7 +45,9 @@ def _animated() -> bytes:
     return _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
-def _exif_rotated() -> bytes:  # stored sideways, EXIF orientation 6 says "rotate 90 degrees clockwise to view"
+def _exif_rotated() -> (
+    bytes
+):  # stored sideways, EXIF orientation 6 says "rotate 90 degrees clockwise to view"
     img = Image.fromarray(np.ascontiguousarray(np.rot90(PIXELS, 1)))
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -70,7 +72,11 @@ CASES: dict[str, tuple[Callable[[], bytes] | None, str, str]] = {
     "html-named.jpg": (lambda: b"<html><body>hi</body></html>", "a cat", "not a recognised image format"),
     "bomb.png": (_bomb, "a cat", "image too large"),
     "cmyk.jpg": (lambda: _save(Image.fromarray(PIXELS).convert("CMYK"), "JPEG"), "a cat", "ok"),
-    "sixteen-bit.png": (lambda: _save(Image.fromarray(PIXELS[..., 0].astype(np.uint16) * 257), "PNG"), "a cat", "ok"),
+    "sixteen-bit.png": (
+        lambda: _save(Image.fromarray(PIXELS[..., 0].astype(np.uint16) * 257), "PNG"),
+        "a cat",
+        "ok",
+    ),
     "palette-alpha.png": (_palette_transparent, "a cat", "ok"),
     "animated.gif": (_animated, "a cat", "ok"),
     "exif-rotated.jpg": (_exif_rotated, "a cat", "ok"),
@@ -115,13 +121,15 @@ def _score(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([tool("mint-iqa"), "score", *args], capture_output=True, text=True, timeout=600)
 
 
-def test_every_bad_item_gets_a_status_and_the_batch_goes_on(corpus: Path, scorer_dir: Path, tmp_path: Path) -> None:
+def test_every_bad_item_gets_a_status_and_the_batch_goes_on(
+    corpus: Path, scorer_dir: Path, tmp_path: Path
+) -> None:
     assert len(CASES) >= 25
     out = tmp_path / "scores.csv"
     proc = _score("--manifest", str(corpus / "manifest.csv"), "--out", str(out), "--model", str(scorer_dir))
     assert proc.returncode == 1, proc.stderr  # partial failure
     result = pd.read_csv(out, keep_default_na=False)
-    assert len(result) == len(CASES) + 1 and list(result["image"][:len(CASES)]) == list(CASES)
+    assert len(result) == len(CASES) + 1 and list(result["image"][: len(CASES)]) == list(CASES)
     for (name, (_, _, expected)), status in zip(CASES.items(), result["status"]):
         if expected == "ok":
             assert status == "ok", (name, status)
@@ -140,12 +148,18 @@ def test_animated_gif_uses_first_frame_and_exif_is_applied(corpus: Path, scorer_
 
     m = mint_iqa.load(scorer_dir)
     first_frame = np.asarray(Image.open(corpus / "animated.gif").convert("RGB"))
-    upright = np.ascontiguousarray(np.rot90(np.asarray(Image.open(corpus / "exif-rotated.jpg").convert("RGB")), -1))
+    upright = np.ascontiguousarray(
+        np.rot90(np.asarray(Image.open(corpus / "exif-rotated.jpg").convert("RGB")), -1)
+    )
     # raw head outputs: an untrained model's calibrated scores may all clip to the same end of the scale
-    table = m.score([corpus / "animated.gif", first_frame, corpus / "exif-rotated.jpg", upright], "a cat", scale="raw")
+    table = m.score(
+        [corpus / "animated.gif", first_frame, corpus / "exif-rotated.jpg", upright], "a cat", scale="raw"
+    )
     np.testing.assert_allclose(table[COLS].to_numpy()[0], table[COLS].to_numpy()[1], atol=1e-5)
     np.testing.assert_allclose(table[COLS].to_numpy()[2], table[COLS].to_numpy()[3], atol=1e-5)
-    sideways = m.score([np.asarray(Image.open(corpus / "exif-rotated.jpg").convert("RGB"))], "a cat", scale="raw")
+    sideways = m.score(
+        [np.asarray(Image.open(corpus / "exif-rotated.jpg").convert("RGB"))], "a cat", scale="raw"
+    )
     assert Image.open(corpus / "exif-rotated.jpg").size == (72, 96)  # stored sideways on disk
     assert table[COLS].to_numpy()[2].tolist() != sideways[COLS].to_numpy()[0].tolist()
 
@@ -163,8 +177,22 @@ def test_decoder_errors_and_non_images_are_rows_not_batch_failures(scorer_dir: P
     table = mint_iqa.load(scorer_dir).score([garbage, good, None, 3, {"a": 1}], "a cat")
     assert list(table["status"] == "ok") == [False, True, False, False, False]
     assert str(garbage) in table["status"][0] and all("not an image" in s for s in table["status"][2:])
-    run = subprocess.run([tool("mint-iqa"), "score", str(garbage), str(good), "-p", "a cat", "-o",
-                          str(tmp_path / "o.csv"), "--model", str(scorer_dir)], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            tool("mint-iqa"),
+            "score",
+            str(garbage),
+            str(good),
+            "-p",
+            "a cat",
+            "-o",
+            str(tmp_path / "o.csv"),
+            "--model",
+            str(scorer_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert list(pd.read_csv(tmp_path / "o.csv")["status"] == "ok") == [False, True]
 
@@ -172,14 +200,20 @@ def test_decoder_errors_and_non_images_are_rows_not_batch_failures(scorer_dir: P
 def test_arrays_that_are_not_images_get_a_status(scorer_dir: Path) -> None:
     import mint_iqa
 
-    bad = [np.zeros((4, 4, 2), np.uint8), np.full((8, 8, 3), np.nan, np.float32), np.zeros((0, 5, 3), np.uint8),
-           np.zeros((8, 8, 3), np.int64)]
+    bad = [
+        np.zeros((4, 4, 2), np.uint8),
+        np.full((8, 8, 3), np.nan, np.float32),
+        np.zeros((0, 5, 3), np.uint8),
+        np.zeros((8, 8, 3), np.int64),
+    ]
     table = mint_iqa.load(scorer_dir).score(bad, "a cat")
     assert "array must be" in table["status"][0] and "NaN" in table["status"][1]
     assert table["status"][2] != "ok" and "unsupported array dtype" in table["status"][3]
 
 
-def test_bad_manifests_and_outputs_fail_whole_with_one_line(corpus: Path, scorer_dir: Path, tmp_path: Path) -> None:
+def test_bad_manifests_and_outputs_fail_whole_with_one_line(
+    corpus: Path, scorer_dir: Path, tmp_path: Path
+) -> None:
     model = ["--model", str(scorer_dir)]
     cases = {
         "missing columns": ("path,text\na.png,x\n".encode(), "missing column(s) ['image', 'prompt']"),
@@ -202,20 +236,34 @@ def test_bad_manifests_and_outputs_fail_whole_with_one_line(corpus: Path, scorer
     existing = tmp_path / "existing.csv"
     existing.write_text("precious user data\n")
     proc = _score("-m", manifest, "-o", str(existing), *model)
-    assert proc.returncode == 2 and "pass --force" in proc.stderr and existing.read_text() == "precious user data\n"
+    assert (
+        proc.returncode == 2
+        and "pass --force" in proc.stderr
+        and existing.read_text() == "precious user data\n"
+    )
     proc = _score(str(corpus / "good.png"), "-o", str(tmp_path / "x.csv"), *model)
     assert proc.returncode == 2 and "--prompt is required" in proc.stderr
     proc = _score(str(corpus / "good.png"), "-m", manifest, "-p", "x", "-o", str(tmp_path / "x.csv"), *model)
     assert proc.returncode == 2 and "not both" in proc.stderr
-    proc = _score(str(corpus / "good.png"), "-p", "a cat", "-o", str(tmp_path / "x.csv"), "--model",
-                  str(tmp_path / "no-model"))
-    assert proc.returncode == 2 and "no such model folder" in proc.stderr and not (tmp_path / "x.csv").exists()
+    proc = _score(
+        str(corpus / "good.png"),
+        "-p",
+        "a cat",
+        "-o",
+        str(tmp_path / "x.csv"),
+        "--model",
+        str(tmp_path / "no-model"),
+    )
+    assert (
+        proc.returncode == 2 and "no such model folder" in proc.stderr and not (tmp_path / "x.csv").exists()
+    )
     assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))  # no half-written leftovers
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
-def test_images_and_folders_in_every_output_format(corpus: Path, scorer_dir: Path, tmp_path: Path,
-                                                   suffix: str) -> None:
+def test_images_and_folders_in_every_output_format(
+    corpus: Path, scorer_dir: Path, tmp_path: Path, suffix: str
+) -> None:
     from mint_iqa.predict import read_table
 
     empty = tmp_path / "empty-folder"
@@ -225,12 +273,24 @@ def test_images_and_folders_in_every_output_format(corpus: Path, scorer_dir: Pat
     for i in range(3):
         (folder / f"{i}.png").write_bytes(_png())
     out = tmp_path / f"scores{suffix}"
-    proc = _score(str(corpus / "good.png"), str(folder), str(empty), str(corpus / "zero-bytes.png"),
-                  "-p", "a cat", "-o", str(out), "--model", str(scorer_dir))
+    proc = _score(
+        str(corpus / "good.png"),
+        str(folder),
+        str(empty),
+        str(corpus / "zero-bytes.png"),
+        "-p",
+        "a cat",
+        "-o",
+        str(out),
+        "--model",
+        str(scorer_dir),
+    )
     assert proc.returncode == 1, proc.stderr
     table = read_table(out)
     assert len(table) == 6 and list(table["status"][:4]) == ["ok"] * 4
     assert "folder has no image files" in table["status"][4] and "empty file" in table["status"][5]
     assert table["image"][1].endswith("0.png") and table["image"][3].endswith("2.png")
-    all_ok = _score(str(folder), "-p", "a cat", "-o", str(tmp_path / f"ok{suffix}"), "--model", str(scorer_dir))
+    all_ok = _score(
+        str(folder), "-p", "a cat", "-o", str(tmp_path / f"ok{suffix}"), "--model", str(scorer_dir)
+    )
     assert all_ok.returncode == 0, all_ok.stderr

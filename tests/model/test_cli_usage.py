@@ -16,21 +16,33 @@ from PIL import Image
 from tests.conftest import tool
 
 
-def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([tool("mint-iqa"), *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=300, check=False)
+def _cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [tool("mint-iqa"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("args", [
-    ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--batch-size", "0"],
-    ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--batch-size", "-1"],
-    ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--batch-size", "many"],
-    ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--num-beams", "0"],
-    ["score", "x.png", "-p", "a cat"],
-    ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--no-such-option"],
-    ["serve", "--port", "70000"],
-    ["frobnicate"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--batch-size", "0"],
+        ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--batch-size", "-1"],
+        ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--batch-size", "many"],
+        ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--num-beams", "0"],
+        ["score", "x.png", "-p", "a cat"],
+        ["score", "x.png", "-p", "a cat", "-o", "o.csv", "--no-such-option"],
+        ["serve", "--port", "70000"],
+        ["frobnicate"],
+    ],
+)
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
     run = _cli(*args, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
@@ -53,8 +65,11 @@ def test_the_default_model_is_found_from_any_folder(scorer_dir: Path, tmp_path: 
     image = _image(elsewhere / "a.png")
     missing = _cli("score", str(image), "-p", "a cat", "-o", "o.csv", cwd=elsewhere, env=env)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
-    for place in ("$MINT_IQA_MODEL", str(tmp_path / "config" / "mint-iqa" / "model"),
-                  str(elsewhere / "artifacts" / "explainer" / "paper" / "best")):
+    for place in (
+        "$MINT_IQA_MODEL",
+        str(tmp_path / "config" / "mint-iqa" / "model"),
+        str(elsewhere / "artifacts" / "explainer" / "paper" / "best"),
+    ):
         assert place in missing.stderr, missing.stderr
     recorded = _cli("use-model", str(scorer_dir), cwd=tmp_path, env=env)
     assert recorded.returncode == 0, recorded.stderr
@@ -86,8 +101,17 @@ def test_arguments_the_wrong_way_round_say_so(scorer_dir: Path, tmp_path: Path) 
 
 def test_failure_list_names_each_item_once_and_counts_the_rest(scorer_dir: Path, tmp_path: Path) -> None:
     missing = [str(tmp_path / f"missing{i:02d}.png") for i in range(13)]
-    run = _cli("score", *missing, str(_image(tmp_path / "good.png")), "-p", "a cat", "-o", str(tmp_path / "o.csv"),
-               "--model", str(scorer_dir))
+    run = _cli(
+        "score",
+        *missing,
+        str(_image(tmp_path / "good.png")),
+        "-p",
+        "a cat",
+        "-o",
+        str(tmp_path / "o.csv"),
+        "--model",
+        str(scorer_dir),
+    )
     assert run.returncode == 1, run.stderr
     failed = [line for line in run.stderr.splitlines() if line.strip().startswith("failed")]
     assert len(failed) == 10 and all(line.count("missing") == 1 for line in failed), run.stderr

@@ -13,10 +13,18 @@ from mint_iqa.models.registry import build_explainer, explainer_config, load_ass
 from mint_iqa.models.text import segmenter
 from mint_iqa.models.explaining import Texts, explain_batch
 
-SMALL = {"qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-         "lm": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                "num_key_value_heads": 2},
-         "num_query_tokens": 8, "max_answer_tokens": 12}
+SMALL = {
+    "qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
+    "lm": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+    },
+    "num_query_tokens": 8,
+    "max_answer_tokens": 12,
+}
 ANSWERS = ["The image quality is good: blur is slightly visible.", "The image authenticity is excellent."]
 
 
@@ -28,7 +36,9 @@ def explainer(tiny_scorer):
 
 
 def _batch(texts: Texts, answers: list[str] | None = ANSWERS):
-    enc = texts.encode(["a photo of a cat", "a rocket at dawn"], ["What is the quality of the image?"] * 2, answers)
+    enc = texts.encode(
+        ["a photo of a cat", "a rocket at dawn"], ["What is the quality of the image?"] * 2, answers
+    )
     return torch.rand(2, 3, 64, 64), enc
 
 
@@ -39,7 +49,10 @@ def test_loss_on_answer_tokens_only_and_stage1_frozen(explainer) -> None:
     assert torch.isfinite(out.loss) and out.scores.shape == (2, 3)
     out.loss.backward()
     assert all(p.grad is None for p in model.scorer.parameters())  # stage 1 stays frozen
-    assert model.query_tokens.grad is not None and model.language_model.get_input_embeddings().weight.grad is not None
+    assert (
+        model.query_tokens.grad is not None
+        and model.language_model.get_input_embeddings().weight.grad is not None
+    )
     # changing the instruction padding positions' labels cannot matter: only answer tokens are scored
     n_answer = int(enc["answer_mask"].sum())
     batch, length = enc["answer_ids"].shape  # logits only where answer tokens after <bos> are predicted
@@ -54,7 +67,10 @@ def test_answer_logits_do_not_depend_on_the_instruction_padding_of_the_batch(exp
     model, texts = explainer
     model.eval()
     images = torch.rand(2, 3, 64, 64)
-    questions = ["What is the quality of the image?", "What are the quality, authenticity and correspondence?"]
+    questions = [
+        "What is the quality of the image?",
+        "What are the quality, authenticity and correspondence?",
+    ]
     prompts = ["a cat", "a rocket at dawn over a quiet sea, painted in oil, warm light"]
     batch = texts.encode(prompts, questions, ANSWERS)
     alone = texts.encode(prompts[:1], questions[:1], ANSWERS[:1])
@@ -102,16 +118,23 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
     model, texts = explainer
     model.eval()
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores = explain_batch(model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)
+    answers, scores = explain_batch(
+        model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2
+    )
     assert len(answers) == 2 and scores.shape == (2, 3) and all(isinstance(a, str) for a in answers)
-    beams, _ = explain_batch(model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2,
-                             num_beams=3)
+    beams, _ = explain_batch(
+        model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2, num_beams=3
+    )
     assert len(beams) == 2
 
     folder = save_assessor(model, tiny_scorer[1], tmp_path / "assessor")
     again, _ = load_assessor(folder)
-    assert explain_batch(again, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[0] \
+    assert (
+        explain_batch(again, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[
+            0
+        ]
         == answers
+    )
     files = []
     for i, img in enumerate(images):
         Image.fromarray(img).save(tmp_path / f"{i}.png")
@@ -120,7 +143,13 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
     assessor = Assessor.load(folder)
     assessor.scorer.input_size = 64
     table = assessor.assess([*files, tmp_path / "bad.png"], "a photo of a cat")
-    assert list(table.columns) == ["quality", "authenticity", "correspondence", "status", *EXPLANATION_COLUMNS]
+    assert list(table.columns) == [
+        "quality",
+        "authenticity",
+        "correspondence",
+        "status",
+        *EXPLANATION_COLUMNS,
+    ]
     assert list(table["status"])[:2] == ["ok", "ok"] and "not a recognised image format" in table["status"][2]
     assert isinstance(assessor.explain(files[0], "a photo of a cat"), str)
 
@@ -128,15 +157,29 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
 def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_last() -> None:
     from mint_iqa.models.decoding import LevelConstraint, score_grades
 
-    vocab = ["the", "image", "quality", "authenticity", "is", "excellent", "good", "fair", "poor", "bad", "blur"]
+    vocab = [
+        "the",
+        "image",
+        "quality",
+        "authenticity",
+        "is",
+        "excellent",
+        "good",
+        "fair",
+        "poor",
+        "bad",
+        "blur",
+    ]
     level_ids = {5: [5], 4: [6], 3: [7], 2: [8], 1: [9]}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     # stage 1: image 0 has quality 0.5 (fair) and authenticity 0.95 (excellent); image 1 quality 0.1 (bad)
     grades = score_grades(torch.tensor([[0.5, 0.95, 0.9], [0.1, 0.9, 0.9]]))
     constraint = LevelConstraint(grades, level_ids, decode, num_beams=2)
     said = {"quality": [0, 1, 2, 4], "authenticity": [0, 1, 3, 4], "nothing yet": [0, 1, 1, 0]}
-    for rows, expected in ((["quality", "quality", "quality", "nothing yet"], [7, 7, 9, None]),
-                           (["authenticity", "quality", "authenticity", "quality"], [5, 7, 5, 9])):
+    for rows, expected in (
+        (["quality", "quality", "quality", "nothing yet"], [7, 7, 9, None]),
+        (["authenticity", "quality", "authenticity", "quality"], [5, 7, 5, 9]),
+    ):
         ids = torch.tensor([said[r] for r in rows])
         logits = constraint(ids, torch.zeros(4, len(vocab)))
         for row, allowed in enumerate(expected):
@@ -145,12 +188,16 @@ def test_level_constraint_allows_only_the_stage1_level_of_the_dimension_named_la
                 assert torch.isfinite(levels).all()  # no dimension named yet: nothing constrained
             else:
                 assert torch.isfinite(logits[row, allowed]) and torch.isinf(levels).sum() == 4
-            assert torch.isfinite(logits[row, :5]).all() and torch.isfinite(logits[row, 10])  # other words stay free
+            assert torch.isfinite(logits[row, :5]).all() and torch.isfinite(
+                logits[row, 10]
+            )  # other words stay free
     # with intros, the level word must follow "the image <dimension> is" at once; elsewhere prose stays free
     intros = ["the image quality is", "the image authenticity is", "the correspondence is"]
     forced = LevelConstraint(grades, level_ids, decode, num_beams=2, intros=intros)
-    logits = forced(torch.tensor([said["quality"], said["authenticity"], said["quality"], [0, 2, 10, 4]]),
-                    torch.zeros(4, len(vocab)))
+    logits = forced(
+        torch.tensor([said["quality"], said["authenticity"], said["quality"], [0, 2, 10, 4]]),
+        torch.zeros(4, len(vocab)),
+    )
     assert [torch.isfinite(row).nonzero().flatten().tolist() for row in logits[:3]] == [[7], [5], [9]]
     assert torch.isfinite(logits[3, :5]).all() and torch.isinf(logits[3, [5, 6, 7, 8]]).all()  # "... blur is"
 
@@ -187,7 +234,9 @@ def test_fitted_level_cuts_state_more_validation_levels_right() -> None:
     assert accuracy[1] > accuracy[0] + 0.05  # 0.92 vs 0.86 here
     assert fit_level_cuts(*head(20, 0)) == {}  # too few validation labels: the label cuts stay
     _, labels = head(300, 2)
-    assert fit_level_cuts(labels.astype(np.float32), labels) == {}  # a head on the label scale: nothing to win
+    assert (
+        fit_level_cuts(labels.astype(np.float32), labels) == {}
+    )  # a head on the label scale: nothing to win
 
 
 def test_complete_answer_ends_only_once_every_asked_dimension_is_stated() -> None:
@@ -232,22 +281,27 @@ def test_complete_answer_in_order_states_the_asked_dimensions_in_turn_then_ends(
     vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", ".", "it", "looks", ". the"]
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
-    in_turn = CompleteAnswer([["the image quality is", "the image authenticity is"]], eos_id=0, decode=decode,
-                             token_text=vocab, in_order=True)
+    in_turn = CompleteAnswer(
+        [["the image quality is", "the image authenticity is"]],
+        eos_id=0,
+        decode=decode,
+        token_text=vocab,
+        in_order=True,
+    )
 
     def allowed(text: str) -> set[str]:
         ids = torch.tensor([[v[w] for w in text.split(" ") if w]], dtype=torch.long).reshape(1, -1)
         logits = in_turn(ids, torch.zeros(1, len(vocab)))
         return {vocab[i] for i in torch.isfinite(logits[0]).nonzero().flatten().tolist()}
 
-    assert allowed("") == {"the"}                              # the answer opens with quality ...
-    assert allowed("the image") == {"quality"}                 # ... not authenticity, which comes second
+    assert allowed("") == {"the"}  # the answer opens with quality ...
+    assert allowed("the image") == {"quality"}  # ... not authenticity, which comes second
     quality = "the image quality is fair"
-    assert allowed(quality) == set(vocab) - {""}               # its sentence is free; no end yet
+    assert allowed(quality) == set(vocab) - {""}  # its sentence is free; no end yet
     assert allowed(quality + " . the image") == {"authenticity"}
     both = quality + " . the image authenticity is fair"
-    assert allowed(both) == set(vocab) - {". the"}             # the last sentence may end, or the answer
-    assert allowed(both + " .") == {""}                         # nothing after it but the end
+    assert allowed(both) == set(vocab) - {". the"}  # the last sentence may end, or the answer
+    assert allowed(both + " .") == {""}  # nothing after it but the end
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
@@ -264,19 +318,25 @@ def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_be
     model.config.constrain_levels = model.config.constrain_reasons = True
     model.eval()
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores = explain_batch(model, texts, images, ["a cat", "a rocket"], [QUESTIONS["all"]] * 2,
-                                    num_beams=num_beams)
+    answers, scores = explain_batch(
+        model, texts, images, ["a cat", "a rocket"], [QUESTIONS["all"]] * 2, num_beams=num_beams
+    )
     squeeze = ReasonConstraint.squeeze
-    defects = {"quality": [DEFECT_NAMES[d] for d in QUALITY], "authenticity": [DEFECT_NAMES[d] for d in AUTHENTICITY]}
+    defects = {
+        "quality": [DEFECT_NAMES[d] for d in QUALITY],
+        "authenticity": [DEFECT_NAMES[d] for d in AUTHENTICITY],
+    }
     for answer, grades in zip(answers, score_grades(torch.as_tensor(scores)).tolist()):
         said = squeeze(answer)
         starts = [said.find(squeeze(sentence(dim, g))) for dim, g in zip(DIMENSIONS, grades)]
         assert starts[0] == 0 and -1 not in starts and starts == sorted(starts), answer
-        stated = said[:starts[2] + len(squeeze(sentence(DIMENSIONS[2], grades[2])))]
+        stated = said[: starts[2] + len(squeeze(sentence(DIMENSIONS[2], grades[2])))]
         assert all(stated.count(squeeze(INTRO[dim])) == 1 for dim in DIMENSIONS), answer
         for i, (dim, g) in enumerate(zip(DIMENSIONS, grades)):
-            given = said[starts[i]:said.index(".", starts[i])]
-            assert given in {squeeze(sentence(dim, g, r)) for r in reasons(dim, g, defects.get(dim, []))}, answer
+            given = said[starts[i] : said.index(".", starts[i])]
+            assert given in {squeeze(sentence(dim, g, r)) for r in reasons(dim, g, defects.get(dim, []))}, (
+                answer
+            )
 
 
 def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer() -> None:
@@ -288,8 +348,11 @@ def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer(
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     ids = torch.tensor([[v[w] for w in "the image quality is fair . the image".split()]])
-    asks = [[["the image quality is", "the image authenticity is"]], [["the image quality is"]],
-            [["the image authenticity is"]]]
+    asks = [
+        [["the image quality is", "the image authenticity is"]],
+        [["the image quality is"]],
+        [["the image authenticity is"]],
+    ]
 
     def bans(asked: list[list[str]], cache: dict | None) -> list[int]:
         constraint = CompleteAnswer(asked, eos_id=0, decode=decode, token_text=vocab, cache=cache)
@@ -305,10 +368,43 @@ def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stag
     from mint_iqa.train.data import AUX_CLASSES
     from mint_iqa.models.explaining import allowed_sentences
 
-    vocab = ["the", "image", "quality", "authenticity", "correspondence", "is", "fair", "excellent", ":",
-             "motion", "blur", "noise", "noticeable", "and", "some", "details", "are", "lost", ".", "outline",
-             "prompt", "a", "duplicated", "patch", "smeared", "makes", "it", "look", "partly", "synthetic",
-             "cat", "between", "its", "good", ""]
+    vocab = [
+        "the",
+        "image",
+        "quality",
+        "authenticity",
+        "correspondence",
+        "is",
+        "fair",
+        "excellent",
+        ":",
+        "motion",
+        "blur",
+        "noise",
+        "noticeable",
+        "and",
+        "some",
+        "details",
+        "are",
+        "lost",
+        ".",
+        "outline",
+        "prompt",
+        "a",
+        "duplicated",
+        "patch",
+        "smeared",
+        "makes",
+        "it",
+        "look",
+        "partly",
+        "synthetic",
+        "cat",
+        "between",
+        "its",
+        "good",
+        "",
+    ]
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     logits = torch.zeros(2, len(AUX_CLASSES))
@@ -324,8 +420,8 @@ def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stag
         ids = torch.tensor([[v[w] for w in text.split()]] * 4)
         return torch.isfinite(constraint(ids, torch.zeros(4, len(vocab)))[row])
 
-    assert ok("the image", 0).all()                          # no dimension named yet: free
-    assert words(ok("the image quality", 0)) == {"is"}       # from its name on, the sentence of stage 1 ...
+    assert ok("the image", 0).all()  # no dimension named yet: free
+    assert words(ok("the image quality", 0)) == {"is"}  # from its name on, the sentence of stage 1 ...
     assert words(ok("the image quality is", 0)) == {"fair"}  # ... at its level (not "good", no full stop)
     assert words(ok("the image quality is fair", 0)) == {":"}  # beam search would end the sentence here
     head = "the image quality is fair :"
@@ -334,17 +430,17 @@ def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stag
     assert words(ok(head, 0)) == {"motion"}
     reason = head + " motion blur is noticeable and some details are"
     assert ok(reason, 1)[v["lost"]] and not ok(reason, 1)[v["."]]
-    assert ok(reason + " lost", 1)[[v["."], v[""]]].all()    # complete: the sentence (or answer, "") may end
-    assert ok(reason + " lost .", 1).all()                   # finished: the next sentence is free
+    assert ok(reason + " lost", 1)[[v["."], v[""]]].all()  # complete: the sentence (or answer, "") may end
+    assert ok(reason + " lost .", 1).all()  # finished: the next sentence is free
     auth = "the image authenticity is fair : a"
     assert ok(auth, 0)[v["duplicated"]] and not ok(auth, 0)[v["smeared"]]
     assert ok(auth, 3)[v["smeared"]] and not ok(auth, 3)[v["duplicated"]]
     mismatch = "the correspondence between the image and its prompt is fair"
-    assert words(ok(mismatch, 0)) == {":"}                   # a mismatch: its level, then ...
-    assert words(ok(mismatch + " :", 0)) == {"it"}           # ... the generic reason, not free words
+    assert words(ok(mismatch, 0)) == {":"}  # a mismatch: its level, then ...
+    assert words(ok(mismatch + " :", 0)) == {"it"}  # ... the generic reason, not free words
     corr = ok("the correspondence between the image and its prompt is excellent :", 2)  # image 1: level 5
-    assert words(corr) == {"the"}                             # "the image shows what the prompt asks for"
-    flawless = ok("the image quality is excellent :", 2)      # image 1: level 5 (its noise is ignored)
+    assert words(corr) == {"the"}  # "the image shows what the prompt asks for"
+    flawless = ok("the image quality is excellent :", 2)  # image 1: level 5 (its noise is ignored)
     assert flawless[v["the"]] and not flawless[[v["noise"], v["motion"], v["some"]]].any()
 
 
@@ -353,13 +449,15 @@ def test_defect_targets_take_the_top_class_of_each_family() -> None:
     from mint_iqa.models.explaining import defect_targets
 
     logits = torch.zeros(2, len(AUX_CLASSES))
-    logits[0, AUX_CLASSES.index("none")] = 9.0              # "none" ranks first; each family still has its top
+    logits[0, AUX_CLASSES.index("none")] = 9.0  # "none" ranks first; each family still has its top
     logits[0, AUX_CLASSES.index("motion_blur")] = 2.0
     logits[0, AUX_CLASSES.index("smear")] = 1.0
     logits[1, AUX_CLASSES.index("jpeg")] = 0.5
     logits[1, AUX_CLASSES.index("grid")] = 3.0
-    assert defect_targets(logits, AUX_CLASSES) == [{0: "motion blur", 1: "a smeared region"},
-                                                   {0: "compression artefacts", 1: "a grid pattern"}]
+    assert defect_targets(logits, AUX_CLASSES) == [
+        {0: "motion blur", 1: "a smeared region"},
+        {0: "compression artefacts", 1: "a grid pattern"},
+    ]
     assert defect_targets(logits[:, :1], ["none"]) == [{}, {}]
 
 
@@ -385,8 +483,25 @@ def test_reason_constraint_spells_a_sentence_with_its_own_tokens() -> None:
     allowed."""
     from mint_iqa.models.decoding import ReasonConstraint
 
-    vocab = ["the", "correspondence", "is", "fair", ":", "it", "does", "not", "fully", "show", ".", "Fu", "l",
-             "lY", "ful", "ly", ""]
+    vocab = [
+        "the",
+        "correspondence",
+        "is",
+        "fair",
+        ":",
+        "it",
+        "does",
+        "not",
+        "fully",
+        "show",
+        ".",
+        "Fu",
+        "l",
+        "lY",
+        "ful",
+        "ly",
+        "",
+    ]
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     encode = lambda text: [v[w] for w in text.replace(":", " :").replace(".", " .").split()]  # noqa: E731
@@ -395,7 +510,10 @@ def test_reason_constraint_spells_a_sentence_with_its_own_tokens() -> None:
 
     def words(**kwargs) -> set[str]:
         constraint = ReasonConstraint(allowed, vocab, decode, eos_id=v[""], **kwargs)
-        return {vocab[i] for i in torch.isfinite(constraint(ids, torch.zeros(1, len(vocab)))[0]).nonzero().flatten()}
+        return {
+            vocab[i]
+            for i in torch.isfinite(constraint(ids, torch.zeros(1, len(vocab)))[0]).nonzero().flatten()
+        }
 
-    assert words() == {"fully", "Fu", "ful"}                 # whitespace and case ignored: any spelling
-    assert words(encode=encode) == {"fully"}                 # its own tokens only
+    assert words() == {"fully", "Fu", "ful"}  # whitespace and case ignored: any spelling
+    assert words(encode=encode) == {"fully"}  # its own tokens only

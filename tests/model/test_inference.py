@@ -18,10 +18,15 @@ def test_scorer_api_batches_and_keeps_order(scorer_dir: Path, folder: Path) -> N
     scorer = Scorer.load(scorer_dir, input_size=64)
     files = [folder / f"ok{i}.png" for i in range(5)]
     batched = scorer.score(files, "a photo of a cat", batch_size=2)
-    single = pd.concat([scorer.score([f], "a photo of a cat", batch_size=1) for f in files], ignore_index=True)
+    single = pd.concat(
+        [scorer.score([f], "a photo of a cat", batch_size=1) for f in files], ignore_index=True
+    )
     assert list(batched["status"]) == ["ok"] * 5
-    np.testing.assert_allclose(batched[["quality", "authenticity", "correspondence"]].to_numpy(),
-                               single[["quality", "authenticity", "correspondence"]].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        batched[["quality", "authenticity", "correspondence"]].to_numpy(),
+        single[["quality", "authenticity", "correspondence"]].to_numpy(),
+        atol=1e-5,
+    )
     with pytest.raises(ValueError, match="2 images but 3 prompts"):
         scorer.score(files[:2], ["a", "b", "c"])
 
@@ -42,8 +47,12 @@ def test_workers_share_the_cpu_and_give_the_same_scores(scorer_dir: Path, folder
     try:
         expected = one.score(files, "a photo of a cat", batch_size=2)
         results: list[pd.DataFrame] = []
-        threads = [threading.Thread(target=lambda: results.append(two.score(files, "a photo of a cat", batch_size=2)))
-                   for _ in range(3)]
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(two.score(files, "a photo of a cat", batch_size=2))
+            )
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -54,8 +63,11 @@ def test_workers_share_the_cpu_and_give_the_same_scores(scorer_dir: Path, folder
     assert len(results) == 3
     for got in results:
         assert list(got["status"]) == list(expected["status"]) and "truncated" in got["status"][1]
-        np.testing.assert_allclose(got[["quality", "authenticity", "correspondence"]].to_numpy(),
-                                   expected[["quality", "authenticity", "correspondence"]].to_numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            got[["quality", "authenticity", "correspondence"]].to_numpy(),
+            expected[["quality", "authenticity", "correspondence"]].to_numpy(),
+            atol=1e-5,
+        )
 
 
 def test_tower_micro_batches_give_the_scores_of_one_pass_per_image(scorer_dir: Path, folder: Path) -> None:
@@ -68,7 +80,13 @@ def test_tower_micro_batches_give_the_scores_of_one_pass_per_image(scorer_dir: P
     scorer = Scorer.load(scorer_dir, input_size=64)
     scorer.micro_batch = 2
     images = scorer.decode([folder / f"ok{i}.png" for i in range(5)])
-    prompts = ["a cat", "a red rocket on a launch pad at dusk, oil painting, wide shot", "fog", "a dog", "a tree"]
+    prompts = [
+        "a cat",
+        "a red rocket on a launch pad at dusk, oil painting, wide shot",
+        "fog",
+        "a dog",
+        "a tree",
+    ]
     got = scorer.forward_batch(images, prompts)
     assert got.shape == (5, 3)
     with torch.no_grad():
@@ -79,12 +97,27 @@ def test_tower_micro_batches_give_the_scores_of_one_pass_per_image(scorer_dir: P
 
 
 def test_cli_score_manifest_with_bad_rows(scorer_dir: Path, folder: Path, tmp_path: Path) -> None:
-    rows = [("images/ok0.png", "a cat"), ("images/corrupt.png", "a cat"), ("images/ok1.png", "a rocket"),
-            ("images/missing.png", "x"), ("../outside.png", "y"), ("images/ok2.png", "")]
+    rows = [
+        ("images/ok0.png", "a cat"),
+        ("images/corrupt.png", "a cat"),
+        ("images/ok1.png", "a rocket"),
+        ("images/missing.png", "x"),
+        ("../outside.png", "y"),
+        ("images/ok2.png", ""),
+    ]
     manifest = tmp_path / "M.csv"
     pd.DataFrame(rows, columns=["image", "prompt"]).to_csv(manifest, index=False)
     out = tmp_path / "P.csv"
-    cmd = [tool("mint-iqa"), "score", "--manifest", str(manifest), "--out", str(out), "--model", str(scorer_dir)]
+    cmd = [
+        tool("mint-iqa"),
+        "score",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--model",
+        str(scorer_dir),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr  # partial failure
     result = pd.read_csv(out, keep_default_na=False)
@@ -106,8 +139,20 @@ def test_cli_score_manifest_with_bad_rows(scorer_dir: Path, folder: Path, tmp_pa
 def test_cli_score_rejects_bad_manifest(scorer_dir: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "M.csv"
     manifest.write_text("path,text\na.png,x\n")
-    proc = subprocess.run([tool("mint-iqa"), "score", "-m", str(manifest), "-o", str(tmp_path / "P.csv"),
-                           "--model", str(scorer_dir)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            tool("mint-iqa"),
+            "score",
+            "-m",
+            str(manifest),
+            "-o",
+            str(tmp_path / "P.csv"),
+            "--model",
+            str(scorer_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "missing column(s) ['image', 'prompt']" in proc.stderr
     assert not (tmp_path / "P.csv").exists()
 
@@ -120,15 +165,38 @@ def test_cli_score_explain_adds_columns(tiny_scorer, folder: Path, tmp_path: Pat
     explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
     assessor = save_assessor(explainer, tok, tmp_path / "assessor")
     manifest = tmp_path / "M.csv"
-    pd.DataFrame([("images/ok0.png", "a cat"), ("images/corrupt.png", "a cat")],
-                 columns=["image", "prompt"]).to_csv(manifest, index=False)
+    pd.DataFrame(
+        [("images/ok0.png", "a cat"), ("images/corrupt.png", "a cat")], columns=["image", "prompt"]
+    ).to_csv(manifest, index=False)
     out = tmp_path / "P.csv"
-    proc = subprocess.run([tool("mint-iqa"), "score", "-m", str(manifest), "-o", str(out), "--explain",
-                           "--model", str(assessor)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            tool("mint-iqa"),
+            "score",
+            "-m",
+            str(manifest),
+            "-o",
+            str(out),
+            "--explain",
+            "--model",
+            str(assessor),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1, proc.stderr
     result = pd.read_csv(out, keep_default_na=False)
-    assert list(result.columns) == ["image", "prompt", "quality", "authenticity", "correspondence", "status",
-                                    "explanation_quality", "explanation_authenticity", "explanation_correspondence"]
+    assert list(result.columns) == [
+        "image",
+        "prompt",
+        "quality",
+        "authenticity",
+        "correspondence",
+        "status",
+        "explanation_quality",
+        "explanation_authenticity",
+        "explanation_correspondence",
+    ]
     assert result["status"][0] == "ok" and "corrupt" in result["status"][1]
 
 
@@ -148,10 +216,17 @@ def test_large_images_are_judged_in_native_resolution_windows(scorer_dir: Path) 
     whole = np.asarray(Image.fromarray(big).resize((256, 256), 3))
     parts = scorer.forward_batch(windows, ["content: a cat"] * 4)
     full = scorer.forward_batch([whole], ["content: a cat"])[0]
-    assert np.allclose(got.loc[0, ["quality", "authenticity"]].to_numpy(float), parts[:, :2].mean(axis=0), atol=1e-5)
+    assert np.allclose(
+        got.loc[0, ["quality", "authenticity"]].to_numpy(float), parts[:, :2].mean(axis=0), atol=1e-5
+    )
     assert np.isclose(got.loc[0, "correspondence"], full[2], atol=1e-5)
-    small = scorer.forward_batch([np.asarray(Image.fromarray(big[:300, :300]).resize((256, 256), 3))],
-                                 ["content: a cat"])[0]
-    assert np.allclose(got.loc[1, ["quality", "authenticity", "correspondence"]].to_numpy(float), small, atol=1e-5)
+    small = scorer.forward_batch(
+        [np.asarray(Image.fromarray(big[:300, :300]).resize((256, 256), 3))], ["content: a cat"]
+    )[0]
+    assert np.allclose(
+        got.loc[1, ["quality", "authenticity", "correspondence"]].to_numpy(float), small, atol=1e-5
+    )
     scorer.windows = 0
-    assert np.isclose(scorer.score([big], "content: a cat", scale="raw").loc[0, "quality"], full[0], atol=1e-5)
+    assert np.isclose(
+        scorer.score([big], "content: a cat", scale="raw").loc[0, "quality"], full[0], atol=1e-5
+    )

@@ -55,13 +55,26 @@ def test_where_loss_masks_images_without_a_map_and_rewards_the_right_map() -> No
     target[0, :8, :8, 1] = 1.0  # top-left quarter damaged
     grid = torch.zeros(2, 2, 2, 2)
     grid[0, 0, 0, 1] = 1.0
-    right = (grid * 20 - 10).flatten(1, 2)          # (B, 4 patches, 2) logits agreeing with the map
+    right = (grid * 20 - 10).flatten(1, 2)  # (B, 4 patches, 2) logits agreeing with the map
     wrong = -right
     assert where_loss(right, target) < 0.01 < where_loss(wrong, target)
     # the second image has no map (a prepared image): its logits cost nothing
-    batch = collate([{"image": torch.zeros(3, 8, 8), "prompt": "", "labels": torch.zeros(3), "aux": 0, "answers": {},
-                      "pick": 0, "where": w, "group": "", "matching": True}
-                     for w in (target[0], NO_MAP)])
+    batch = collate(
+        [
+            {
+                "image": torch.zeros(3, 8, 8),
+                "prompt": "",
+                "labels": torch.zeros(3),
+                "aux": 0,
+                "answers": {},
+                "pick": 0,
+                "where": w,
+                "group": "",
+                "matching": True,
+            }
+            for w in (target[0], NO_MAP)
+        ]
+    )
     assert batch["where"].shape == (2, WHERE_GRID, WHERE_GRID, 2)
     noise = right.clone()
     noise[1] = torch.randn(4, 2) * 10
@@ -77,4 +90,6 @@ def test_locating_scorer_maps_every_patch_and_drops_a_class_token() -> None:
     out = model(torch.rand(2, 3, 64, 64), enc["input_ids"], enc["attention_mask"])
     assert out.where_logits.shape == (2, model.features(torch.rand(1, 3, 64, 64)).shape[1], 2)
     feats = torch.randn(2, 1 + 16, 8)  # a class token, then a 4 x 4 grid
-    assert torch.equal(patch_tokens(feats), feats[:, 1:]) and torch.equal(patch_tokens(feats[:, 1:]), feats[:, 1:])
+    assert torch.equal(patch_tokens(feats), feats[:, 1:]) and torch.equal(
+        patch_tokens(feats[:, 1:]), feats[:, 1:]
+    )

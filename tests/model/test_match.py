@@ -24,8 +24,9 @@ def test_match_loss_rewards_images_next_to_their_references_captions() -> None:
     matching = torch.tensor([True, True, True, True])
     aligned = _unit([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
     swapped = aligned[[2, 3, 0, 1]]
-    assert match_loss(aligned, aligned, SCALE, groups, matching) < match_loss(aligned, swapped, SCALE, groups,
-                                                                              matching)
+    assert match_loss(aligned, aligned, SCALE, groups, matching) < match_loss(
+        aligned, swapped, SCALE, groups, matching
+    )
     # two crops of one reference are both right for each other's caption: no penalty for being alike
     assert match_loss(aligned, aligned, SCALE, groups, matching) < 0.01
 
@@ -42,8 +43,10 @@ def test_a_wrong_prompt_is_a_negative_for_its_own_image_only() -> None:
     assert base < worse
     # rows without a reference group take no part; a batch with none costs nothing
     assert match_loss(img, txt, SCALE, ["", "", ""], matching).item() == 0.0
-    assert torch.isclose(match_loss(img, txt, SCALE, ["cat", "cat", ""], matching),
-                         match_loss(img[:2], txt[:2], SCALE, ["cat", "cat"], matching[:2]))
+    assert torch.isclose(
+        match_loss(img, txt, SCALE, ["cat", "cat", ""], matching),
+        match_loss(img[:2], txt[:2], SCALE, ["cat", "cat"], matching[:2]),
+    )
 
 
 def test_matching_space_starts_neutral_and_survives_a_round_trip(tmp_path: Path) -> None:
@@ -87,9 +90,11 @@ def test_a_space_apart_trains_none_of_the_scorers_own_parameters() -> None:
         model.matcher.weight.fill_(0.5)  # the term moves the correspondence score
     enc = tok(CORPUS[:4])
     images = torch.rand(4, 3, 64, 64)
-    batch = {"labels": torch.tensor([[0.9, 0.9, 0.9], [0.4, 0.9, 0.9], [0.9, 0.2, 0.9], [0.9, 0.9, 0.3]]),
-             "groups": ["cat", "rocket", "cat", "rocket"],
-             "matching": torch.tensor([True, True, True, False])}
+    batch = {
+        "labels": torch.tensor([[0.9, 0.9, 0.9], [0.4, 0.9, 0.9], [0.9, 0.2, 0.9], [0.9, 0.9, 0.3]]),
+        "groups": ["cat", "rocket", "cat", "rocket"],
+        "matching": torch.tensor([True, True, True, False]),
+    }
     weights = LossConfig(aux=0.0, locate=0.0, match=0.1)
     grads = {}
     for name, m in (("plain", plain), ("space", model)):

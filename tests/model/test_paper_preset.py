@@ -15,30 +15,77 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def instructblip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import (BertTokenizerFast, InstructBlipConfig, InstructBlipForConditionalGeneration,
-                              InstructBlipQFormerConfig, InstructBlipVisionConfig, LlamaConfig)
+    from transformers import (
+        BertTokenizerFast,
+        InstructBlipConfig,
+        InstructBlipForConditionalGeneration,
+        InstructBlipQFormerConfig,
+        InstructBlipVisionConfig,
+        LlamaConfig,
+    )
 
     folder = tmp_path_factory.mktemp("instructblip-tiny")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "content", "style", "scene", "a", "photo", "of",
-             "cat", "rocket", ":", "|", "-", ",", "on", "sofa", "soft", "light"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "content",
+        "style",
+        "scene",
+        "a",
+        "photo",
+        "of",
+        "cat",
+        "rocket",
+        ":",
+        "|",
+        "-",
+        ",",
+        "on",
+        "sofa",
+        "soft",
+        "light",
+    ]
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder / "qformer_tokenizer")
     (folder / "vocab.txt").unlink()
     config = InstructBlipConfig(
-        vision_config=InstructBlipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                               num_attention_heads=2, image_size=56, patch_size=14).to_dict(),
-        qformer_config=InstructBlipQFormerConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2,
-                                                 num_attention_heads=2, intermediate_size=64).to_dict(),
-        text_config=LlamaConfig(vocab_size=160, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=2, num_key_value_heads=2).to_dict(),
-        num_query_tokens=4, image_token_index=159)
+        vision_config=InstructBlipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+        ).to_dict(),
+        qformer_config=InstructBlipQFormerConfig(
+            vocab_size=len(words),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ).to_dict(),
+        text_config=LlamaConfig(
+            vocab_size=160,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        ).to_dict(),
+        num_query_tokens=4,
+        image_token_index=159,
+    )
     torch.manual_seed(0)
     InstructBlipForConditionalGeneration(config).save_pretrained(folder)
     return folder
 
 
-def test_paper_preset_loads_stage1_parts_offline(instructblip_dir: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paper_preset_loads_stage1_parts_offline(
+    instructblip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from safetensors import safe_open
 
     from mint_iqa.inference import Scorer
@@ -60,7 +107,9 @@ def test_paper_preset_loads_stage1_parts_offline(instructblip_dir: Path, tmp_pat
     # one training step moves the weights and lowers nothing to NaN
     model.train()
     model.vision.freeze(0.6)
-    enc = tokenizer(["content: a cat | style: a photo | scene: on a sofa", "content: a rocket | style: - | scene: -"])
+    enc = tokenizer(
+        ["content: a cat | style: a photo | scene: on a sofa", "content: a rocket | style: - | scene: -"]
+    )
     images, target = torch.rand(2, 3, 70, 70), torch.tensor([[0.9, 0.8, 0.7], [0.2, 0.3, 0.1]])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     before = model.heads["quality"][0].weight.clone()
@@ -81,7 +130,10 @@ def test_paper_preset_loads_stage1_parts_offline(instructblip_dir: Path, tmp_pat
         files.append(path)
     os.environ["HF_HUB_OFFLINE"] = "1"
     result = Scorer.load(folder, input_size=56).score(files, "a photo of a cat")
-    assert list(result["status"]) == ["ok"] * 3 and result[["quality", "authenticity", "correspondence"]].notna().all().all()
+    assert (
+        list(result["status"]) == ["ok"] * 3
+        and result[["quality", "authenticity", "correspondence"]].notna().all().all()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,21 +148,33 @@ def instructblip_with_lm_tokenizer(instructblip_dir: Path, tmp_path_factory: pyt
     shutil.copytree(instructblip_dir, folder)
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    corpus = ["the image quality is excellent good fair poor bad: blur is noticeable and some details are lost.",
-              "what is the quality of the image? prompt: content: a cat | style: a photo | scene: - answer:"] * 50
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=150, special_tokens=["<unk>", "<s>", "</s>"]))
+    corpus = [
+        "the image quality is excellent good fair poor bad: blur is noticeable and some details are lost.",
+        "what is the quality of the image? prompt: content: a cat | style: a photo | scene: - answer:",
+    ] * 50
+    tok.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=150, special_tokens=["<unk>", "<s>", "</s>"])
+    )
     from tokenizers import decoders
 
     tok.decoder = decoders.Metaspace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                            pad_token="<unk>").save_pretrained(folder)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<unk>"
+    ).save_pretrained(folder)
     return folder
 
 
 def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
-        instructblip_with_lm_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mint_iqa.models.registry import (build_explainer, build_scorer, explainer_config, load_assessor,
-                                          preset_config, save_assessor)
+    instructblip_with_lm_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mint_iqa.models.registry import (
+        build_explainer,
+        build_scorer,
+        explainer_config,
+        load_assessor,
+        preset_config,
+        save_assessor,
+    )
     from mint_iqa.models.text import segmenter
     from mint_iqa.models.explaining import Texts, explain_batch
 
@@ -121,10 +185,15 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     model, lm_tok = build_explainer(scorer, tokenizer, config)
     assert config.feedback and config.num_query_tokens == 4 and model.language_model.config.hidden_size == 32
     texts = Texts(tokenizer, lm_tok, segmenter("rules"), config, level_weight=5.0)
-    assert all(len(ids) == 1 for ids in texts.level_ids.values())  # each level word found in the LM vocabulary
+    assert all(
+        len(ids) == 1 for ids in texts.level_ids.values()
+    )  # each level word found in the LM vocabulary
 
-    enc = texts.encode(["a photo of a cat", "a rocket"], ["What is the quality of the image?"] * 2,
-                       ["The image quality is fair: blur is noticeable.", "The image quality is excellent."])
+    enc = texts.encode(
+        ["a photo of a cat", "a rocket"],
+        ["What is the quality of the image?"] * 2,
+        ["The image quality is fair: blur is noticeable.", "The image quality is excellent."],
+    )
     assert enc["answer_weights"].max() == 5.0  # the level words weigh more
     images = torch.rand(2, 3, 56, 56)
     model.train()
@@ -133,8 +202,12 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     out.loss.backward()
     assert torch.isfinite(out.loss) and model.feedback.weight.grad is not None  # the feedback path learns
     assert all(p.grad is None for p in model.scorer.parameters())
-    assert not any(p.requires_grad for p in model.language_model.parameters())  # the paper keeps Vicuna frozen
-    assert model.qformer.encoder.layer[0].attention.attention.query.weight.grad is not None  # its Q-Former learns
+    assert not any(
+        p.requires_grad for p in model.language_model.parameters()
+    )  # the paper keeps Vicuna frozen
+    assert (
+        model.qformer.encoder.layer[0].attention.attention.query.weight.grad is not None
+    )  # its Q-Former learns
     opt.step()
     assert model.feedback.weight.abs().sum() > 0  # zero-initialised, moved by one step
 
@@ -143,10 +216,20 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     assert torch.equal(again.feedback.weight, model.feedback.weight)
     model.eval()
     rgb = [np.random.default_rng(i).integers(0, 255, (56, 56, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores = explain_batch(again, Texts(tokenizer, again_tok, segmenter("rules"), again.config), rgb,
-                                    ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)
+    answers, scores = explain_batch(
+        again,
+        Texts(tokenizer, again_tok, segmenter("rules"), again.config),
+        rgb,
+        ["a cat", "a rocket"],
+        ["What is the quality of the image?"] * 2,
+    )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers) and scores.shape == (2, 3)
-    assert answers == explain_batch(model, texts, rgb, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[0]
+    assert (
+        answers
+        == explain_batch(model, texts, rgb, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[
+            0
+        ]
+    )
 
 
 def test_paper_scale_bench_runs_every_step_in_bf16_on_small_configs(tmp_path: Path) -> None:
@@ -159,13 +242,28 @@ def test_paper_scale_bench_runs_every_step_in_bf16_on_small_configs(tmp_path: Pa
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env = {k: v for k, v in env.items() if k not in {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
-                                                     "LOCAL_RANK", "LOCAL_SIZE"}}
-    proc = subprocess.run([sys.executable, str(root / "bench" / "paper_scale.py"), "--tiny", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    env = {
+        k: v
+        for k, v in env.items()
+        if k not in {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE"}
+    }
+    proc = subprocess.run(
+        [sys.executable, str(root / "bench" / "paper_scale.py"), "--tiny", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {r["step"].split(",")[0]: r for r in json.loads((tmp_path / "paper_scale_tiny.json").read_text())["rows"]}
+    rows = {
+        r["step"].split(",")[0]: r
+        for r in json.loads((tmp_path / "paper_scale_tiny.json").read_text())["rows"]
+    }
     assert not [r for r in rows.values() if "error" in r], rows
     assert {"train scorer", "score (forward_batch", "train explainer", "explain (greedy"} <= set(rows)
-    assert rows["build stage 2 (build_explainer)"]["trainable_M"] < rows["build stage 2 (build_explainer)"]["params_M"] / 2
+    assert (
+        rows["build stage 2 (build_explainer)"]["trainable_M"]
+        < rows["build stage 2 (build_explainer)"]["params_M"] / 2
+    )
     assert all(r["images_per_s"] > 0 for r in rows.values() if "images_per_s" in r)

@@ -64,12 +64,27 @@ def test_mismatched_weights_are_refused(cache: Path, tmp_path: Path) -> None:
 def test_lite0_scorer_keeps_the_pretrained_network_frozen(cache: Path, tmp_path: Path) -> None:
     """Training steps change the stem, projection and heads, never the ImageNet network nor its batch-norm
     statistics; a saved scorer reloads without the weights package (everything is in its safetensors)."""
-    from mint_iqa.models.registry import build_scorer, build_tokenizer, load_scorer, preset_config, save_scorer
+    from mint_iqa.models.registry import (
+        build_scorer,
+        build_tokenizer,
+        load_scorer,
+        preset_config,
+        save_scorer,
+    )
     from tests.model.conftest import CORPUS
 
     torch.manual_seed(0)
-    config = preset_config("lite0", {"qformer": {"hidden_size": 32, "num_hidden_layers": 1,
-                                                 "num_attention_heads": 2, "intermediate_size": 64}})
+    config = preset_config(
+        "lite0",
+        {
+            "qformer": {
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            }
+        },
+    )
     config.locate = True
     tokenizer = build_tokenizer(config.text, corpus=CORPUS)
     model, tokenizer = build_scorer(config, tokenizer=tokenizer)

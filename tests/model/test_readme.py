@@ -49,7 +49,9 @@ def demo_folder(assessor_dir: Path, tmp_path: Path) -> Path:
     images.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(12):
-        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(images / f"astronaut_{i:04d}.png")
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(
+            images / f"astronaut_{i:04d}.png"
+        )
     (root / ".venv").symlink_to(Path(sys.prefix))
     return root
 
@@ -60,8 +62,15 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_quickstart_shell_block_runs_as_written(demo_folder: Path, tmp_path: Path) -> None:
-    run = subprocess.run(["bash", "-euo", "pipefail", "-c", QUICKSTART], cwd=demo_folder, env=_env(tmp_path),
-                         capture_output=True, text=True, timeout=600, check=False)
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", QUICKSTART],
+        cwd=demo_folder,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert (demo_folder / "scores.csv").is_file() and (demo_folder / "report.html").is_file()
     assert "ranked by overall" in run.stdout and "quality" in run.stdout
@@ -69,8 +78,15 @@ def test_quickstart_shell_block_runs_as_written(demo_folder: Path, tmp_path: Pat
 
 def test_python_block_runs_as_written(demo_folder: Path, tmp_path: Path) -> None:
     [code] = blocks("python")
-    run = subprocess.run([sys.executable, "-c", code], cwd=demo_folder, env=_env(tmp_path), capture_output=True,
-                         text=True, timeout=600, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=demo_folder,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "authenticity" in run.stdout and "explanation_correspondence" in run.stdout
 
@@ -101,12 +117,16 @@ def test_every_other_command_names_what_exists() -> None:
             if tool == "mint-iqa":
                 _parse_mint_iqa(words)
             elif tool == "make":
-                dry = subprocess.run(["make", "-n", *words[1:]], cwd=README.parent, capture_output=True, text=True, check=False)
+                dry = subprocess.run(
+                    ["make", "-n", *words[1:]], cwd=README.parent, capture_output=True, text=True, check=False
+                )
                 assert dry.returncode == 0, f"{' '.join(words)}: {dry.stderr.strip()}"
             elif tool == "python":
                 script = README.parent / words[1]
                 assert script.is_file(), f"{' '.join(words)}: no such script"
-                helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=False)
+                helped = subprocess.run(
+                    [sys.executable, str(script), "--help"], capture_output=True, text=True, check=False
+                )
                 assert helped.returncode == 0, f"{words[1]} --help: {helped.stderr[-500:]}"
             else:
                 assert shutil.which(tool), f"{' '.join(words)}: {tool} is not installed"

@@ -76,18 +76,30 @@ def test_clip_preset_with_local_safetensors(tmp_path: Path) -> None:
 
     from mint_iqa.models.registry import build_scorer, build_tokenizer
 
-    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
-           "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1}}
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 32, "heads": 2, "layers": 1},
+    }
     (tmp_path / "test-vit-tiny.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(tmp_path / "test-vit-tiny.json")
     clip = open_clip.create_model("test-vit-tiny")
     weights = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(weights))
 
-    config = preset_config("clip-test-vit-tiny", {"vision": {"pretrained": str(weights)},
-                                                  "qformer": {"hidden_size": 32, "num_hidden_layers": 1,
-                                                              "num_attention_heads": 2, "intermediate_size": 64},
-                                                  "text": {"tokenizer": "bpe"}})
+    config = preset_config(
+        "clip-test-vit-tiny",
+        {
+            "vision": {"pretrained": str(weights)},
+            "qformer": {
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            },
+            "text": {"tokenizer": "bpe"},
+        },
+    )
     model, tok = build_scorer(config, tokenizer=build_tokenizer(config.text, corpus=CORPUS))
     assert torch.equal(model.vision.visual.conv1.weight, clip.visual.conv1.weight)
     out = model(*_batch(tok, 2, size=80))  # resized to the tower's 64 px
@@ -97,6 +109,10 @@ def test_clip_preset_with_local_safetensors(tmp_path: Path) -> None:
     assert not any(p.requires_grad for p in blocks[0].parameters())
     assert all(p.requires_grad for p in blocks[1].parameters())
     with pytest.raises(ValueError, match="safetensors"):
-        build_scorer(preset_config("clip-test-vit-tiny", {"vision": {"pretrained": str(tmp_path / "w.pt")},
-                                                          "text": {"tokenizer": "bpe"}}),
-                     tokenizer=build_tokenizer({"tokenizer": "bpe"}, corpus=CORPUS))
+        build_scorer(
+            preset_config(
+                "clip-test-vit-tiny",
+                {"vision": {"pretrained": str(tmp_path / "w.pt")}, "text": {"tokenizer": "bpe"}},
+            ),
+            tokenizer=build_tokenizer({"tokenizer": "bpe"}, corpus=CORPUS),
+        )

@@ -23,16 +23,25 @@ print(json.dumps({"status": out["status"].tolist(),
 """
 
 
-def test_the_served_model_loads_and_predicts_without_the_training_layer(assessor_dir: Path, folder: Path,
-                                                                         tmp_path: Path) -> None:
+def test_the_served_model_loads_and_predicts_without_the_training_layer(
+    assessor_dir: Path, folder: Path, tmp_path: Path
+) -> None:
     rows = tmp_path / "rows.json"
     image = base64.b64encode((folder / "ok0.png").read_bytes()).decode()
     pd.DataFrame({"image": [image], "prompt": ["a photo of a cat"]}).to_json(rows, orient="records")
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(assessor_dir), str(rows)], capture_output=True,
-                          text=True, check=False, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(assessor_dir), str(rows)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == ["ok"]
     assert "mint_iqa.assess" in result["modules"]  # the probe really loaded the model
-    assert not [m for m in result["modules"] if m.startswith(("mint_iqa.train", "mint_iqa.evaluate", "deepspeed",
-                                                               "cv2"))], result["modules"]
+    assert not [
+        m
+        for m in result["modules"]
+        if m.startswith(("mint_iqa.train", "mint_iqa.evaluate", "deepspeed", "cv2"))
+    ], result["modules"]

@@ -49,8 +49,9 @@ def test_zero_stages_lower_the_loss(stage: int, tiny_scorer, tmp_path: Path) -> 
 
     model, tok = tiny_scorer
     task = FixedTask(tok)
-    cfg = TrainConfig(epochs=1, steps_per_epoch=12, batch_size=8, lr=3e-3, warmup_steps=1, zero_stage=stage,
-                      threads=1)
+    cfg = TrainConfig(
+        epochs=1, steps_per_epoch=12, batch_size=8, lr=3e-3, warmup_steps=1, zero_stage=stage, threads=1
+    )
     first = task.loss(model, None)[0].item()
     result = fit(model, task, cfg, tmp_path / "out", tmp_path / "ckpt")
     last = task.loss(model, None)[0].item()
@@ -75,8 +76,9 @@ def test_bf16_engine_steps_on_float32_batches_and_validates_in_bf16(tiny_scorer,
     val_images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(5)]
 
     def loss(m, b):
-        out = torch.nn.functional.mse_loss(m(b["images"], b["input_ids"], b["attention_mask"]).scores.float(),
-                                           b["target"])
+        out = torch.nn.functional.mse_loss(
+            m(b["images"], b["input_ids"], b["attention_mask"]).scores.float(), b["target"]
+        )
         return out, {"loss": out.item()}
 
     class Task:
@@ -94,8 +96,16 @@ def test_bf16_engine_steps_on_float32_batches_and_validates_in_bf16(tiny_scorer,
 
     task = Task()
     first = loss(model, batch)[0].item()
-    cfg = TrainConfig(epochs=1, steps_per_epoch=12, batch_size=8, lr=3e-3, warmup_steps=1, zero_stage=2, bf16=True,
-                      threads=1)
+    cfg = TrainConfig(
+        epochs=1,
+        steps_per_epoch=12,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=1,
+        zero_stage=2,
+        bf16=True,
+        threads=1,
+    )
     fit(model, task, cfg, tmp_path / "out", tmp_path / "ckpt")
     assert next(model.parameters()).dtype == torch.bfloat16
     assert loss(model, batch)[0].item() < 0.8 * first
@@ -121,18 +131,36 @@ def test_weight_average_follows_its_decay_and_hands_back_the_raw_weights(tiny_sc
 
     model, tok = tiny_scorer
     with pytest.raises(ValueError, match="ZeRO stage < 3"):
-        fit(model, FixedTask(tok), TrainConfig(zero_stage=3, ema=0.99, threads=1), tmp_path / "o", tmp_path / "c")
+        fit(
+            model,
+            FixedTask(tok),
+            TrainConfig(zero_stage=3, ema=0.99, threads=1),
+            tmp_path / "o",
+            tmp_path / "c",
+        )
 
 
 def _project(tmp_path: Path, raw_dir: Path, prepared: Path, **train: object) -> Path:
     params = {
         "data": {"raw_dir": str(raw_dir)},
-        "prepare": {**yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())["prepare"],
-                    "out_dir": str(prepared)},
+        "prepare": {
+            **yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())["prepare"],
+            "out_dir": str(prepared),
+        },
         "model": {"preset": "tiny", "overrides": TINY},
-        "train": {"out_dir": str(tmp_path / "scorer"), "checkpoint_dir": str(tmp_path / "ckpt"),
-                  "protocols": ["paper"], "epochs": 3, "steps_per_epoch": 6, "batch_size": 8, "warmup_steps": 2,
-                  "workers": 0, "threads": 1, "crop": 64, **train},
+        "train": {
+            "out_dir": str(tmp_path / "scorer"),
+            "checkpoint_dir": str(tmp_path / "ckpt"),
+            "protocols": ["paper"],
+            "epochs": 3,
+            "steps_per_epoch": 6,
+            "batch_size": 8,
+            "warmup_steps": 2,
+            "workers": 0,
+            "threads": 1,
+            "crop": 64,
+            **train,
+        },
         "evaluate": {"batch_size": 16},
     }
     path = tmp_path / "params.yaml"
@@ -156,8 +184,15 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def test_two_ranks_end_with_identical_parameters(tmp_path: Path, raw_dir: Path, prepared: Path) -> None:
     # with the matching space apart, each rank clips the gradients by part after they are averaged
-    params = _project(tmp_path, raw_dir, prepared, num_procs=2, epochs=1, steps_per_epoch=4,
-                      loss={"match": 0.1, "match_apart": True})
+    params = _project(
+        tmp_path,
+        raw_dir,
+        prepared,
+        num_procs=2,
+        epochs=1,
+        steps_per_epoch=4,
+        loss={"match": 0.1, "match_apart": True},
+    )
     _run([tool("mint-iqa"), "train-scorer", "--params", str(params)], tmp_path)
     out = tmp_path / "scorer" / "paper"
     digests = [(out / f"params.rank{r}.sha256").read_text() for r in (0, 1)]
@@ -176,16 +211,23 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, raw_dir: Path
     _run([tool("mint-iqa"), "train-scorer", "--params", str(params)], straight)
     # the best weights carry the 1-5 calibration fit on the validation split (dimensions this briefly
     # trained model has not learnt are left out: see test_api)
-    calibration = json.loads((straight / "scorer" / "paper" / "best" / "config.json").read_text())["calibration"]
+    calibration = json.loads((straight / "scorer" / "paper" / "best" / "config.json").read_text())[
+        "calibration"
+    ]
     assert set(calibration) <= {"quality", "authenticity", "correspondence"}
     assert all(len(p) in (2, 4) and all(np.isfinite(p)) for p in calibration.values())
 
     killed = tmp_path / "killed"
     killed.mkdir()
     params = _project(killed, raw_dir, prepared, fix_rate=1.0)
-    proc = subprocess.Popen([tool("mint-iqa"), "train-scorer", "--params", str(params)], cwd=killed,
-                            env=_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [tool("mint-iqa"), "train-scorer", "--params", str(params)],
+        cwd=killed,
+        env=_env(killed),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     latest = killed / "ckpt" / "scorer" / "paper" / "latest"
     deadline = time.time() + 300
     while time.time() < deadline and not (latest.exists() and latest.read_text().strip() == "epoch1"):
@@ -215,8 +257,11 @@ def test_a_matching_space_apart_is_clipped_apart(tmp_path: Path) -> None:
     initial = {k: v.clone() for k, v in plain.state_dict().items()}
     config.match = config.match_apart = True
     enc, images = tok(CORPUS[:4]), torch.rand(4, 3, 64, 64)
-    batch = {"labels": torch.tensor([[0.9, 0.9, 0.9], [0.4, 0.9, 0.9], [0.9, 0.2, 0.9], [0.9, 0.9, 0.3]]),
-             "groups": ["cat", "rocket", "cat", "rocket"], "matching": torch.tensor([True, True, True, False])}
+    batch = {
+        "labels": torch.tensor([[0.9, 0.9, 0.9], [0.4, 0.9, 0.9], [0.9, 0.2, 0.9], [0.9, 0.9, 0.3]]),
+        "groups": ["cat", "rocket", "cat", "rocket"],
+        "matching": torch.tensor([True, True, True, False]),
+    }
     weights = LossConfig(aux=0.0, locate=0.0, match=10.0)  # the space's gradients dwarf the scorer's
 
     class Task:
@@ -235,8 +280,9 @@ def test_a_matching_space_apart_is_clipped_apart(tmp_path: Path) -> None:
     class ClippedApart(Task):
         clip_groups = ScorerTask.clip_groups
 
-    cfg = TrainConfig(epochs=1, steps_per_epoch=5, batch_size=4, lr=3e-3, warmup_steps=1, grad_clip=0.05, ema=0.0,
-                      threads=1)
+    cfg = TrainConfig(
+        epochs=1, steps_per_epoch=5, batch_size=4, lr=3e-3, warmup_steps=1, grad_clip=0.05, ema=0.0, threads=1
+    )
     fit(plain, Task(), cfg, tmp_path / "plain", tmp_path / "plain-ckpt")
     trained = {}
     for name, task in (("apart", ClippedApart()), ("global", Task())):
@@ -247,8 +293,10 @@ def test_a_matching_space_apart_is_clipped_apart(tmp_path: Path) -> None:
     final = plain.state_dict()
     assert any(not torch.equal(final[k], initial[k]) for k in final)
     assert trained["apart"].keys() == final.keys()
-    gap = {name: max((params[k] - v).abs().max().item() for k, v in final.items())
-           for name, params in trained.items()}
+    gap = {
+        name: max((params[k] - v).abs().max().item() for k, v in final.items())
+        for name, params in trained.items()
+    }
     # rounding (3e-5 to 2e-4 depending on the CPU's kernels) against one global norm (7e-3)
     assert gap["apart"] < gap["global"] / 10 and gap["global"] > 1e-3, gap
     with pytest.warns(UserWarning, match="under one global norm"):  # ZeRO 1-3 and bf16 keep flat gradients

@@ -37,7 +37,9 @@ def build_repo(repo: Path) -> Path:
     params["evaluate"]["bootstrap"] = 50
     params["model"]["explainer"] = SMALL
     params["explain"].update(epochs=1, steps_per_epoch=3, val_images=8, test_images=8)
-    params["register"].update(holdout_images=20, minimums={"quality": -1, "authenticity": -1, "correspondence": -1})
+    params["register"].update(
+        holdout_images=20, minimums={"quality": -1, "authenticity": -1, "correspondence": -1}
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dvc_env(repo)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -51,12 +53,18 @@ def dvc_env(repo: Path) -> dict[str, str]:
     """The environment of a tool run in `repo`: no distributed variables, the repo's own MLflow store."""
     bin_dir = str(Path(tool("dvc")).parent)
     clean = {k: v for k, v in os.environ.items() if k not in DIST}
-    return {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(repo / ".site"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    return {
+        **clean,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "DVC_SITE_CACHE_DIR": str(repo / ".site"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
+    }
 
 
 def dvc_repro(repo: Path, *args: str) -> str:
-    proc = subprocess.run([tool("dvc"), "repro", *args], cwd=repo, env=dvc_env(repo), capture_output=True, text=True)
+    proc = subprocess.run(
+        [tool("dvc"), "repro", *args], cwd=repo, env=dvc_env(repo), capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
@@ -82,7 +90,9 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Reproduced:
 def copy_project(project: Path, dst: Path) -> Path:
     """A copy of a reproduced project (git, DVC cache, outputs, lock) with an empty MLflow store: the store's
     artifact locations are absolute paths into the original, so the copy starts its own."""
-    shutil.copytree(project, dst, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", ".site"))
+    shutil.copytree(
+        project, dst, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", ".site")
+    )
     return dst
 
 
@@ -96,14 +106,26 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
     from tests.conftest import _project_prepare
 
     root = tmp_path_factory.mktemp("assessors")
-    params = Params.model_validate({
-        "data": {"raw_dir": str(raw_dir)}, "prepare": {**_project_prepare(), "out_dir": str(prepared)},
-        "model": {"preset": "tiny", "overrides": TINY},
-        # no damage-map target: with it, these 50 steps gave near-constant scores (0.900 +- 0.001), and the
-        # gate could not tell C from A
-        "train": {"out_dir": str(root / "scorer"), "checkpoint_dir": str(root / "ckpt"), "epochs": 2,
-                  "steps_per_epoch": 25, "batch_size": 16, "warmup_steps": 5, "workers": 0, "crop": 128,
-                  "loss": {"locate": 0.0}}})
+    params = Params.model_validate(
+        {
+            "data": {"raw_dir": str(raw_dir)},
+            "prepare": {**_project_prepare(), "out_dir": str(prepared)},
+            "model": {"preset": "tiny", "overrides": TINY},
+            # no damage-map target: with it, these 50 steps gave near-constant scores (0.900 +- 0.001), and the
+            # gate could not tell C from A
+            "train": {
+                "out_dir": str(root / "scorer"),
+                "checkpoint_dir": str(root / "ckpt"),
+                "epochs": 2,
+                "steps_per_epoch": 25,
+                "batch_size": 16,
+                "warmup_steps": 5,
+                "workers": 0,
+                "crop": 128,
+                "loss": {"locate": 0.0},
+            },
+        }
+    )
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'train.db'}"
     try:
         best = train_scorer(params, "paper")
@@ -131,8 +153,6 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
     return folders
 
 
-
-
 def _orientation(model: Path, prepared: Path) -> dict[str, float]:
     """Per dimension, the sign of the trained scorer's SRCC on the paper test split."""
     from mint_iqa.data import manifest
@@ -143,5 +163,8 @@ def _orientation(model: Path, prepared: Path) -> dict[str, float]:
     root = manifest.image_root(prepared, meta)
     df = df[df["split_paper"] == "test"]
     scores = Scorer.load(model).score([str(root / p) for p in df["image"]], list(df["prompt"]), scale="raw")
-    return {d: 1.0 if srcc(scores[d].to_numpy(), df[d].to_numpy()) >= 0 else -1.0 for d in scores.columns
-            if d in ("quality", "authenticity", "correspondence")}
+    return {
+        d: 1.0 if srcc(scores[d].to_numpy(), df[d].to_numpy()) >= 0 else -1.0
+        for d in scores.columns
+        if d in ("quality", "authenticity", "correspondence")
+    }

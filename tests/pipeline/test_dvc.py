@@ -16,9 +16,20 @@ from tests.pipeline.conftest import Reproduced, copy_project, dvc_env, dvc_repro
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-STAGES = {"prepare", "validate", "train_scorer@paper", "train_scorer@strict", "train_scorer_lko", "generalise",
-          "evaluate",
-          "train_explainer@paper", "train_explainer@strict", "evaluate_explainer", "register", "promote"}
+STAGES = {
+    "prepare",
+    "validate",
+    "train_scorer@paper",
+    "train_scorer@strict",
+    "train_scorer_lko",
+    "generalise",
+    "evaluate",
+    "train_explainer@paper",
+    "train_explainer@strict",
+    "evaluate_explainer",
+    "register",
+    "promote",
+}
 
 
 def test_repro_runs_the_whole_pipeline_then_is_a_noop(reproduced: Reproduced) -> None:
@@ -51,8 +62,13 @@ def test_repro_runs_the_whole_pipeline_then_is_a_noop(reproduced: Reproduced) ->
         assert 0 <= e["val_rouge_l"] <= 1
         assert e["val_score"] == pytest.approx((sum(levels) + e["val_rouge_l"]) / 4)
     assert "version 1 PROMOTED" in (repo / "artifacts/registry/decision.md").read_text()
-    shown = subprocess.run([tool("mint-iqa"), "registry", "show", "champion"], cwd=repo, env=dvc_env(repo),
-                           capture_output=True, text=True)
+    shown = subprocess.run(
+        [tool("mint-iqa"), "registry", "show", "champion"],
+        cwd=repo,
+        env=dvc_env(repo),
+        capture_output=True,
+        text=True,
+    )
     assert shown.returncode == 0 and "mint-iqa version 1" in shown.stdout, shown.stderr
     assert (repo / "data.dvc").read_text() == (ROOT / "data.dvc").read_text()  # the data hash as committed
     second = dvc_repro(repo)
@@ -66,10 +82,12 @@ def test_param_change_reruns_prepare_and_validate_only(reproduced: Reproduced, t
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["prepare"]["labels"]["floor"] = 0.15
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = subprocess.run([tool("dvc"), "status", "prepare"], cwd=repo, env=dvc_env(repo), capture_output=True,
-                            text=True).stdout
+    status = subprocess.run(
+        [tool("dvc"), "status", "prepare"], cwd=repo, env=dvc_env(repo), capture_output=True, text=True
+    ).stdout
     assert re.search(r"params.yaml:\s+modified:\s+prepare", status), status
     assert stages_run(dvc_repro(repo, "validate")) == {"prepare", "validate"}
-    after = subprocess.run([tool("dvc"), "status", "validate"], cwd=repo, env=dvc_env(repo), capture_output=True,
-                           text=True).stdout
+    after = subprocess.run(
+        [tool("dvc"), "status", "validate"], cwd=repo, env=dvc_env(repo), capture_output=True, text=True
+    ).stdout
     assert "up to date" in after

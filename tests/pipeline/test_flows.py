@@ -28,8 +28,9 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_pipeline_flow_reproduces_dvc_metrics(clean_env: Path, reproduced: Reproduced,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipeline_flow_reproduces_dvc_metrics(
+    clean_env: Path, reproduced: Reproduced, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.pipeline import pipeline
@@ -53,7 +54,9 @@ def test_pipeline_flow_reproduces_dvc_metrics(clean_env: Path, reproduced: Repro
                     assert abs(a["level_accuracy"][dim] - b["level_accuracy"][dim]) <= 0.005
     assert result.metrics["scorer"] == json.loads((by_flow / "metrics" / "scorer.json").read_text())
     general = json.loads((by_dvc / "metrics" / "generalisation.json").read_text())
-    assert result.metrics["generalisation"]["held_out"] == general["held_out"]  # the flow runs leave-kinds-out too
+    assert (
+        result.metrics["generalisation"]["held_out"] == general["held_out"]
+    )  # the flow runs leave-kinds-out too
     assert abs(result.metrics["generalisation"]["quality"]["srcc"] - general["quality"]["srcc"]) <= 0.005
 
 
@@ -65,13 +68,17 @@ def full_images(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     from tests.conftest import _project_prepare
 
     out = tmp_path_factory.mktemp("full") / "prepared"
-    prepare(Params.model_validate({"data": {"raw_dir": str(raw_dir)},
-                                   "prepare": {**_project_prepare(), "out_dir": str(out)}}))
+    prepare(
+        Params.model_validate(
+            {"data": {"raw_dir": str(raw_dir)}, "prepare": {**_project_prepare(), "out_dir": str(out)}}
+        )
+    )
     return out / "images"
 
 
-def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, full_images: Path,
-                                                         assessors: dict[str, Path]) -> None:
+def test_batch_scoring_threads_and_dask_agree_and_resume(
+    clean_env: Path, full_images: Path, assessors: dict[str, Path]
+) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.score import score
@@ -80,17 +87,35 @@ def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, full_i
     n_images = len(list(full_images.glob("*.png")))
     assert n_images >= 2000
     with prefect_test_harness(server_startup_timeout=90):
-        threads = score(str(full_images), str(clean_env / "threads.parquet"), runner="threads",
-                        prompt="a photo", model=model, chunk_size=256)
-        dask = score(str(full_images), str(clean_env / "dask.parquet"), runner="dask", workers=2,
-                     prompt="a photo", model=model, chunk_size=256)
-        print(f"{n_images} images: threads {threads.images_per_second} images/s, "
-              f"Dask LocalCluster {dask.images_per_second} images/s")
+        threads = score(
+            str(full_images),
+            str(clean_env / "threads.parquet"),
+            runner="threads",
+            prompt="a photo",
+            model=model,
+            chunk_size=256,
+        )
+        dask = score(
+            str(full_images),
+            str(clean_env / "dask.parquet"),
+            runner="dask",
+            workers=2,
+            prompt="a photo",
+            model=model,
+            chunk_size=256,
+        )
+        print(
+            f"{n_images} images: threads {threads.images_per_second} images/s, "
+            f"Dask LocalCluster {dask.images_per_second} images/s"
+        )
         a, b = pd.read_parquet(threads.out), pd.read_parquet(dask.out)
         assert len(a) == n_images and (a["status"] == "ok").all()
         assert list(a["image"]) == list(b["image"])
-        pd.testing.assert_frame_equal(a[["quality", "authenticity", "correspondence"]],
-                                      b[["quality", "authenticity", "correspondence"]], atol=1e-5)
+        pd.testing.assert_frame_equal(
+            a[["quality", "authenticity", "correspondence"]],
+            b[["quality", "authenticity", "correspondence"]],
+            atol=1e-5,
+        )
         assert threads.images_per_second > 0 and dask.images_per_second > 0
 
         # an interrupted run: two chunk parts survive, the final file does not; the rerun scores only the rest
@@ -98,8 +123,9 @@ def test_batch_scoring_threads_and_dask_agree_and_resume(clean_env: Path, full_i
         for part in sorted(parts.glob("chunk-*.parquet"))[2:]:
             part.unlink()
         Path(threads.out).unlink()
-        again = score(str(full_images), threads.out, runner="threads", prompt="a photo", model=model,
-                      chunk_size=256)
+        again = score(
+            str(full_images), threads.out, runner="threads", prompt="a photo", model=model, chunk_size=256
+        )
         assert again.skipped_chunks == 2 and again.chunks == threads.chunks
         pd.testing.assert_frame_equal(pd.read_parquet(again.out), a)
 
@@ -111,14 +137,30 @@ def test_scheduled_deployment_on_a_real_prefect_server(clean_env: Path, reproduc
         (project / "artifacts" / "registry" / name).unlink()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in DIST}
-    env.update(PREFECT_API_URL=f"http://127.0.0.1:{port}/api", MINT_IQA_PROJECT=str(project), COLUMNS="250",
-               MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}", PREFECT_HOME=str(clean_env / "ph"))
-    server = subprocess.Popen([tool("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env.update(
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        MINT_IQA_PROJECT=str(project),
+        COLUMNS="250",
+        MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
+        PREFECT_HOME=str(clean_env / "ph"),
+    )
+    server = subprocess.Popen(
+        [tool("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/api/health", server, "prefect server", timeout=120)
-        run = lambda *args: subprocess.run([tool("prefect"), *args], cwd=project, env=env,  # noqa: E731
-                                           capture_output=True, text=True, timeout=900)
+        run = lambda *args: subprocess.run(
+            [tool("prefect"), *args],
+            cwd=project,
+            env=env,  # noqa: E731
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         created = run("work-pool", "create", "mint-iqa", "--type", "process")
         assert created.returncode == 0, created.stdout + created.stderr
         deployed = run("deploy", "--all", "--no-prompt")

@@ -17,7 +17,9 @@ def _params(**register: object) -> Params:
     return Params.model_validate({"register": {"epsilon": 0.02, "delta": 0.005, **register}})
 
 
-def _holdout(srcc: tuple[float, float, float], levels: tuple[float, float, float] = (0.7, 0.6, 0.5)) -> Holdout:
+def _holdout(
+    srcc: tuple[float, float, float], levels: tuple[float, float, float] = (0.7, 0.6, 0.5)
+) -> Holdout:
     return Holdout(dict(zip(DIMENSIONS, srcc)), dict(zip(DIMENSIONS, levels)))
 
 
@@ -31,9 +33,9 @@ def test_gate_first_model_needs_minimums() -> None:
 def test_gate_against_champion() -> None:
     params = _params()
     old = _holdout((0.70, 0.50, 0.60))
-    better = _holdout((0.75, 0.49, 0.62))    # small drop, mean up
-    dropped = _holdout((0.90, 0.45, 0.70))   # one dimension drops 0.05
-    flat = _holdout((0.70, 0.50, 0.604))     # mean up 0.0013 < delta
+    better = _holdout((0.75, 0.49, 0.62))  # small drop, mean up
+    dropped = _holdout((0.90, 0.45, 0.70))  # one dimension drops 0.05
+    flat = _holdout((0.70, 0.50, 0.604))  # mean up 0.0013 < delta
     assert gate(better, old, params)[0]
     passed, reasons = gate(dropped, old, params)
     assert not passed and "authenticity SRCC drops by 0.0500 > epsilon 0.02" in reasons[0]
@@ -53,15 +55,16 @@ def test_gate_counts_constant_scores_as_no_ranking() -> None:
 def test_gate_judges_the_explanations_too() -> None:
     params = _params()
     old = _holdout((0.70, 0.50, 0.60), levels=(0.70, 0.60, 0.50))
-    clearer = _holdout((0.70, 0.50, 0.60), levels=(0.75, 0.62, 0.55))   # same scorer, better words
+    clearer = _holdout((0.70, 0.50, 0.60), levels=(0.75, 0.62, 0.55))  # same scorer, better words
     assert gate(clearer, old, params)[0]
-    vaguer = _holdout((0.75, 0.55, 0.65), levels=(0.70, 0.50, 0.50))    # better scores, worse words
+    vaguer = _holdout((0.75, 0.55, 0.65), levels=(0.70, 0.50, 0.50))  # better scores, worse words
     passed, reasons = gate(vaguer, old, params)
     assert not passed and reasons == ["authenticity level accuracy drops by 0.1000 > epsilon 0.02"]
 
 
-def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Path, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_register_gate_aliases_rollback(
+    assessors: dict[str, Path], prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
 
     from mint_iqa.registry import promote, register, rollback, show
@@ -71,10 +74,19 @@ def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Pa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     def params(name: str) -> Params:
-        return Params.model_validate({
-            "prepare": {"out_dir": str(prepared)}, "explain": {"out_dir": str(assessors[name])},
-            "register": {"epsilon": 0.5, "delta": 0.005, "holdout_images": 10_000, "decision": str(tmp_path / "d.md"),
-                         "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1}}})
+        return Params.model_validate(
+            {
+                "prepare": {"out_dir": str(prepared)},
+                "explain": {"out_dir": str(assessors[name])},
+                "register": {
+                    "epsilon": 0.5,
+                    "delta": 0.005,
+                    "holdout_images": 10_000,
+                    "decision": str(tmp_path / "d.md"),
+                    "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1},
+                },
+            }
+        )
 
     version_a = register(params("A")).version
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -102,7 +114,9 @@ def test_register_gate_aliases_rollback(assessors: dict[str, Path], prepared: Pa
 
     served = mlflow.pyfunc.load_model(f"models:/mint-iqa/{version_c}")
     calls = []
-    served.unwrap_python_model().assessor.explainer.language_model.register_forward_hook(lambda *_: calls.append(1))
+    served.unwrap_python_model().assessor.explainer.language_model.register_forward_hook(
+        lambda *_: calls.append(1)
+    )
     batch = request_example(params("C"))
     quiet = served.predict(batch, params={"explain": False})
     assert not calls and quiet["status"].tolist() == ["ok"] and (quiet["explanation_quality"] == "").all()
@@ -128,11 +142,27 @@ def mlflow_server(tmp_path: Path):
 
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen([tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            tool("mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health", proc, "mlflow server", timeout=120)
     yield url
@@ -140,19 +170,30 @@ def mlflow_server(tmp_path: Path):
     proc.wait(timeout=30)
 
 
-def test_register_and_promote_against_a_real_mlflow_server(assessors: dict[str, Path], prepared: Path,
-                                                           mlflow_server: str, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_register_and_promote_against_a_real_mlflow_server(
+    assessors: dict[str, Path],
+    prepared: Path,
+    mlflow_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import mlflow
 
     from mint_iqa.registry import promote, register
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    params = Params.model_validate({
-        "prepare": {"out_dir": str(prepared)}, "explain": {"out_dir": str(assessors["C"])},
-        "register": {"holdout_images": 20, "decision": str(tmp_path / "d.md"),
-                     "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1}}})
+    params = Params.model_validate(
+        {
+            "prepare": {"out_dir": str(prepared)},
+            "explain": {"out_dir": str(assessors["C"])},
+            "register": {
+                "holdout_images": 20,
+                "decision": str(tmp_path / "d.md"),
+                "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1},
+            },
+        }
+    )
     version = register(params).version
     assert promote(params).promoted
     model = mlflow.pyfunc.load_model("models:/mint-iqa@champion")
