@@ -32,10 +32,12 @@ class DataConfig(Strict):
 
 
 class LabelConfig(Strict):
-    """MOS-like labels in [0, 1]. A distorted image is labelled by the damage actually done to it (1 - SSIM
-    against its pristine crop, see `degradations.damage`) divided by its distortion type's `damage_scale`,
-    so that what the label says is what a viewer can see; prompt mismatches by their ladder level."""
+    """MOS-like labels in [0, 1]. A distorted image is labelled by the summed severity of its defects:
+    `measure: level` takes each defect's drawn level over LEVELS (the same scale for every kind);
+    `measure: damage` the damage it measurably did (1 - SSIM against the pristine crop, see
+    `degradations.damage`) over its kind's `damage_scale`. Prompt mismatches by their ladder level."""
 
+    measure: Literal["level", "damage"] = "damage"
     pristine: float = Field(0.9, gt=0, le=1)
     floor: float = Field(0.1, ge=0, lt=1)
     damage_scale: dict[str, float] = {}

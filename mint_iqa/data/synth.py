@@ -45,7 +45,7 @@ class Recipe:
     mismatch: int = 0
 
     def describe(self) -> str:
-        """The manifest's `defects` cell: `kind@level` per defect, then `mismatch@level` for a wrong prompt."""
+        """The manifest's `defects` cell: `kind@level` per defect, then `mismatch@level` (wrong prompt)."""
         parts = [f"{kind}@{level:.2f}" for _, kind, level in self.defects]
         return ";".join(parts + ([f"mismatch@{self.mismatch}"] if self.mismatch else []))
 
@@ -154,9 +154,9 @@ class Synthesiser:
 
     # ------------------------------------------------------------------ samples
     def make(self, ref_index: int, recipe: Recipe, rng: np.random.Generator) -> Sample:
-        """One sample of `recipe`. Quality defects come first and authenticity ones last, each measured against
-        the image just before it. A dimension's label comes from the sum of the severities its defects
-        measurably did (damage over the kind's `damage_scale`; `LabelConfig.for_severity`)."""
+        """One sample of `recipe`. Quality defects come first and authenticity ones last, each measured
+        against the image just before it. A dimension's label comes from the sum of its defects' severities
+        (`LabelConfig.measure`: drawn level, or measured damage over the kind's `damage_scale`)."""
         ref = self.refs[ref_index]
         img = self.crop(ref_index, rng)
         prompt = make_prompt(ref, self.refs, recipe.mismatch, rng)
@@ -173,10 +173,11 @@ class Synthesiser:
             visible = np.clip(dmap / scale, 0.0, 1.0)
             cell = cv2.resize(visible, (WHERE_GRID, WHERE_GRID), interpolation=cv2.INTER_AREA)
             where[..., int(fam == "authenticity")] = np.maximum(where[..., int(fam == "authenticity")], cell)
-            severity[fam] += hurt / scale
+            done = lvl / LEVELS if self.cfg.labels.measure == "level" else hurt / scale
+            severity[fam] += done
             names[fam].append(degradations.DEFECT_NAMES[name])
-            if hurt / scale > worst[3]:
-                worst = (fam, name, int(round(lvl)), hurt / scale, hurt)
+            if done > worst[3]:
+                worst = (fam, name, int(round(lvl)), done, hurt)
         labels = {fam: self.cfg.labels.for_severity(s) for fam, s in severity.items()}
         labels["correspondence"] = self.cfg.labels.for_level(recipe.mismatch)
         defects = {fam: " and ".join(n) for fam, n in names.items() if n}
