@@ -14,11 +14,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test system-deps install data repro sheet train-full serve clean help
+.PHONY: demo test lint system-deps install data repro sheet train-full serve clean help
 
 help:
 	@echo "make demo   build the venv, materialise data/, run the DVC pipeline, print what was produced"
 	@echo "make test   build the venv if needed and run the whole test suite"
+	@echo "make lint   ruff (lint + format check) and the import layers (lint-imports)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +57,13 @@ serve: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps
 	python -m pytest -n $(TEST_WORKERS)
+
+# Style and structure: ruff's rules and formatting, and the import layers in pyproject.toml
+# ([tool.importlinter]; docs/architecture.md).
+lint: $(STAMP)
+	ruff check .
+	ruff format --check .
+	lint-imports
 
 # The Debian packages the tests drive: chromium (headless, the HTML report test) and postgresql (its server
 # binaries, /usr/lib/postgresql/*/bin/initdb, the infra stack test). Only what is missing is installed, with

@@ -113,7 +113,8 @@ def run(protocol: str, params_path: Path, out_dir: Path) -> pd.DataFrame:
         out_dir,
         f"accuracy_{protocol}",
         f"SRCC on the `{protocol}` test split ({len(df)} images)",
-        f"Throughput on this machine: BRISQUE {timings['brisque']:.1f} img/s, PIQE {timings['piqe']:.1f} img/s.",
+        f"Throughput on this machine: BRISQUE {timings['brisque']:.1f} img/s, "
+        f"PIQE {timings['piqe']:.1f} img/s.",
     )
     print(f"\n== {protocol} test split: SRCC (higher is better) ==")
     print(text)

@@ -2,11 +2,11 @@
 
     python bench/pairs.py [--model artifacts/scorer/strict/best] [--photos DIR ...] [--limit 20]
 
-Takes photographs (and a few renders) of at least 1,000 px that are not training references (default: the Debian packages
-`lomiri-wallpapers-16.04`, `lomiri-wallpapers-20.04` and `mate-backgrounds`' nature folder; photographs
-from other sources via --photos), each scaled to at most `--long-side` px, and damages each copy at full
-resolution: JPEG at quality 5, 10 and 20, gaussian noise (sigma 0.1) and a 7-px box blur. A pair counts
-as right when the clean photograph gets the higher quality score. Prints and writes
+Takes photographs (and a few renders) of at least 1,000 px that are not training references (default: the
+Debian packages `lomiri-wallpapers-16.04`, `lomiri-wallpapers-20.04` and `mate-backgrounds`' nature folder;
+photographs from other sources via --photos), each scaled to at most `--long-side` px, and damages each copy
+at full resolution: JPEG at quality 5, 10 and 20, gaussian noise (sigma 0.1) and a 7-px box blur. A pair
+counts as right when the clean photograph gets the higher quality score. Prints and writes
 bench/results/pairs.{csv,md}, with BRISQUE and PIQE on the same pairs.
 """
 

@@ -1,7 +1,7 @@
 """The `paper` preset at full size on one GPU: what a training step, a scoring call and an explanation cost.
 
-    python bench/paper_scale.py [--out bench/results]      # a CUDA machine; ~5 minutes on one H200
-    python bench/paper_scale.py --tiny                      # the same code, small configs, CPU (a script check)
+    python bench/paper_scale.py [--out bench/results]    # a CUDA machine; ~5 minutes on one H200
+    python bench/paper_scale.py --tiny                    # the same code, small configs, CPU (a script check)
 
 InstructBLIP-Vicuna-7B's architecture (EVA ViT-g/14 at 224 px, 39 blocks; Q-Former, 12 layers, 32 queries;
 Vicuna-7B) with random weights, since no hub is reachable: timings do not depend on the values. Every step
@@ -56,7 +56,8 @@ ANSWER = (
 
 
 def sizes(tiny: bool) -> dict[str, Any]:
-    """Architecture of InstructBLIP-Vicuna-7B (the HF defaults for vision and Q-Former) or a small stand-in."""
+    """Architecture of InstructBLIP-Vicuna-7B (the HF defaults for vision and Q-Former) or a small
+    stand-in."""
     from transformers import InstructBlipQFormerConfig, InstructBlipVisionConfig, LlamaConfig
 
     if tiny:
@@ -152,8 +153,9 @@ def write_checkpoint(folder: Path, arch: dict[str, Any], device: str) -> Path:
     (folder / "vocab.txt").unlink()
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    # Vicuna's vocabulary is 32,000 pieces, and decoding constraints scan the vocabulary: random letter strings
-    # fill the BPE vocabulary to the same size (the real words, far more frequent, become whole pieces first).
+    # Vicuna's vocabulary is 32,000 pieces, and decoding constraints scan the vocabulary: random letter
+    # strings fill the BPE vocabulary to the same size (the real words, far more frequent, become whole
+    # pieces first).
     letters = np.random.default_rng(0).integers(97, 123, (60000, 9)).astype(np.uint8)
     noise = [bytes(row[: 3 + i % 7]).decode() for i, row in enumerate(letters)]
     corpus = [
@@ -213,8 +215,8 @@ class Timed:
 
 
 def train_config(steps: int, batch: int, device: str, zero: int = 2) -> TrainConfig:
-    """ZeRO-2: what `infra/deepspeed/launch.sh ... zero2` trains with (bf16 and ZeRO-2 from its JSON), on CPU too;
-    ZeRO-0: the same in bf16 without the JSON."""
+    """ZeRO-2: what `infra/deepspeed/launch.sh ... zero2` trains with (bf16 and ZeRO-2 from its JSON), on CPU
+    too; ZeRO-0: the same in bf16 without the JSON."""
     return TrainConfig(
         epochs=1,
         steps_per_epoch=steps,
@@ -246,10 +248,11 @@ def reset_peak(device: str) -> None:
 
 def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     from mint_iqa.inference import Scorer
-    from mint_iqa.models.registry import build_explainer, build_scorer, explainer_config, preset_config
-    from mint_iqa.models.text import segmenter
-    from mint_iqa.train.engine import fit, to_device
     from mint_iqa.models.explaining import explain_batch
+    from mint_iqa.models.registry import build_explainer, build_scorer, explainer_config, preset_config
+    from mint_iqa.models.tensors import to_device
+    from mint_iqa.models.text import segmenter
+    from mint_iqa.train.engine import fit
     from mint_iqa.train.scorer import ScorerTask
 
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
@@ -318,7 +321,8 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         row(f"train scorer, ZeRO-{zero} bf16, batch {b}", train_scorer)
 
     def forward_backward(b: int = arch["batches"][-1]):
-        """The model's own work in a step (no engine, no optimizer): what the rows above add to it is overhead."""
+        """The model's own work in a step (no engine, no optimizer): what the rows above add to it is
+        overhead."""
         net = copy.deepcopy(scorer).to(torch.bfloat16)
         net.vision.freeze(0.6)
         timed = Timed(lambda: scorer_batch(b), task.loss, arch["steps"], device)

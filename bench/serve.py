@@ -1,4 +1,4 @@
-"""Serving benchmark: concurrent clients against a running `mint-iqa serve` (MLflow scoring server) on loopback.
+"""Serving benchmark: concurrent clients against a running `mint-iqa serve` on loopback.
 
     make serve &                                  # or: mint-iqa serve --model models:/mint-iqa@champion
     python bench/serve.py --url http://127.0.0.1:5001 --clients 64 --requests 256

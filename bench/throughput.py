@@ -3,11 +3,11 @@
     python bench/throughput.py [--images 512] [--model artifacts/scorer/paper/best]
 
 Uses the 256 px PNGs of the prepared proxy set (or generates random ones), the trained scorer (the default
-preset, `lite0`), and a freshly built `tiny` preset beside it (random weights: same architecture, same cost). Each worker thread decodes a batch and runs
-it through the model on its share of the cores, so decoding overlaps the model. Prints a table for
-batch sizes 1/8/32 and 1/2 workers, next to BRISQUE on the same files, and writes it to
-bench/results/throughput.{csv,md}. The machine's speed may drift between timings, so the ratio to BRISQUE
-comes from `--rounds` back-to-back pairs of timings (batch 32, 2 workers), their median
+preset, `lite0`), and a freshly built `tiny` preset beside it (random weights: same architecture, same cost).
+Each worker thread decodes a batch and runs it through the model on its share of the cores, so decoding
+overlaps the model. Prints a table for batch sizes 1/8/32 and 1/2 workers, next to BRISQUE on the same files,
+and writes it to bench/results/throughput.{csv,md}. The machine's speed may drift between timings, so the
+ratio to BRISQUE comes from `--rounds` back-to-back pairs of timings (batch 32, 2 workers), their median
 (bench/results/throughput_rounds.csv).
 """
 

@@ -1,11 +1,11 @@
 """The Python API, loaded once and used many times; images always come first, then the prompt(s):
 
     import mint_iqa
-    m = mint_iqa.load()                             # the default model, or a folder / models:/mint-iqa@champion
-    m.score(["a.png", "b.png"], "a corgi on a beach")   # DataFrame: quality, authenticity, correspondence
-    m.rank(images, "a corgi on a beach")                # best first
-    m.explain("a.png", "a corgi on a beach")            # words
-    m.assess(images, prompts)                           # scores + one explanation per dimension
+    m = mint_iqa.load()                           # the default model, or a folder / models:/mint-iqa@champion
+    m.score(["a.png", "b.png"], "a corgi on a beach") # DataFrame: quality, authenticity, correspondence
+    m.rank(images, "a corgi on a beach")              # best first
+    m.explain("a.png", "a corgi on a beach")          # words
+    m.assess(images, prompts)                         # scores + one explanation per dimension
 
 Images may be paths, bytes, PIL images or numpy arrays (HxWx3 uint8, or float in [0, 1]). Scores are on
 the calibrated 1-5 scale unless `scale="raw"` (see `mint_iqa.inference`). A bad image or prompt never
@@ -101,7 +101,10 @@ class Model:
 
     def __repr__(self) -> str:
         parts = "scorer + explainer" if self.has_explainer else "scorer"
-        return f"mint_iqa.Model({self.source!r}, {parts}, device={self.scorer.device}, dtype={self.scorer.dtype})"
+        return (
+            f"mint_iqa.Model({self.source!r}, {parts}, "
+            f"device={self.scorer.device}, dtype={self.scorer.dtype})"
+        )
 
     def score(
         self,
@@ -180,7 +183,8 @@ def user_default_file() -> Path:
 
 
 def set_default_model(source: str | os.PathLike) -> str:
-    """Record `source` (a model folder, stored as an absolute path, or an MLflow URI) as this user's default."""
+    """Record `source` (a model folder, stored as an absolute path, or an MLflow URI) as this user's
+    default."""
     source = str(source)
     if not _is_uri(source):
         folder = Path(source).resolve()

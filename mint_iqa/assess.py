@@ -68,7 +68,8 @@ class Assessor:
     def assess(
         self, images: list[ImageInput], prompts: list[str] | str, batch_size: int = 16, scale: str = "mos"
     ) -> pd.DataFrame:
-        """One row per image: quality, authenticity, correspondence, status and an explanation per dimension."""
+        """One row per image: quality, authenticity, correspondence, status and an explanation per
+        dimension."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")

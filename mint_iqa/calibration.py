@@ -33,7 +33,8 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
 
 def logistic_params(pred: np.ndarray, label: np.ndarray, min_width: float = 0.0) -> list[float]:
     """Parameters of the monotonic 4-parameter logistic from predictions to labels; `min_width` bounds
-    its width |b4| from below. A degenerate fit falls back to a straight line, written as [slope, intercept]."""
+    its width |b4| from below. A degenerate fit falls back to a straight line, written as
+    [slope, intercept]."""
     from scipy import optimize
 
     pred, label = np.asarray(pred, float), np.asarray(label, float)

@@ -177,7 +177,8 @@ def prepare(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -
 @app.command()
 def validate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Validate the prepared dataset with great-expectations; exit 1 listing failed expectations."""
-    from mint_iqa.validate import ValidationFailed, validate as run
+    from mint_iqa.validate import ValidationFailed
+    from mint_iqa.validate import validate as run
 
     p = _params(params, overrides)
     try:
@@ -246,7 +247,8 @@ def train_explainer(
 
 @app.command("evaluate-explainer")
 def evaluate_explainer(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
-    """Explain each protocol's test images; write metrics/explainer.json (level accuracy, consistency, ...)."""
+    """Explain each protocol's test images; write metrics/explainer.json (level accuracy, consistency,
+    ...)."""
     from mint_iqa.evaluate import evaluate_explainer as run
 
     p = _params(params, overrides)
@@ -257,7 +259,8 @@ def evaluate_explainer(params: ParamsOpt = Path("params.yaml"), overrides: SetOp
 @app.command()
 def evaluate(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Score each protocol's test split; write metrics/scorer.json and plots; log to MLflow."""
-    from mint_iqa.evaluate import evaluate as run, table
+    from mint_iqa.evaluate import evaluate as run
+    from mint_iqa.evaluate import table
 
     p = _params(params, overrides)
     print(table(_step(run, p)))
@@ -297,7 +300,7 @@ def _load(model: str | None, device: str = "cpu", num_beams: int = 1):
         return load(model, device=device, num_beams=num_beams)
     except (ValueError, FileNotFoundError, OSError) as exc:
         _fail(str(exc).splitlines()[0])
-    except Exception as exc:  # noqa: BLE001 - MLflow reports unknown models/aliases as a generic MlflowException
+    except Exception as exc:
         _fail(f"{model}: {str(exc).splitlines()[0]}")
 
 
@@ -323,7 +326,7 @@ def score(
 
     Either IMAGES with --prompt, or --manifest (image paths relative to the manifest's folder, never
     outside it). A bad item gets the reason in `status` and the others are still scored.
-    Exit codes: 0 all rows scored, 1 some rows failed (output written), 2 bad usage or input (nothing written).
+    Exit codes: 0 all scored, 1 some rows failed (output written), 2 bad usage or input (nothing written).
     """
     from mint_iqa.predict import check_output, images_table, read_manifest, score_table, write_table
 
@@ -471,7 +474,7 @@ def serve(
 
     try:
         app_ = build_app(model)
-    except Exception as exc:  # noqa: BLE001 - MLflow reports unknown models/aliases as a generic MlflowException
+    except Exception as exc:
         _fail(f"{model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     console.print(f"serve: {model} on http://{host}:{port} (POST /invocations, GET /ping)")
     uvicorn.run(app_, host=host, port=port, workers=1, log_level="warning")
@@ -509,7 +512,7 @@ def register(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
         version = run(p)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - MLflow / HTTP errors from the tracking server
+    except Exception as exc:
         _tracking_failed("register", exc)
     from mint_iqa.io import write_text
 
@@ -533,7 +536,7 @@ def promote(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -
         decision = run(p)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    except Exception as exc:  # noqa: BLE001 - MLflow / HTTP errors from the tracking server
+    except Exception as exc:
         _tracking_failed("promote", exc)
     print(decision.markdown())
     console.print(f"promote: decision -> {p.registry.decision}")
@@ -550,7 +553,7 @@ def registry_show(
 
     try:
         print(show(_params(params, overrides), alias))
-    except Exception as exc:  # noqa: BLE001 - MLflow reports a missing alias as a generic MlflowException
+    except Exception as exc:
         _fail(f"{alias}: {str(exc).splitlines()[0]}")
 
 
@@ -561,7 +564,7 @@ def registry_rollback(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt
 
     try:
         version = rollback(_params(params, overrides))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _fail(f"rollback: {str(exc).splitlines()[0]}")
     console.print(f"rollback: champion -> version {version}")
 

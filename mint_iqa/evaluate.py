@@ -143,7 +143,8 @@ def _log(params: Params, protocol: str, metrics: dict[str, Any], details: dict[s
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        f"{'protocol':8s} {'dimension':15s} {'SRCC':>6s} {'PLCC':>6s} {'KRCC':>6s} {'RMSE':>6s}  95% CI (SRCC)"
+        f"{'protocol':8s} {'dimension':15s} {'SRCC':>6s} {'PLCC':>6s} {'KRCC':>6s} {'RMSE':>6s}"
+        "  95% CI (SRCC)"
     ]
     for protocol, dims in results.items():
         for dim, m in dims.items():
@@ -197,8 +198,8 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
     """Explain each protocol's test images ('all three' question) and write `explain.metrics`."""
     from mint_iqa.assess import Assessor
     from mint_iqa.data.answers import QUESTIONS
-    from mint_iqa.progress import progress
     from mint_iqa.models.explaining import explain_batch
+    from mint_iqa.progress import progress
 
     results, examples = {}, {}
     for protocol in params.train.protocols:

@@ -28,6 +28,7 @@ from mint_iqa.calibration import check_scale, to_scale
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.io import DEFAULT_MAX_PIXELS, OK, ImageError, ImageInput, load_image
 from mint_iqa.models.registry import load_scorer
+from mint_iqa.models.tensors import to_batch
 from mint_iqa.models.text import segmenter
 from mint_iqa.progress import progress
 
@@ -87,17 +88,6 @@ def fit_level_cuts(
     return out
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """The batch's tensors (at any depth of dicts, lists and tuples) on `device`; everything else as it is."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
 def screen(decoded: list[np.ndarray | str], prompts: Sequence[str]) -> list[np.ndarray | str]:
     """Decoded images (or their error messages) with an unusable prompt turned into its error message."""
     return [
@@ -115,11 +105,6 @@ def check_prompt(prompt: object) -> str | None:
     if len(prompt) > MAX_PROMPT_CHARS:
         return f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
     return None
-
-
-def to_batch(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """uint8 HxWx3 images of one size -> float (B, 3, H, W) in [0, 1] (transposed while still 1 byte a value)."""
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 @dataclass

@@ -138,8 +138,8 @@ def _column_names(path: Path, header: list[str]) -> list[str]:
             clash = (
                 f"column {original!r} appears twice in the header"
                 if given[name] == original
-                else f"columns {given[name]!r} and {original!r} would both be {name!r} (a column named like an "
-                f"output column gets the prefix {RESERVED_PREFIX})"
+                else f"columns {given[name]!r} and {original!r} would both be {name!r} "
+                f"(a column named like an output column gets the prefix {RESERVED_PREFIX})"
             )
             raise ValueError(f"{path}: {clash}")
         given[name] = original

@@ -80,7 +80,8 @@ def request_example(params: Params) -> pd.DataFrame:
 
 
 def register(params: Params) -> Any:
-    """Log and register the assessor of `register.protocol`; returns the new model version (alias challenger)."""
+    """Log and register the assessor of `register.protocol`; returns the new model version (alias
+    challenger)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -271,7 +272,7 @@ def promote(params: Params) -> Decision:
     challenger = client.get_model_version_by_alias(cfg.model_name, CHALLENGER)
     try:
         champion = client.get_model_version_by_alias(cfg.model_name, CHAMPION)
-    except Exception:  # noqa: BLE001 - MLflow raises a generic MlflowException when the alias is unset
+    except Exception:
         champion = None
     if champion is not None and champion.version == challenger.version:
         raise ValueError(
@@ -310,7 +311,8 @@ def rollback(params: Params) -> str:
 
 
 def show(params: Params, alias: str = CHAMPION) -> str:
-    """Lineage of the version behind `alias`: version, aliases, commit, data hash, params, metrics, decision."""
+    """Lineage of the version behind `alias`: version, aliases, commit, data hash, params, metrics,
+    decision."""
     cfg, client = params.registry, _client()
     version = client.get_model_version_by_alias(cfg.model_name, alias)
     model = client.get_registered_model(cfg.model_name)

@@ -61,8 +61,9 @@ def _histogram(values: np.ndarray, lo: float, hi: float, colour: str, bins: int 
     top = max(int(counts.max()) if counts.size else 0, 1)
     width, height = 240, 80
     bars = "".join(
-        f'<rect x="{i * width / bins:.1f}" y="{height - c / top * height:.1f}" width="{width / bins - 1:.1f}" '
-        f'height="{c / top * height:.1f}" fill="{colour}"><title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {c}</title></rect>'
+        f'<rect x="{i * width / bins:.1f}" y="{height - c / top * height:.1f}" '
+        f'width="{width / bins - 1:.1f}" height="{c / top * height:.1f}" fill="{colour}">'
+        f"<title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {c}</title></rect>"
         for i, c in enumerate(counts)
     )
     return (
@@ -201,7 +202,8 @@ figcaption {{ font-weight: 600; }}
 .controls {{ margin: 16px 0; display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }}
 table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px solid #e5e7eb; padding: 6px;
   vertical-align: top; text-align: left; }}
-img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-radius: 4px; background: #f3f4f6; }}
+img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-radius: 4px;
+  background: #f3f4f6; }}
 .noimg {{ display: flex; align-items: center; justify-content: center; color: #888; font-size: 11px; }}
 .name {{ max-width: 260px; word-break: break-all; }} .prompt {{ color: #555; font-style: italic; }}
 .score {{ display: flex; align-items: center; gap: 6px; margin: 3px 0; }}
@@ -212,7 +214,8 @@ img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-ra
 </style></head>
 <body>
 <header><h1>{title}</h1>
-<p>{total} items: <b>{scored}</b> scored, <b>{failed}</b> not scored. Scale {lo:g}-{hi:g}, higher is better.</p>
+<p>{total} items: <b>{scored}</b> scored, <b>{failed}</b> not scored. Scale {lo:g}-{hi:g},
+higher is better.</p>
 <p>Means: {means}</p></header>
 <section class="hists">{hists}</section>
 <div class="controls">
@@ -223,7 +226,8 @@ img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-ra
  <label>Text <input id="text" type="search" placeholder="image or prompt"></label>
  <span id="shown"></span>
 </div>
-<table id="items"><thead><tr><th>image</th><th>name / prompt</th><th>scores</th><th>explanations</th></tr></thead>
+<table id="items"><thead><tr><th>image</th><th>name / prompt</th><th>scores</th><th>explanations</th>
+</tr></thead>
 <tbody>{rows}</tbody></table>
 {failed_html}
 <script>
@@ -232,9 +236,11 @@ img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-ra
   var rows = Array.prototype.slice.call(body.querySelectorAll("tr.item"));
   function update() {{
     var key = document.getElementById("sort").value, asc = document.getElementById("asc").checked;
-    var dim = document.getElementById("filter-dim").value, min = parseFloat(document.getElementById("min").value);
+    var dim = document.getElementById("filter-dim").value,
+        min = parseFloat(document.getElementById("min").value);
     var text = document.getElementById("text").value.toLowerCase(), shown = 0;
-    rows.sort(function (a, b) {{ var d = parseFloat(a.dataset[key]) - parseFloat(b.dataset[key]); return asc ? d : -d; }});
+    rows.sort(function (a, b) {{ var d = parseFloat(a.dataset[key]) - parseFloat(b.dataset[key]);
+      return asc ? d : -d; }});
     rows.forEach(function (r) {{
       var visible = (isNaN(min) || parseFloat(r.dataset[dim]) >= min) && r.dataset.text.indexOf(text) >= 0;
       r.style.display = visible ? "" : "none"; if (visible) shown++; body.appendChild(r);

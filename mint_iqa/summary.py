@@ -22,8 +22,8 @@ def summarise(params: Params) -> str:
     raw = Path(params.data.raw_dir)
     if raw.exists():
         lines.append(
-            f"  raw data         {raw}/ ({len(list((raw / 'references').glob('*.png')))} reference photographs,"
-            f" {_size(raw)}; tracked by data.dvc)"
+            f"  raw data         {raw}/ ({len(list((raw / 'references').glob('*.png')))} "
+            f"reference photographs, {_size(raw)}; tracked by data.dvc)"
         )
     prepared = Path(params.prepare.out_dir)
     if (prepared / "dataset.json").exists():

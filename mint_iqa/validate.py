@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mint_iqa.progress import progress
 
 from mint_iqa.config import Params
 from mint_iqa.data import manifest
 from mint_iqa.data.splits import SPLITS
 from mint_iqa.io import ImageError, confined, load_image, write_text
+from mint_iqa.progress import progress
 
 ESCAPING_PATH = r"(?:^[/\\]|^[A-Za-z]:|(?:^|[/\\])\.\.(?:[/\\]|$))"
 

@@ -17,7 +17,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-# Nobody's own default model (`mint-iqa use-model`, under ~/.config) leaks into a test; MINT_IQA_MODEL neither.
+# Nobody's own default model (`mint-iqa use-model`, under ~/.config) leaks into a test; MINT_IQA_MODEL
+# neither.
 os.environ["XDG_CONFIG_HOME"] = str(
     Path(os.environ.get("TMPDIR", "/tmp")) / f"mint-iqa-tests-{os.getpid()}-config"
 )
@@ -91,7 +92,8 @@ def _project_prepare() -> dict:
 
 @pytest.fixture(scope="session")
 def prepared(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small proxy set (`PER_REFERENCE` images per reference) built with the project's degradation ladders."""
+    """A small proxy set (`PER_REFERENCE` images per reference) built with the project's degradation
+    ladders."""
     from mint_iqa.prepare import prepare
 
     out = tmp_path_factory.mktemp("prepared") / "prepared"
@@ -125,7 +127,8 @@ def free_port() -> int:
 
 
 def wait_http(url: str, proc, what: str, timeout: float = 180) -> None:
-    """Wait until `url` answers 200 while the service process `proc` is alive; fail (and stop it) otherwise."""
+    """Wait until `url` answers 200 while the service process `proc` is alive; fail (and stop it)
+    otherwise."""
     import signal
     import time
 

@@ -12,8 +12,9 @@ outright what stage 1 concluded: one token per dimension for the five-grade leve
 the words should state, so explanation and numbers agree) and one for the auxiliary head's
 distortion-class probabilities (which defect to name). Without them a small LM trained for minutes learns
 the language prior ("excellent") and ignores the visual prefix. Decoding can be constrained to state the
-stage-1 level and give the reason that fits it (`models.decoding`). The loss covers answer tokens only. The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the
-`paper` preset (InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
+stage-1 level and give the reason that fits it (`models.decoding`). The loss covers answer tokens only.
+The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper` preset
+(InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ class MintExplainer(nn.Module):
         qformer_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, ScorerOutput]:
         """LM prefix embeddings (B, [evidence +] Q, D) and the stage-1 outputs (scores, defect logits). The
-        Q-Former reads the instruction in its own tokenisation (`qformer_ids`: BERT for InstructBLIP, the shared
-        BPE for `tiny`)."""
+        Q-Former reads the instruction in its own tokenisation (`qformer_ids`: BERT for InstructBLIP, the
+        shared BPE for `tiny`)."""
         with torch.no_grad():
             feats = self.scorer.features(images)
             stage1 = self.scorer(images, prompt_ids, prompt_mask, feats=feats)
@@ -181,8 +182,8 @@ class MintExplainer(nn.Module):
         # Positions count real tokens only, as `generate` numbers them: the instruction's padding sits
         # mid-sequence, and counting it would move the answer by a different amount in every batch.
         positions = (mask.cumsum(dim=1) - 1).clamp_min(0)
-        # The logit at position t predicts token t + 1. Answers start with <bos>, which generation is given, so
-        # answer token j >= 1 is predicted from answer token j - 1: only the answer's positions go through
+        # The logit at position t predicts token t + 1. Answers start with <bos>, which generation is given,
+        # so answer token j >= 1 is predicted from answer token j - 1: only the answer's positions go through
         # the (vocabulary-wide) LM head.
         logits = self.language_model(
             inputs_embeds=embeds,
@@ -213,8 +214,8 @@ class MintExplainer(nn.Module):
         max_new_tokens: int | None = None,
         constraint: Callable[[ScorerOutput], list[LogitsProcessor]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint` builds
-        logits processors from the stage-1 outputs (see `LevelConstraint`, `ReasonConstraint`)."""
+        """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint`
+        builds logits processors from the stage-1 outputs (see `LevelConstraint`, `ReasonConstraint`)."""
         prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
         bos = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(bos)], dim=1)

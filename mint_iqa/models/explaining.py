@@ -15,8 +15,8 @@ from transformers import LogitsProcessor
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons, sentence
 from mint_iqa.data.kinds import AUTHENTICITY, DEFECT_NAMES, QUALITY
-from mint_iqa.inference import to_batch, to_device
 from mint_iqa.models.decoding import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
+from mint_iqa.models.tensors import to_batch, to_device
 
 FAMILIES = {
     "quality": QUALITY,
@@ -73,7 +73,8 @@ class Texts:
 
     @functools.cached_property
     def repeat_cache(self) -> dict[tuple, torch.Tensor]:
-        """The same for the constraint that states each asked dimension once (and, with templates, in order)."""
+        """The same for the constraint that states each asked dimension once (and, with templates, in
+        order)."""
         return {}
 
     def constraint(

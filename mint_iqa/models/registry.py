@@ -1,8 +1,8 @@
 """Presets by name, building scorers from them, and saving / loading trained scorers.
 
-Presets are small JSON files in `presets/` (`lite0.json`, `tiny.json`, `clip.json`, `paper.json`). `clip-<model>`
-uses `clip.json` with `vision.model = <model>` (any open_clip architecture name). A trained scorer
-is a folder: `config.json` (a `ScorerConfig`, complete: rebuilding never touches a hub) and
+Presets are small JSON files in `presets/` (`lite0.json`, `tiny.json`, `clip.json`, `paper.json`).
+`clip-<model>` uses `clip.json` with `vision.model = <model>` (any open_clip architecture name). A trained
+scorer is a folder: `config.json` (a `ScorerConfig`, complete: rebuilding never touches a hub) and
 `model.safetensors`, plus the tokenizer files for HF tokenizers.
 
 The `paper` preset reads InstructBLIP from a hub id or a local folder through `transformers`' file
@@ -81,7 +81,7 @@ def _instructblip_tensors(path: str, prefixes: tuple[str, ...]) -> dict[str, tor
     tensors: dict[str, torch.Tensor] = {}
     for shard in shards:
         with safe_open(cached_file(path, shard), framework="pt") as fh:
-            for key in fh.keys():
+            for key in fh.keys():  # noqa: SIM118 - safetensors' safe_open is not a dict (not iterable)
                 if key.startswith(prefixes):
                     tensors[key] = fh.get_tensor(key)
     return tensors

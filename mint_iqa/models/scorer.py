@@ -71,7 +71,8 @@ class ScorerOutput(ModelOutput):
 
 
 def patch_tokens(feats: torch.Tensor) -> torch.Tensor:
-    """The square grid of patch features (B, g*g, D): a leading class token (InstructBLIP's tower) is dropped."""
+    """The square grid of patch features (B, g*g, D): a leading class token (InstructBLIP's tower) is
+    dropped."""
     return feats[:, feats.shape[1] - token_grid(feats.shape[1]) ** 2 :]
 
 

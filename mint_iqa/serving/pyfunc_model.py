@@ -33,7 +33,8 @@ def _bad(message: str) -> MlflowException:
 
 
 def decode_image(value: Any, row: int) -> Any:
-    """A decoded RGB image from a base64 string (or a confined path); raises `ImageError` ('row N: reason')."""
+    """A decoded RGB image from a base64 string (or a confined path); raises `ImageError`
+    ('row N: reason')."""
     from mint_iqa.io import ImageError, confined, load_image
 
     if not isinstance(value, str) or not value:

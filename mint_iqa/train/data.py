@@ -16,8 +16,8 @@ from mint_iqa.config import DIMENSIONS
 from mint_iqa.data import degradations, manifest
 from mint_iqa.data.splits import split_column
 from mint_iqa.data.synth import WHERE_GRID, Synthesiser, kinds_of, parse_defects
-from mint_iqa.inference import to_batch
 from mint_iqa.io import load_image
+from mint_iqa.models.tensors import to_batch
 
 AUX_CLASSES = ["none", *degradations.QUALITY, *degradations.AUTHENTICITY, "mismatch"]
 NO_MAP = torch.full(

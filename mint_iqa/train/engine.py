@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from mint_iqa.config import TrainConfig
-from mint_iqa.inference import to_device
 from mint_iqa.io import write_text
+from mint_iqa.models.tensors import to_device
 from mint_iqa.progress import progress
 
 
@@ -66,7 +66,8 @@ def _free_port() -> int:
 
 
 def setup_distributed_env() -> None:
-    """Variables a single-process DeepSpeed run needs (else it goes looking for MPI); no run-time compiling."""
+    """Variables a single-process DeepSpeed run needs (else it goes looking for MPI); no run-time
+    compiling."""
     skip_shm_comm_op()
     if "RANK" in os.environ and "MASTER_ADDR" in os.environ:
         return

@@ -165,7 +165,8 @@ ENCODINGS = ["utf-8", "utf-8", "utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-1
 
 @st.composite
 def manifests(draw: st.DrawFn) -> bytes:
-    """Manifest bytes: a header, rows (mostly of the header's width), a CSV style, blank lines, an encoding."""
+    """Manifest bytes: a header, rows (mostly of the header's width), a CSV style, blank lines, an
+    encoding."""
     header = draw(
         st.one_of(
             st.lists(st.sampled_from(COLUMNS[2:]), max_size=2).map(lambda extra: ["image", "prompt", *extra]),

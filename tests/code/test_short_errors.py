@@ -1,5 +1,6 @@
 """The REST guard's error answers (`mint_iqa.serving.server`): the reason MLflow gives, on one short line,
-without the request it would quote back. (The guard in front of a real server: tests/pipeline/test_serving.)"""
+without the request it would quote back. (The guard in front of a real server:
+tests/pipeline/test_serving.)"""
 
 from __future__ import annotations
 

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mint_iqa.config import DIMENSIONS
+from mint_iqa.config import DIMENSIONS, load_params
 from mint_iqa.data import manifest
-from mint_iqa.data.answers import parse_grades, grade
+from mint_iqa.data.answers import grade, parse_grades
 from mint_iqa.data.references import REFERENCES
-from mint_iqa.io import sha256_file, load_image
+from mint_iqa.io import load_image, sha256_file
 from mint_iqa.prepare import prepare
-from mint_iqa.config import load_params
 from tests.conftest import PER_REFERENCE, ROOT, small_params
 
 

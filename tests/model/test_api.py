@@ -29,7 +29,7 @@ def test_calibration_maps_monotonically_onto_one_to_five() -> None:
     assert np.all(np.diff(mos[order, 0]) >= -1e-9)  # monotonic: ranking is unchanged
     inside = (raw[:, 2] >= 0.05) & (raw[:, 2] <= 0.95)  # uncalibrated: the identity, softened at the ends
     np.testing.assert_allclose(mos[inside, 2], 1 + 4 * raw[inside, 2])
-    assert 1 < mos[:, 2].min() and mos[:, 2].max() < 5
+    assert mos[:, 2].min() > 1 and mos[:, 2].max() < 5
     np.testing.assert_array_equal(to_scale(raw, calibration, "raw"), raw)
     with pytest.raises(ValueError, match="scale must be one of"):
         to_scale(raw, calibration, "percent")
@@ -53,9 +53,9 @@ def test_calibration_is_dropped_where_it_would_reverse_or_collapse_a_ranking() -
 
 
 def test_the_scale_never_ties_what_the_raw_outputs_tell_apart() -> None:
-    """Labels that saturate (most images flawless, as on the proxy) once gave a steep logistic and a hard clip:
-    calibrated quality took three values and correspondence sat at 5.00. The scale is strictly increasing
-    over every raw output, inside the observed range and beyond it, and keeps full precision."""
+    """Labels that saturate (most images flawless, as on the proxy) once gave a steep logistic and a hard
+    clip: calibrated quality took three values and correspondence sat at 5.00. The scale is strictly
+    increasing over every raw output, inside the observed range and beyond it, and keeps full precision."""
     rng = np.random.default_rng(2)
     raw = rng.normal(size=(500, 3))
     labels = np.clip(1.2 / (1 + np.exp(-8 * raw)), 0, 1)  # saturates at 1 for most of the range

@@ -216,7 +216,7 @@ def test_bad_manifests_and_outputs_fail_whole_with_one_line(
 ) -> None:
     model = ["--model", str(scorer_dir)]
     cases = {
-        "missing columns": ("path,text\na.png,x\n".encode(), "missing column(s) ['image', 'prompt']"),
+        "missing columns": (b"path,text\na.png,x\n", "missing column(s) ['image', 'prompt']"),
         "not UTF-8": ("image,prompt\ngood.png,caf\xe9 au lait\n".encode("latin-1"), "not UTF-8"),
         "empty file": (b"", "not a readable CSV"),
     }

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from mint_iqa.models.explaining import Texts, explain_batch
 from mint_iqa.models.registry import build_explainer, explainer_config, load_assessor, save_assessor
 from mint_iqa.models.text import segmenter
-from mint_iqa.models.explaining import Texts, explain_batch
 
 SMALL = {
     "qformer": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
@@ -347,7 +347,7 @@ def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer(
     vocab = ["", "the", "image", "quality", "authenticity", "is", "fair", "."]
     v = {w: i for i, w in enumerate(vocab)}
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
-    ids = torch.tensor([[v[w] for w in "the image quality is fair . the image".split()]])
+    ids = torch.tensor([[v[w] for w in ["the", "image", "quality", "is", "fair", ".", "the", "image"]]])
     asks = [
         [["the image quality is", "the image authenticity is"]],
         [["the image quality is"]],
@@ -365,8 +365,8 @@ def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer(
 
 def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stage1() -> None:
     from mint_iqa.models.decoding import ReasonConstraint
-    from mint_iqa.train.data import AUX_CLASSES
     from mint_iqa.models.explaining import allowed_sentences
+    from mint_iqa.train.data import AUX_CLASSES
 
     vocab = [
         "the",
@@ -445,8 +445,8 @@ def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stag
 
 
 def test_defect_targets_take_the_top_class_of_each_family() -> None:
-    from mint_iqa.train.data import AUX_CLASSES
     from mint_iqa.models.explaining import defect_targets
+    from mint_iqa.train.data import AUX_CLASSES
 
     logits = torch.zeros(2, len(AUX_CLASSES))
     logits[0, AUX_CLASSES.index("none")] = 9.0  # "none" ranks first; each family still has its top
@@ -506,7 +506,7 @@ def test_reason_constraint_spells_a_sentence_with_its_own_tokens() -> None:
     decode = lambda ids: " ".join(vocab[i] for i in ids)  # noqa: E731
     encode = lambda text: [v[w] for w in text.replace(":", " :").replace(".", " .").split()]  # noqa: E731
     allowed = [{2: ["the correspondence is fair: it does not fully show"]}]
-    ids = torch.tensor([[v[w] for w in "the correspondence is fair : it does not".split()]])
+    ids = torch.tensor([[v[w] for w in ["the", "correspondence", "is", "fair", ":", "it", "does", "not"]]])
 
     def words(**kwargs) -> set[str]:
         constraint = ReasonConstraint(allowed, vocab, decode, eos_id=v[""], **kwargs)

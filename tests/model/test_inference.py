@@ -75,7 +75,7 @@ def test_tower_micro_batches_give_the_scores_of_one_pass_per_image(scorer_dir: P
     (prompts of different lengths padded together): each row equals a plain model call on that image alone."""
     import torch
 
-    from mint_iqa.inference import to_batch
+    from mint_iqa.models.tensors import to_batch
 
     scorer = Scorer.load(scorer_dir, input_size=64)
     scorer.micro_batch = 2

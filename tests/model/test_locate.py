@@ -10,7 +10,7 @@ import torch
 
 from mint_iqa.config import load_params
 from mint_iqa.data.references import load_references
-from mint_iqa.data.synth import Recipe, WHERE_GRID, Synthesiser
+from mint_iqa.data.synth import WHERE_GRID, Recipe, Synthesiser
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
 from mint_iqa.models.scorer import patch_tokens
 from mint_iqa.train.data import NO_MAP, _view, collate
@@ -32,7 +32,7 @@ def test_damage_map_marks_the_damaged_family_and_where(synth: Synthesiser) -> No
     colour = synth.make(0, Recipe((("authenticity", "implausible_colour", 5),)), rng)
     for sample in (pristine, mismatch, noisy, colour):
         assert sample.where.shape == (WHERE_GRID, WHERE_GRID, 2)
-        assert 0.0 <= sample.where.min() and sample.where.max() <= 1.0
+        assert sample.where.min() >= 0.0 and sample.where.max() <= 1.0
     assert not pristine.where.any() and not mismatch.where.any()
     # noise: the quality channel, all over the image; nothing in the authenticity channel
     assert not noisy.where[..., 1].any() and np.percentile(noisy.where[..., 0], 10) > 0.2

@@ -97,7 +97,7 @@ def test_paper_preset_loads_stage1_parts_offline(
     with safe_open(str(instructblip_dir / "model.safetensors"), "pt") as fh:
         saved_patch = fh.get_tensor("vision_model.embeddings.patch_embedding.weight")
         saved_queries = fh.get_tensor("query_tokens")
-        n_language = sum(k.startswith("language_model.") for k in fh.keys())
+        n_language = sum(k.startswith("language_model.") for k in fh.keys())  # noqa: SIM118 - not a dict
     assert n_language > 0  # the checkpoint has a language model ...
     assert not any("language" in name for name, _ in model.named_parameters())  # ... stage 1 does not load it
     assert torch.equal(model.vision.model.embeddings.patch_embedding.weight, saved_patch)
@@ -167,6 +167,7 @@ def instructblip_with_lm_tokenizer(instructblip_dir: Path, tmp_path_factory: pyt
 def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     instructblip_with_lm_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mint_iqa.models.explaining import Texts, explain_batch
     from mint_iqa.models.registry import (
         build_explainer,
         build_scorer,
@@ -176,7 +177,6 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
         save_assessor,
     )
     from mint_iqa.models.text import segmenter
-    from mint_iqa.models.explaining import Texts, explain_batch
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     source = str(instructblip_with_lm_tokenizer)
@@ -233,9 +233,9 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
 
 
 def test_paper_scale_bench_runs_every_step_in_bf16_on_small_configs(tmp_path: Path) -> None:
-    """`bench/paper_scale.py --tiny`: the GPU measurement's code path (stage-1 checkpoint written and read back,
-    bf16 ZeRO-2 training with the scorer's loss, scoring, stage 2 over a frozen language model, constrained
-    generation), on a CPU with small configs of the same classes."""
+    """`bench/paper_scale.py --tiny`: the GPU measurement's code path (stage-1 checkpoint written and read
+    back, bf16 ZeRO-2 training with the scorer's loss, scoring, stage 2 over a frozen language model,
+    constrained generation), on a CPU with small configs of the same classes."""
     import json
     import subprocess
     import sys

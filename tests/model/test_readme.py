@@ -42,7 +42,8 @@ QUICKSTART = next(b for b in blocks("bash") if "source .venv/bin/activate" in b)
 
 @pytest.fixture
 def demo_folder(assessor_dir: Path, tmp_path: Path) -> Path:
-    """A project folder as `make demo` leaves it: the venv, the model and the prepared images the README uses."""
+    """A project folder as `make demo` leaves it: the venv, the model and the prepared images the README
+    uses."""
     root = tmp_path / "project"
     shutil.copytree(assessor_dir, root / "artifacts" / "explainer" / "paper" / "best")
     images = root / "artifacts" / "prepared" / "images"

@@ -19,7 +19,8 @@ model = MintIQAModel()
 model.load_context(SimpleNamespace(artifacts={"assessor": sys.argv[1]}))
 out = model.predict(None, pd.read_json(sys.argv[2], orient="records"), params={"explain": True})
 print(json.dumps({"status": out["status"].tolist(),
-                  "modules": sorted(m for m in sys.modules if m.split(".")[0] in ("mint_iqa", "deepspeed", "cv2"))}))
+                  "modules": sorted(m for m in sys.modules
+                                  if m.split(".")[0] in ("mint_iqa", "deepspeed", "cv2"))}))
 """
 
 

@@ -65,7 +65,8 @@ def test_zero_stages_lower_the_loss(stage: int, tiny_scorer, tmp_path: Path) -> 
 
 def test_bf16_engine_steps_on_float32_batches_and_validates_in_bf16(tiny_scorer, tmp_path: Path) -> None:
     """DeepSpeed's bf16 casts the model, not the batches: the scorer takes the loader's float32 images, and
-    validation scores through the bf16 weights (the configuration `infra/deepspeed/*_bf16.json` trains with)."""
+    validation scores through the bf16 weights (the configuration `infra/deepspeed/*_bf16.json` trains
+    with)."""
     from mint_iqa.config import TrainConfig
     from mint_iqa.inference import score_arrays
     from mint_iqa.train.engine import fit
@@ -243,8 +244,9 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path, raw_dir: Path
 
 
 def test_a_matching_space_apart_is_clipped_apart(tmp_path: Path) -> None:
-    """Under one global norm a large gradient of the matching space shrinks the scorer's steps; with the space
-    apart its gradients are clipped on their own, and the scorer trains exactly as it does without the space."""
+    """Under one global norm a large gradient of the matching space shrinks the scorer's steps; with the
+    space apart its gradients are clipped on their own, and the scorer trains exactly as it does without the
+    space."""
     from mint_iqa.config import LossConfig, TrainConfig
     from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
     from mint_iqa.train.engine import fit

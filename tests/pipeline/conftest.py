@@ -111,8 +111,8 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
             "data": {"raw_dir": str(raw_dir)},
             "prepare": {**_project_prepare(), "out_dir": str(prepared)},
             "model": {"preset": "tiny", "overrides": TINY},
-            # no damage-map target: with it, these 50 steps gave near-constant scores (0.900 +- 0.001), and the
-            # gate could not tell C from A
+            # no damage-map target: with it, these 50 steps gave near-constant scores (0.900 +- 0.001), and
+            # the gate could not tell C from A
             "train": {
                 "out_dir": str(root / "scorer"),
                 "checkpoint_dir": str(root / "ckpt"),

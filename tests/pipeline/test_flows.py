@@ -153,14 +153,17 @@ def test_scheduled_deployment_on_a_real_prefect_server(clean_env: Path, reproduc
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/api/health", server, "prefect server", timeout=120)
-        run = lambda *args: subprocess.run(
-            [tool("prefect"), *args],
-            cwd=project,
-            env=env,  # noqa: E731
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [tool("prefect"), *args],
+                cwd=project,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+
         created = run("work-pool", "create", "mint-iqa", "--type", "process")
         assert created.returncode == 0, created.stdout + created.stderr
         deployed = run("deploy", "--all", "--no-prompt")

@@ -44,7 +44,8 @@ def test_gate_against_champion() -> None:
 
 
 def test_gate_counts_constant_scores_as_no_ranking() -> None:
-    """A model with constant outputs has no SRCC (NaN): it must neither pass nor block the gate by accident."""
+    """A model with constant outputs has no SRCC (NaN): it must neither pass nor block the gate by
+    accident."""
     params = _params()
     constant = _holdout((float("nan"), float("nan"), float("nan")), levels=(0.0, 0.0, 0.0))
     reversed_ = _holdout((-0.19, -0.1, -0.05), levels=(0.0, 0.0, 0.0))

@@ -1,4 +1,5 @@
-"""REST serving for real: `mint-iqa serve` (MLflow's scoring server) of the champion, over HTTP on loopback."""
+"""REST serving for real: `mint-iqa serve` (MLflow's scoring server) of the champion, over HTTP on
+loopback."""
 
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ def test_bad_rows_get_a_status_and_the_others_are_scored(server: str) -> None:
         ),
         (b"{not json", "application/json", 400, ""),
         (
-            b'{"dataframe_split": {"columns": ["image", "prompt"], "data": [["x", "a cat"]]}, "params": {"colour": 1}}',
+            b'{"dataframe_split": {"columns": ["image", "prompt"], "data": [["x", "a cat"]]}, '
+            b'"params": {"colour": 1}}',
             "application/json",
             400,
             "unknown params ['colour']",
