@@ -76,6 +76,23 @@ def test_repro_runs_the_whole_pipeline_then_is_a_noop(reproduced: Reproduced) ->
     assert "Data and pipelines are up to date" in second
 
 
+@pytest.mark.parametrize("module", ["mint_iqa/models/explaining.py", "mint_iqa/validate.py"])
+def test_a_code_change_marks_exactly_the_stages_that_import_it(
+    reproduced: Reproduced, tmp_path: Path, module: str
+) -> None:
+    from tests.code.test_dvc_deps import expected
+
+    repo = copy_project(reproduced.path, tmp_path / "repo")
+    with (repo / module).open("a") as f:
+        f.write("# edited\n")
+    proc = subprocess.run(
+        [tool("dvc"), "status", "--json"], cwd=repo, env=dvc_env(repo), capture_output=True, text=True
+    )
+    marked = {stage.split("@")[0] for stage in json.loads(proc.stdout)}
+    users = {stage for stage in {s.split("@")[0] for s in STAGES} if module in expected(stage)}
+    assert marked == users and users, proc.stdout
+
+
 def test_param_change_reruns_prepare_and_validate_only(reproduced: Reproduced, tmp_path: Path) -> None:
     repo = copy_project(reproduced.path, tmp_path / "repo")
     assert stages_run(dvc_repro(repo)) == set()  # a copied project is up to date as it is
