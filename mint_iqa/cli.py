@@ -158,6 +158,14 @@ def data_calibrate(
     print(yaml.safe_dump({"damage_scale": scales}, default_flow_style=None, sort_keys=False).strip())
 
 
+@data_app.command("lexicon")
+def data_lexicon() -> None:
+    """Rebuild mint_iqa/models/imagenet_lexicon.json (which ImageNet classes each word names) from WordNet."""
+    from mint_iqa.data.lexicon import write_lexicon
+
+    print(f"lexicon -> {write_lexicon()}")
+
+
 @app.command()
 def prepare(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -> None:
     """Build artifacts/prepared: images, manifest, splits, instructions."""

@@ -35,6 +35,7 @@ STEPS = {
 RESOURCES = {
     "mint_iqa.models.registry": ["mint_iqa/models/presets"],
     "mint_iqa.data.references": ["mint_iqa/data/catalogue.csv"],
+    "mint_iqa.models.words": ["mint_iqa/models/imagenet_lexicon.json"],
 }
 WHOLE_PACKAGE = {"register"}
 

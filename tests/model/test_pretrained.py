@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 @pytest.fixture
@@ -110,3 +111,17 @@ def test_lite0_scorer_keeps_the_pretrained_network_frozen(cache: Path, tmp_path:
         a = model(x, enc["input_ids"], enc["attention_mask"]).scores
         b = loaded(x, enc["input_ids"], enc["attention_mask"]).scores
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_word_support_reads_what_the_photograph_shows(cache: Path) -> None:
+    """On skimage's cat photograph the classifier supports "cat" and not "motorcycle" or "pizza", words
+    that no caption of our training set needs to contain."""
+    from skimage import data
+
+    from mint_iqa.models.tensors import to_batch
+    from mint_iqa.models.words import class_probs, imagenet_classifier, support
+
+    image = np.asarray(Image.fromarray(data.chelsea()).resize((224, 224), 3))
+    probs = class_probs(imagenet_classifier(), to_batch([image]))[0].numpy()
+    got = dict(support(probs, "a photo of a cat next to a motorcycle and a pizza"))
+    assert got["cat"] > 0.5 and got["motorcycle"] < 0.01 and got["pizza"] < 0.01, got

