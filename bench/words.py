@@ -1,12 +1,13 @@
-"""Word support against the learned correspondence score, on photographs the scorer never trained on.
+"""Word evidence and the scorer's correspondence, on photographs the scorer never trained on.
 
     python bench/words.py [--model artifacts/scorer/strict/best] [--per-photo 10]
 
 For images of the `strict` test split (photographs, captions and defects unseen in training), each with
 its true caption and with the mismatches of the correspondence ladder (`mint_iqa.data.prompts`: an absent
 object, a wrong attribute, scene or subject, another photograph's caption), it scores every prompt two
-ways: the `strict` scorer's correspondence, and the word evidence of `mint_iqa.models.words` (the log of
-the best-supported nameable word's ImageNet probability; prompts with no nameable word get the median).
+ways: the `strict` scorer's correspondence (with the word evidence fused in, when the model has a
+`word_fusion`), and the word evidence alone (`mint_iqa.models.words`: the log of the best-supported
+nameable word's ImageNet probability; prompts with no nameable word get the median).
 A pair counts as right when the true caption scores higher; a tie counts half. Also prints each score's
 SRCC against the split's correspondence labels. Writes bench/results/words.{csv,md}.
 """
@@ -24,15 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def evidence(probs: np.ndarray, prompts: list[str]) -> np.ndarray:
-    """Log support of each prompt's best-supported nameable word (NaN when it has none)."""
-    from mint_iqa.models.words import support
+def evidence(model, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+    """Word evidence of each prompt over its image (NaN: no nameable word), from the scorer's own head."""
+    from mint_iqa.inference import evidence_arrays
 
-    out = []
-    for p, prompt in zip(probs, prompts):
-        values = [v for _, v in support(p, prompt)]
-        out.append(np.log(max(values) + 1e-6) if values else np.nan)
-    return np.array(out)
+    out = evidence_arrays(model, images, prompts)
+    if out is None:
+        raise SystemExit("this scorer's tower has no ImageNet head (preset lite0 with vision.classes)")
+    return out
 
 
 def main() -> None:
@@ -50,8 +50,6 @@ def main() -> None:
     from mint_iqa.inference import Scorer
     from mint_iqa.io import load_image, write_text
     from mint_iqa.metrics import srcc
-    from mint_iqa.models.tensors import to_batch
-    from mint_iqa.models.words import class_probs, imagenet_classifier
 
     df, meta = manifest.read(args.prepared)
     root = manifest.image_root(args.prepared, meta)
@@ -60,16 +58,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     chosen = test.groupby("ref_id", sort=True).head(args.per_photo).reset_index(drop=True)
     images = [np.asarray(load_image(root / p).convert("RGB")) for p in chosen["image"]]
-    net = imagenet_classifier()
-    small = [np.asarray(load_image(root / p).convert("RGB").resize((224, 224), 3)) for p in chosen["image"]]
-    probs = np.concatenate(
-        [class_probs(net, to_batch(small[i : i + 32])).numpy() for i in range(0, len(small), 32)]
-    )
     scorer = Scorer.load(args.model)
 
     def both(prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        learned = scorer.score(images, prompts, batch_size=16, show_progress=False, scale="raw")
-        return learned["correspondence"].to_numpy(), evidence(probs, prompts)
+        scored = scorer.score(images, prompts, batch_size=16, show_progress=False, scale="raw")
+        return scored["correspondence"].to_numpy(), evidence(scorer.model, images, prompts)
 
     levels = {"true caption": 0, **{kind: i + 1 for i, kind in enumerate(MISMATCHES)}}
     prompts = {
@@ -79,39 +72,31 @@ def main() -> None:
     scores = {name: both(p) for name, p in prompts.items()}
     fill = np.nanmedian(np.concatenate([e for _, e in scores.values()]))
     rows = []
-    true_learned, true_words = scores["true caption"]
+    true_scored, true_words = scores["true caption"]
     for name in MISMATCHES:
-        learned, words = scores[name]
+        scored, words = scores[name]
         tw, w = np.nan_to_num(true_words, nan=fill), np.nan_to_num(words, nan=fill)
         rows.append(
             {
                 "prompt": name,
-                "learned correspondence": float(
-                    np.mean((true_learned > learned) + 0.5 * (true_learned == learned))
+                "scorer correspondence": float(
+                    np.mean((true_scored > scored) + 0.5 * (true_scored == scored))
                 ),
                 "word evidence": float(np.mean((tw > w) + 0.5 * (tw == w))),
                 "nameable share": float(np.mean(~np.isnan(words))),
             }
         )
     table = pd.DataFrame(rows)
-    full_learned = scorer.score(
-        [root / p for p in test["image"]],
-        list(test["prompt"]),
-        batch_size=16,
-        show_progress=False,
-        scale="raw",
-    )["correspondence"]
-    small_all = [np.asarray(load_image(root / p).convert("RGB").resize((224, 224), 3)) for p in test["image"]]
-    probs_all = np.concatenate(
-        [class_probs(net, to_batch(small_all[i : i + 32])).numpy() for i in range(0, len(small_all), 32)]
-    )
-    ev = evidence(probs_all, list(test["prompt"]))
+    all_images = [np.asarray(load_image(root / p).convert("RGB")) for p in test["image"]]
+    all_prompts = list(test["prompt"])
+    scored_all = scorer.score(all_images, all_prompts, batch_size=16, show_progress=False, scale="raw")
+    ev = evidence(scorer.model, all_images, all_prompts)
     ev = np.nan_to_num(ev, nan=np.nanmedian(ev))
     labels = test["correspondence"].to_numpy()
     text = table.to_markdown(index=False, floatfmt=".3f")
     summary = (
-        f"SRCC against the `strict` test labels ({len(test)} images): learned correspondence "
-        f"{srcc(full_learned.to_numpy(), labels):.3f}, word evidence {srcc(ev, labels):.3f}."
+        f"SRCC against the `strict` test labels ({len(test)} images): scorer correspondence "
+        f"{srcc(scored_all['correspondence'].to_numpy(), labels):.3f}, word evidence {srcc(ev, labels):.3f}."
     )
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "words.csv", index=False)

@@ -44,7 +44,9 @@ class Assessor:
         model = model.to(device=device, dtype=dtype)
         scorer = scorer or Scorer.load(Path(folder) / "scorer", device=device, dtype=dtype)
         seg = segmenter(model.scorer.config.text.get("segmenter", "rules"))
-        return cls(model, Texts(scorer.tokenizer, lm_tokenizer, seg, model.config), scorer, num_beams)
+        words = bool(model.scorer.config.word_fusion)
+        texts = Texts(scorer.tokenizer, lm_tokenizer, seg, model.config, words=words)
+        return cls(model, texts, scorer, num_beams)
 
     def explain(self, image: ImageInput, prompt: str, question: str | None = None) -> str:
         """The answer to `question` (default: all three perspectives) about one image."""

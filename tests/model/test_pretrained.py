@@ -114,14 +114,17 @@ def test_lite0_scorer_keeps_the_pretrained_network_frozen(cache: Path, tmp_path:
 
 
 def test_word_support_reads_what_the_photograph_shows(cache: Path) -> None:
-    """On skimage's cat photograph the classifier supports "cat" and not "motorcycle" or "pizza", words
-    that no caption of our training set needs to contain."""
+    """The lite0 scorer's own ImageNet head (same pass as its features) supports "cat" on skimage's cat
+    photograph and not "motorcycle" or "pizza", words no training caption needs to contain."""
     from skimage import data
 
+    from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
     from mint_iqa.models.tensors import to_batch
-    from mint_iqa.models.words import class_probs, imagenet_classifier, support
+    from mint_iqa.models.words import support
 
-    image = np.asarray(Image.fromarray(data.chelsea()).resize((224, 224), 3))
-    probs = class_probs(imagenet_classifier(), to_batch([image]))[0].numpy()
+    config = preset_config("lite0")
+    model, _ = build_scorer(config, tokenizer=build_tokenizer(config.text, corpus=["content: a cat"] * 4))
+    image = np.asarray(Image.fromarray(data.chelsea()).resize((256, 256), 3))
+    probs = model.eval().encode(to_batch([image]))[1][0].numpy()
     got = dict(support(probs, "a photo of a cat next to a motorcycle and a pizza"))
     assert got["cat"] > 0.5 and got["motorcycle"] < 0.01 and got["pizza"] < 0.01, got

@@ -116,3 +116,44 @@ def test_clip_preset_with_local_safetensors(tmp_path: Path) -> None:
             ),
             tokenizer=build_tokenizer({"tokenizer": "bpe"}, corpus=CORPUS),
         )
+
+
+def test_word_fusion_moves_only_correspondence_and_survives_saving(tmp_path: Path) -> None:
+    """With its ImageNet head (`vision.classes`) and a fitted `word_fusion`, the lite0 scorer adds the
+    prompt's word evidence to correspondence, in the model and through `Scorer`, and keeps it on disk."""
+    import numpy as np
+
+    from mint_iqa.inference import Scorer
+    from mint_iqa.models.registry import build_scorer, build_tokenizer
+    from mint_iqa.models.words import evidence, word_masks
+
+    config = preset_config("lite0")
+    assert config.vision["classes"]
+    model, tok = build_scorer(
+        config, load_weights=False, tokenizer=build_tokenizer(config.text, corpus=CORPUS)
+    )
+    model.eval()
+    images, ids, mask = _batch(tok, 2, size=96)
+    prompts = ["a photo of a cat on a table", "a photo of a dog"]
+    feats, probs = model.encode(images)
+    assert probs.shape == (2, 1000) and torch.allclose(probs.sum(-1), torch.ones(2))
+    words = word_masks(prompts)
+    plain = model(images, ids, mask, feats=feats, probs=probs, words=words).scores  # no fusion fitted yet
+    model.config.word_fusion = [0.5, 0.25, 0.1, -4.0]
+    fused = model(images, ids, mask, feats=feats, probs=probs, words=words).scores
+    assert torch.equal(fused[:, :2], plain[:, :2])
+    ev = evidence(probs, words)
+    assert torch.allclose(fused[:, 2], 0.5 * plain[:, 2] + 0.25 * ev + 0.1, atol=1e-5)
+
+    save_scorer(model, tok, tmp_path / "scorer")
+    again = Scorer.load(tmp_path / "scorer")
+    assert again.model.config.word_fusion == [0.5, 0.25, 0.1, -4.0]
+    pixels = [(img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for img in images]
+    scores = again.forward_batch(pixels, prompts)
+    reference = Scorer(model, tok, torch.device("cpu")).forward_batch(pixels, prompts)
+    assert np.allclose(scores, reference, atol=1e-5)
+    model.config.word_fusion = None
+    unfused = Scorer(model, tok, torch.device("cpu")).forward_batch(pixels, prompts)
+    assert np.allclose(unfused[:, :2], scores[:, :2], atol=1e-5) and not np.allclose(
+        unfused[:, 2], scores[:, 2]
+    )
