@@ -182,6 +182,8 @@ def test_make_test_installs_the_system_packages_and_ci_only_calls_it() -> None:
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert commands[-1] == "make test"
-    assert all(re.match(r"(set|cd|export) ", c) for c in commands[:-1]), commands  # shell set-up, then make
+    # shell set-up, the lint checks (ruff, lint-imports: tools of the venv), then the README's test command
+    assert all(re.match(r"(set|cd|export) ", c) or c == "make lint" for c in commands[:-1]), commands
+    assert rules["lint"][0] == ["$(STAMP)"] and "ruff check" in rules["lint"][1], rules["lint"]
     installs = re.compile(r"\b(apt|apt-get|dpkg|pip3?|install|sudo|chromium|postgres\w*)\b")
     assert not installs.search("\n".join(commands)), commands
