@@ -139,6 +139,7 @@ def run_stages(project: Path, params_file: str) -> dict[str, Any]:
             ("scorer", params.evaluate.metrics),
             ("explainer", params.explain.metrics),
             ("generalisation", params.generalise.metrics),
+            ("pointing", params.generalise.pointing),
         )
     }
     create_table_artifact(

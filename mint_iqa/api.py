@@ -6,6 +6,7 @@
     m.rank(images, "a corgi on a beach")              # best first
     m.explain("a.png", "a corgi on a beach")          # words
     m.assess(images, prompts)                         # scores + one explanation per dimension
+    m.score(images, prompt, maps=True)                # + where each image is damaged (quality_map, ...)
 
 Images may be paths, bytes, PIL images or numpy arrays (HxWx3 uint8, or float in [0, 1]). Scores are on
 the calibrated 1-5 scale unless `scale="raw"` (see `mint_iqa.inference`). A bad image or prompt never
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mint_iqa.config import DIMENSIONS
+from mint_iqa.config import BATCH_SIZE, DIMENSIONS
 from mint_iqa.inference import Scorer, resolve_device
 from mint_iqa.io import IMAGE_SUFFIXES, OK, ImageInput, write_text
 
@@ -110,15 +111,18 @@ class Model:
         self,
         images: ImageInput | Sequence[ImageInput],
         prompt: str | Sequence[str],
-        batch_size: int = 32,
+        batch_size: int = BATCH_SIZE,
         scale: str = "mos",
+        maps: bool = False,
     ) -> pd.DataFrame:
-        """One row per image, in order: quality, authenticity, correspondence, status."""
+        """One row per image, in order: quality, authenticity, correspondence, status; with `maps`, also
+        `quality_map` and `authenticity_map` (per cell of the image, how visibly it is damaged, in [0, 1];
+        `mint_iqa.maps.overlay` draws them)."""
         _check_order(images, prompt)
         _check_batch_size(batch_size)
         items = _as_list(images)
         return self.scorer.score(
-            items, prompt, batch_size=batch_size, show_progress=len(items) >= 64, scale=scale
+            items, prompt, batch_size=batch_size, show_progress=len(items) >= 64, scale=scale, maps=maps
         )
 
     def rank(
@@ -126,7 +130,7 @@ class Model:
         images: ImageInput | Sequence[ImageInput],
         prompt: str,
         by: str = "overall",
-        batch_size: int = 32,
+        batch_size: int = BATCH_SIZE,
     ) -> pd.DataFrame:
         """Best-of-N: the images sorted best first by `by` ("overall" = mean of the three scores);
         column `index` is the position in the input, failed images come last with rank NaN."""
@@ -151,11 +155,14 @@ class Model:
         prompts: str | Sequence[str],
         batch_size: int = 16,
         scale: str = "mos",
+        maps: bool = False,
     ) -> pd.DataFrame:
-        """Scores and one explanation per dimension for each image."""
+        """Scores and one explanation per dimension for each image; with `maps`, the damage maps too."""
         _check_order(images, prompts)
         _check_batch_size(batch_size)
-        return self._explainer().assess(_as_list(images), prompts, batch_size=batch_size, scale=scale)
+        return self._explainer().assess(
+            _as_list(images), prompts, batch_size=batch_size, scale=scale, maps=maps
+        )
 
     def _explainer(self) -> Any:
         if self._assessor is None:

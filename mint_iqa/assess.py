@@ -14,7 +14,7 @@ import torch
 from mint_iqa.calibration import to_scale
 from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
 from mint_iqa.data.answers import QUESTIONS, split_answer
-from mint_iqa.inference import Scorer, check_prompt, screen
+from mint_iqa.inference import MAP_COLUMNS, NO_MAPS, Scorer, check_prompt, map_columns, screen
 from mint_iqa.io import OK, ImageInput
 from mint_iqa.models.explaining import Texts, explain_batch
 from mint_iqa.models.registry import load_assessor
@@ -57,7 +57,7 @@ class Assessor:
         if problem:
             raise ValueError(problem)
         with torch.no_grad():
-            answers, _ = explain_batch(
+            answers, _, _ = explain_batch(
                 self.explainer,
                 self.texts,
                 [decoded],
@@ -68,23 +68,30 @@ class Assessor:
         return answers[0]
 
     def assess(
-        self, images: list[ImageInput], prompts: list[str] | str, batch_size: int = 16, scale: str = "mos"
+        self,
+        images: list[ImageInput],
+        prompts: list[str] | str,
+        batch_size: int = 16,
+        scale: str = "mos",
+        maps: bool = False,
     ) -> pd.DataFrame:
         """One row per image: quality, authenticity, correspondence, status and an explanation per
-        dimension."""
+        dimension; with `maps`, the damage maps of stage 1's pass (`Scorer.score`)."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
+        if maps and not self.scorer.has_maps:
+            raise ValueError(NO_MAPS)
         rows: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
             end = start + batch_size
             chunk = screen(self.scorer.decode(images[start:end]), prompts[start:end])
             good = [i for i, item in enumerate(chunk) if not isinstance(item, str)]
             texts: list[str] = []
-            scores = np.zeros((0, 3))
+            scores, grids = np.zeros((0, 3)), None
             if good:
                 with torch.no_grad():
-                    texts, raw = explain_batch(
+                    texts, raw, grids = explain_batch(
                         self.explainer,
                         self.texts,
                         [chunk[i] for i in good],
@@ -93,24 +100,24 @@ class Assessor:
                         self.num_beams,
                     )
                 scores = to_scale(raw, self.scorer.calibration, scale)
-            by_index = {i: (t, s) for i, t, s in zip(good, texts, scores)}
+            by_index = {i: (t, s, k) for k, (i, t, s) in enumerate(zip(good, texts, scores))}
             for i, item in enumerate(chunk):
                 if i in by_index:
-                    text, score = by_index[i]
+                    text, score, k = by_index[i]
                     parts = split_answer(text)
-                    rows.append(
-                        {
-                            **dict(zip(DIMENSIONS, map(float, score))),
-                            "status": OK,
-                            **{f"explanation_{d}": parts[d] for d in DIMENSIONS},
-                        }
-                    )
+                    row = {
+                        **dict(zip(DIMENSIONS, map(float, score))),
+                        "status": OK,
+                        **{f"explanation_{d}": parts[d] for d in DIMENSIONS},
+                    }
                 else:
-                    rows.append(
-                        {
-                            **{d: np.nan for d in DIMENSIONS},
-                            "status": item,
-                            **{c: "" for c in EXPLANATION_COLUMNS},
-                        }
-                    )
-        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *EXPLANATION_COLUMNS])
+                    row = {
+                        **{d: np.nan for d in DIMENSIONS},
+                        "status": item,
+                        **{c: "" for c in EXPLANATION_COLUMNS},
+                    }
+                if maps:
+                    row.update(map_columns(grids[k] if i in by_index and grids is not None else None))
+                rows.append(row)
+        extra = MAP_COLUMNS if maps else ()
+        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *EXPLANATION_COLUMNS, *extra])

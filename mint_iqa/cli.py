@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from mint_iqa.config import DIMENSIONS, Params, load_params
+from mint_iqa.config import BATCH_SIZE, DIMENSIONS, Params, load_params
 
 
 class OneLineErrors(TyperGroup):
@@ -74,7 +74,8 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
     try:
         return load_params(path, overrides or [])
     except (ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {path}: {str(exc).splitlines()[0]}")
+        first = str(exc).splitlines()[0]
+        console.print(f"[red]error:[/red] {first if first.startswith(str(path)) else f'{path}: {first}'}")
         for line in str(exc).splitlines()[1:]:
             console.print(f"  {line}")
         raise typer.Exit(2) from None
@@ -325,10 +326,14 @@ def score(
     model: ModelOpt = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add an explanation per dimension.")] = False,
     scale: Annotated[str, typer.Option(help="mos (calibrated 1-5) or raw (head outputs).")] = "mos",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = BATCH_SIZE,
     device: DeviceOpt = "cpu",
     num_beams: BeamsOpt = 1,
     force: Annotated[bool, typer.Option(help="Overwrite an existing output file.")] = False,
+    maps: Annotated[
+        Path | None,
+        typer.Option(help="Also write each image's damage maps here: a PNG overlay and the arrays (.npz)."),
+    ] = None,
 ) -> None:
     """Score images against their prompts; one output row per input, in order.
 
@@ -336,6 +341,8 @@ def score(
     outside it). A bad item gets the reason in `status` and the others are still scored.
     Exit codes: 0 all scored, 1 some rows failed (output written), 2 bad usage or input (nothing written).
     """
+    from mint_iqa.inference import NO_MAPS
+    from mint_iqa.maps import check_maps_dir, map_names
     from mint_iqa.predict import check_output, images_table, read_manifest, score_table, write_table
 
     quick_exit()
@@ -348,11 +355,14 @@ def score(
     try:
         check_output(out, force)
         table = read_manifest(manifest) if manifest else images_table(images or [], prompt or "")
+        if maps is not None:
+            check_maps_dir(maps, map_names(list(table["image"])))
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         _fail(str(exc))
-    result = score_table(
-        _load(model, device, num_beams), table, explain=explain, scale=scale, batch_size=batch_size
-    )
+    loaded = _load(model, device, num_beams)
+    if maps is not None and not loaded.scorer.has_maps:
+        _fail(f"--maps: {NO_MAPS}")
+    result = score_table(loaded, table, explain=explain, scale=scale, batch_size=batch_size, maps=maps)
     write_table(result, out)
     failed = result[result["status"] != "ok"]
     _list_failures(failed["image"], failed["status"], out)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mint_iqa.config import DIMENSIONS, Params
+from mint_iqa.config import DIMENSIONS, FLAWLESS, Params
 from mint_iqa.data import manifest
 from mint_iqa.data.splits import split_column
 from mint_iqa.data.synth import kinds_of
@@ -180,7 +180,7 @@ def explanation_metrics(
             level[dim].append(stated[dim] == grade(row[dim]))
             if stated[dim] is not None:
                 consistent.append(stated[dim] == levels[i])
-        if row["family"] in ("quality", "authenticity") and row[row["family"]] < 0.8:  # a visible defect
+        if row["family"] in ("quality", "authenticity") and row[row["family"]] < FLAWLESS:  # a visible defect
             part = split_answer(text)[row["family"]].lower()
             named = {d for d, phrase in DEFECT_NAMES.items() if phrase in part}
             true = DEFECT_NAMES[row["distortion"]]
@@ -220,7 +220,7 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
         for start in progress(range(0, len(df), 32), desc=f"explaining {protocol} test images", unit="batch"):
             chunk = df.iloc[start : start + 32]
             images = assessor.scorer.decode([root / p for p in chunk["image"]])
-            texts, s = explain_batch(
+            texts, s, _ = explain_batch(
                 assessor.explainer,
                 assessor.texts,
                 images,

@@ -16,18 +16,20 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from mint_iqa.calibration import check_scale, to_scale
-from mint_iqa.config import DIMENSIONS
+from mint_iqa.config import BATCH_SIZE, DIMENSIONS
 from mint_iqa.io import DEFAULT_MAX_PIXELS, OK, ImageError, ImageInput, load_image
 from mint_iqa.models.registry import load_scorer
+from mint_iqa.models.scorer import damage_grid
 from mint_iqa.models.tensors import to_batch
 from mint_iqa.models.text import segmenter
 from mint_iqa.models.words import evidence, word_masks
@@ -36,6 +38,15 @@ from mint_iqa.progress import progress
 _SHARE_LOCK = threading.Lock()
 _SHARE = {"active": 0, "before": 1}  # concurrent `Scorer.score` calls and torch's thread count before them
 MAX_PROMPT_CHARS = 2000
+MAP_COLUMNS = ("quality_map", "authenticity_map")
+NO_MAPS = "this model has no damage-map head (it was trained with train.loss.locate: 0)"
+
+
+def map_columns(grid: np.ndarray | None) -> dict[str, np.ndarray | None]:
+    """A (rows, cols, 2) damage map as the `quality_map` / `authenticity_map` cells of a result row."""
+    if grid is None:
+        return dict.fromkeys(MAP_COLUMNS)
+    return {name: np.ascontiguousarray(grid[..., k], np.float32) for k, name in enumerate(MAP_COLUMNS)}
 
 
 def _accuracy_cuts(x: np.ndarray, g: np.ndarray, grades: int = 5) -> list[float]:
@@ -110,20 +121,45 @@ def check_prompt(prompt: object) -> str | None:
 
 @dataclass
 class Views:
-    """A large image as the model reads it: the whole, resized, and native-resolution windows."""
+    """A large image as the model reads it: the whole, resized, and native-resolution windows (with their
+    top-left corners `spots` in the native image of `shape` (h, w))."""
 
     whole: np.ndarray
     windows: list[np.ndarray]
+    spots: list[tuple[int, int]] = field(default_factory=list)
+    shape: tuple[int, int] = (0, 0)
+
+
+def window_spots(h: int, w: int, size: int, count: int) -> list[tuple[int, int]]:
+    """Top-left corners of up to `count` windows of `size` px spread evenly over a grid of an h x w image."""
+    side = int(np.ceil(np.sqrt(count)))
+    ys = np.linspace(0, h - size, side).round().astype(int)
+    xs = np.linspace(0, w - size, side).round().astype(int)
+    return list(dict.fromkeys((int(y), int(x)) for y in ys for x in xs))[:count]
 
 
 def native_windows(img: np.ndarray, size: int, count: int) -> list[np.ndarray]:
     """Up to `count` windows of `size` px at native resolution, spread evenly over a grid of the image."""
-    h, w = img.shape[:2]
-    side = int(np.ceil(np.sqrt(count)))
-    ys = np.linspace(0, h - size, side).round().astype(int)
-    xs = np.linspace(0, w - size, side).round().astype(int)
-    spots = [(y, x) for y in ys for x in xs][:count]
-    return [np.ascontiguousarray(img[y : y + size, x : x + size]) for y, x in dict.fromkeys(spots)]
+    spots = window_spots(*img.shape[:2], size, count)
+    return [np.ascontiguousarray(img[y : y + size, x : x + size]) for y, x in spots]
+
+
+def stitch(views: Views, whole: np.ndarray, windows: list[np.ndarray]) -> np.ndarray:
+    """A large image's damage map (rows, cols, 2) at its windows' cell size: the windows' maps where they
+    read the native pixels (averaged where they overlap), the whole image's map, resized, elsewhere."""
+    g = windows[0].shape[0]
+    cell = views.windows[0].shape[0] / g
+    rows, cols = (max(1, round(n / cell)) for n in views.shape)
+    grid = torch.from_numpy(np.ascontiguousarray(whole)).permute(2, 0, 1)[None]
+    out = F.interpolate(grid, size=(rows, cols), mode="bilinear", align_corners=False)[0]
+    out = out.permute(1, 2, 0).numpy().copy()
+    total, count = np.zeros_like(out), np.zeros((rows, cols, 1), np.float32)
+    for (y, x), part in zip(views.spots, windows):
+        r, c = round(y / cell), round(x / cell)
+        h, w = min(g, rows - r), min(g, cols - c)
+        total[r : r + h, c : c + w] += part[:h, :w]
+        count[r : r + h, c : c + w] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), out).astype(np.float32)
 
 
 def _decode(
@@ -139,7 +175,8 @@ def _decode(
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), resample=3)  # bicubic; 3 == Image.Resampling.BICUBIC
     if native is not None:
-        return Views(np.asarray(img), native_windows(native, size, windows))
+        spots = window_spots(*native.shape[:2], size, windows)
+        return Views(np.asarray(img), native_windows(native, size, windows), spots, native.shape[:2])
     return np.asarray(img)
 
 
@@ -157,7 +194,7 @@ class Scorer:
     model: Any
     tokenizer: Any
     device: torch.device
-    input_size: int = 256
+    input_size: int | None = None  # px images are read at; None: the model's own (`ScorerConfig.input_size`)
     max_pixels: int = DEFAULT_MAX_PIXELS
     dtype: torch.dtype = torch.float32
     workers: int = 2  # threads that each decode a batch and score it
@@ -169,12 +206,15 @@ class Scorer:
         cls,
         folder: str | Path,
         device: str = "cpu",
-        input_size: int = 256,
+        input_size: int | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> Scorer:
         model, tokenizer = load_scorer(folder)
         model = model.to(device=device, dtype=dtype)
         return cls(model, tokenizer, torch.device(device), input_size, dtype=dtype)
+
+    def __post_init__(self) -> None:
+        self.input_size = self.input_size or self.model.config.input_size
 
     @property
     def calibration(self) -> dict[str, list[float]]:
@@ -184,8 +224,20 @@ class Scorer:
     def segment(self):
         return segmenter(self.model.config.text.get("segmenter", "rules"))
 
-    @torch.no_grad()
+    @property
+    def has_maps(self) -> bool:
+        """Whether the model has the per-patch damage head that `score(..., maps=True)` reads."""
+        return self.model.locate is not None
+
     def forward_batch(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+        return self.forward_maps(images, prompts)[0]
+
+    @torch.no_grad()
+    def forward_maps(
+        self, images: list[np.ndarray], prompts: list[str]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw scores (B, 3) and, from the same pass, damage maps (B, g, g, 2; `damage_grid`) when the model
+        has its locate head."""
         enc = self.tokenizer([self.segment(p) for p in prompts])
         x = to_batch(images).to(self.device, self.dtype)
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
@@ -196,7 +248,9 @@ class Scorer:
         feats = torch.cat([f for f, _ in parts])
         probs = torch.cat([p for _, p in parts]) if parts[0][1] is not None else None
         words = word_masks(prompts) if probs is not None and self.model.config.word_fusion else None
-        return self.model(x, ids, mask, feats=feats, probs=probs, words=words).scores.float().cpu().numpy()
+        out = self.model(x, ids, mask, feats=feats, probs=probs, words=words)
+        maps = damage_grid(out.where_logits).cpu().numpy() if out.where_logits is not None else None
+        return out.scores.float().cpu().numpy(), maps
 
     def decode(self, images: Sequence[ImageInput]) -> list[np.ndarray | str]:
         """Decoded, resized uint8 arrays — or the error message — for each input, in order (whole images:
@@ -206,30 +260,36 @@ class Scorer:
 
     def _score_batch(
         self, images: Sequence[ImageInput], prompts: Sequence[str]
-    ) -> tuple[list[str], np.ndarray]:
-        """Status ('ok' or the reason) per item, and raw scores (one row per 'ok' item, in order)."""
+    ) -> tuple[list[str], np.ndarray, list[np.ndarray] | None]:
+        """Status ('ok' or the reason) per item, raw scores and damage maps (one per 'ok' item, in order)."""
         batch = screen(
             [_decode(it, self.input_size, self.max_pixels, self.windows) for it in images], prompts
         )
         good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
         if not good:
-            return list(batch), np.zeros((0, len(DIMENSIONS)))
-        return [OK if i in good else item for i, item in enumerate(batch)], self.score_views(
-            [batch[i] for i in good], [prompts[i] for i in good]
-        )
+            return list(batch), np.zeros((0, len(DIMENSIONS))), []
+        scores, maps = self.score_views([batch[i] for i in good], [prompts[i] for i in good])
+        return [OK if i in good else item for i, item in enumerate(batch)], scores, maps
 
-    def score_views(self, items: list[np.ndarray | Views], prompts: list[str]) -> np.ndarray:
-        """Raw scores of decoded items. Defects are applied, and seen, at the pixel scale they were made at:
-        a large image's quality and authenticity are the mean over its native-resolution windows (resizing
-        it whole would hide its noise, compression and grids); correspondence reads the whole image."""
-        scores = self.forward_batch([v.whole if isinstance(v, Views) else v for v in items], prompts)
+    def score_views(
+        self, items: list[np.ndarray | Views], prompts: list[str]
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Raw scores and damage maps (None without a locate head) of decoded items. Defects are applied,
+        and seen, at the pixel scale they were made at: a large image's quality and authenticity are the
+        mean over its native-resolution windows (resizing it whole would hide its noise, compression and
+        grids), and its map is stitched from theirs (`stitch`); correspondence reads the whole image."""
+        scores, grids = self.forward_maps([v.whole if isinstance(v, Views) else v for v in items], prompts)
+        maps = list(grids) if grids is not None else None
         owners = [i for i, v in enumerate(items) if isinstance(v, Views) for _ in v.windows]
         if owners:
             crops = [w for v in items if isinstance(v, Views) for w in v.windows]
-            per_window = self.forward_batch(crops, [prompts[i] for i in owners])
+            per_window, window_maps = self.forward_maps(crops, [prompts[i] for i in owners])
             for i in dict.fromkeys(owners):
-                scores[i, :2] = per_window[np.array(owners) == i, :2].mean(axis=0)
-        return scores
+                mine = np.array(owners) == i
+                scores[i, :2] = per_window[mine, :2].mean(axis=0)
+                if maps is not None and window_maps is not None:
+                    maps[i] = stitch(items[i], maps[i], list(window_maps[mine]))
+        return scores, maps
 
     @contextmanager
     def _cpu_share(self) -> Iterator[None]:
@@ -255,15 +315,20 @@ class Scorer:
         self,
         images: Sequence[ImageInput],
         prompts: Sequence[str] | str,
-        batch_size: int = 32,
+        batch_size: int = BATCH_SIZE,
         show_progress: bool = True,
         scale: str = "mos",
+        maps: bool = False,
     ) -> pd.DataFrame:
-        """One row per input, in order: quality, authenticity, correspondence, status ('ok' or the reason)."""
+        """One row per input, in order: quality, authenticity, correspondence, status ('ok' or the reason);
+        with `maps`, also `quality_map` and `authenticity_map`: (rows, cols) float32 arrays of how visibly
+        damaged each cell of the image is, in [0, 1], from the same pass (None for failed rows)."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         check_scale(scale)  # before any work
+        if maps and not self.has_maps:
+            raise ValueError(NO_MAPS)
         self.model.eval()
         rows: list[dict[str, Any]] = []
         bar = progress(
@@ -274,19 +339,21 @@ class Scorer:
             done = pool.map(
                 lambda i: self._score_batch(images[i : i + batch_size], prompts[i : i + batch_size]), starts
             )
-            for statuses, raw in done:  # in input order
-                scores = iter(to_scale(raw, self.calibration, scale))
+            for statuses, raw, grids in done:  # in input order
+                scores, cells = iter(to_scale(raw, self.calibration, scale)), iter(grids or [])
                 for status in statuses:
                     values = map(float, next(scores)) if status == OK else [np.nan] * len(DIMENSIONS)
                     rows.append({**dict(zip(DIMENSIONS, values)), "status": status})
+                    if maps:
+                        rows[-1].update(map_columns(next(cells) if status == OK else None))
                 bar.update(len(statuses))
         bar.close()
-        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status"])
+        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *(MAP_COLUMNS if maps else ())])
 
 
 @torch.no_grad()
 def evidence_arrays(
-    model: Any, images: Sequence[np.ndarray], prompts: list[str], batch_size: int = 32
+    model: Any, images: Sequence[np.ndarray], prompts: list[str], batch_size: int = BATCH_SIZE
 ) -> np.ndarray | None:
     """Word evidence (`mint_iqa.models.words.evidence`; NaN: no nameable word) of in-memory uint8 images,
     or None for a tower without an ImageNet classifier."""
@@ -300,7 +367,7 @@ def evidence_arrays(
 
 
 def score_arrays(
-    model: Any, tokenizer: Any, images: Iterable[np.ndarray], prompts: list[str], batch_size: int = 32
+    model: Any, tokenizer: Any, images: Iterable[np.ndarray], prompts: list[str], batch_size: int = BATCH_SIZE
 ) -> np.ndarray:
     """Scores of in-memory uint8 images (used by validation during training)."""
     weight = next(model.parameters())

@@ -58,6 +58,29 @@ def srcc_ceiling(label: np.ndarray) -> float:
     return srcc(stats.rankdata(label, method="ordinal"), label)
 
 
+# ------------------------------------------------------------------ damage maps
+
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of `score` for the `positive` items (ties count half); NaN without both
+    classes."""
+    score, positive = np.asarray(score, float).ravel(), np.asarray(positive, bool).ravel()
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = stats.rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def map_agreement(pred: np.ndarray, truth: np.ndarray, damaged: float = 0.5) -> tuple[float, float]:
+    """How well one predicted damage map points at the true one (same shape): Pearson CC over the cells
+    (NaN when either map is flat), and the AUROC of the prediction for the cells whose true damage is at
+    least `damaged` (NaN unless the image has both kinds of cell)."""
+    pred, truth = np.asarray(pred, float).ravel(), np.asarray(truth, float).ravel()
+    cc = float(np.corrcoef(pred, truth)[0, 1]) if pred.std() > 1e-9 and truth.std() > 1e-9 else float("nan")
+    return cc, auroc(pred, truth >= damaged)
+
+
 # ------------------------------------------------------------------ text agreement (explanations)
 
 

@@ -13,7 +13,8 @@ e.g. `m.csv: line 3 has 4 fields, the header has 2`. Columns besides `image` and
 one named like an output column (`quality`, `status`, `path`, `explanation_*`...) is renamed `input_<name>`.
 
 Output columns: `image, prompt, quality, authenticity, correspondence, status` (+ `explanation_<dim>` with
-`--explain`), then the manifest's extra columns. A row that cannot be scored keeps its place with the
+`--explain`, + `maps`, the PNG of the row's damage maps, with `--maps DIR`), then the manifest's extra
+columns. A row that cannot be scored keeps its place with the
 reason in `status` (missing or unreadable file, not an image, too many pixels, empty or over-long prompt,
 path outside the manifest's folder, duplicate row); the others are scored. An existing output is never
 replaced without `force`. In CSV output, control characters (C0 except tab, newline and carriage return;
@@ -35,8 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
+from mint_iqa.config import BATCH_SIZE, DIMENSIONS, EXPLANATION_COLUMNS
 from mint_iqa.io import IMAGE_SUFFIXES, OK, atomic_write, confined
+from mint_iqa.maps import map_names, write_maps
 
 OUTPUT_COLUMNS = ["image", "prompt", *DIMENSIONS, "status"]
 FORMATS = (".csv", ".json", ".parquet")
@@ -254,12 +256,18 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def score_table(
-    model: Any, table: pd.DataFrame, explain: bool = False, scale: str = "mos", batch_size: int = 32
+    model: Any,
+    table: pd.DataFrame,
+    explain: bool = False,
+    scale: str = "mos",
+    batch_size: int = BATCH_SIZE,
+    maps: Path | None = None,
 ) -> pd.DataFrame:
     """Score (and explain) the usable rows of `table` (columns image, prompt, path, status, and any extra
     columns) with a loaded `mint_iqa.Model`; returns the output table, one row per input row, in order, the
-    extra columns last."""
-    extra = EXPLANATION_COLUMNS if explain else []
+    extra columns last. With `maps`, each scored row's damage maps are written there (`mint_iqa.maps`)
+    and column `maps` names the PNG."""
+    extra = [*(EXPLANATION_COLUMNS if explain else []), *(["maps"] if maps is not None else [])]
     carried = [c for c in table.columns if c not in INPUT_COLUMNS]
     result = pd.DataFrame(
         {
@@ -274,11 +282,10 @@ def score_table(
     todo = table.index[table["status"] == OK]
     if len(todo):
         images, prompts = list(table.loc[todo, "path"]), list(table.loc[todo, "prompt"])
-        scores = (
-            model.assess(images, prompts, batch_size=batch_size, scale=scale)
-            if explain
-            else model.score(images, prompts, batch_size=batch_size, scale=scale)
-        )
+        run = model.assess if explain else model.score
+        scores = run(images, prompts, batch_size=batch_size, scale=scale, maps=maps is not None)
+        if maps is not None:
+            scores["maps"] = _write_maps(maps, scores, images, map_names(list(table.loc[todo, "image"])))
         columns = [*DIMENSIONS, "status", *extra]
         result.loc[todo, columns] = scores[columns].to_numpy()
     result = result[[*OUTPUT_COLUMNS, *extra]].reset_index(drop=True)
@@ -287,11 +294,21 @@ def score_table(
     )
 
 
+def _write_maps(folder: Path, scores: pd.DataFrame, images: list[Any], names: list[str]) -> list[str]:
+    """Each scored row's maps under `folder`; the PNG's path per row ('' for failed rows)."""
+    written = []
+    for (_, row), image, name in zip(scores.iterrows(), images, names):
+        ok = row["status"] == OK
+        png = write_maps(folder, name, image, row["quality_map"], row["authenticity_map"]) if ok else ""
+        written.append(str(png))
+    return written
+
+
 def score_manifest(
     manifest: Path,
     out: Path,
     model: Any,
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     force: bool = False,
     explain: bool = False,
     scale: str = "mos",

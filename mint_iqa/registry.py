@@ -34,6 +34,7 @@ from mint_iqa.data import manifest
 from mint_iqa.data.splits import split_column
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
+from mint_iqa.serving import PARAMS
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 PYFUNC_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
@@ -111,7 +112,7 @@ def register(params: Params) -> Any:
             name="assessor",
             python_model=str(PYFUNC_CODE),
             artifacts={"assessor": str(folder)},
-            signature=infer_signature(example, output, params={"explain": True}),
+            signature=infer_signature(example, output, params=PARAMS),
             input_example=example,
             code_paths=[str(Path(__file__).parent)],
             pip_requirements=_requirements(),

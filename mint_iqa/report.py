@@ -2,10 +2,12 @@
 
 Thumbnails are embedded (base64 JPEG), so the file can be mailed or attached to a ticket. Rows are
 rendered here (the page reads without JavaScript); a small script adds sorting by any dimension, a
-minimum-score filter and a text filter. Above the table: one histogram per dimension (inline SVG);
-below it: the items that could not be scored, with the reason. Text from the table is HTML-escaped, and
-its control characters are shown as `\\xNN` escapes (as in CSV output). When none of the scored rows'
-images can be found, `write_report` says so on stderr (one line): the report then has no thumbnails.
+minimum-score filter, a text filter and, for rows scored with `--maps`, buttons that lay the quality
+or authenticity damage map over the thumbnail (`report.html#view=authenticity` opens on that map).
+Above the table: one histogram per dimension (inline SVG); below it: the items that could not be
+scored, with the reason. Text from the table is HTML-escaped, and its control characters are shown as
+`\\xNN` escapes (as in CSV output). When none of the scored rows' images can be found, `write_report`
+says so on stderr (one line): the report then has no thumbnails.
 """
 
 from __future__ import annotations
@@ -24,23 +26,49 @@ import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.io import DEFAULT_MAX_PIXELS, ImageError, load_image, write_text
+from mint_iqa.maps import overlay
 from mint_iqa.predict import escape_controls, read_table
 
 THUMB = 112
 COLOURS = {"quality": "#3b82f6", "authenticity": "#10b981", "correspondence": "#f59e0b"}
 
 
-def _thumbnail(path: Path | None) -> str:
+def _thumbnail(path: Path | None, maps: Path | None = None) -> dict[str, str]:
+    """Data URLs of the image's thumbnail (`image`) and, given its maps' `.npz` (`mint-iqa score --maps`),
+    of the thumbnail under each damage map (`quality`, `authenticity`); empty when it cannot be read."""
     if path is None:
-        return ""
+        return {}
     try:
         img = load_image(path, max_pixels=DEFAULT_MAX_PIXELS)
     except ImageError:
-        return ""
+        return {}
     img.thumbnail((THUMB, THUMB))
+    views = {"image": img}
+    if maps is not None:
+        try:
+            with np.load(maps, allow_pickle=False) as arrays:
+                views |= {k: overlay(img, arrays[k]) for k in ("quality", "authenticity")}
+        except (OSError, ValueError, KeyError):
+            pass  # no usable maps: the row shows the image alone
+    return {k: _data_url(v) for k, v in views.items()}
+
+
+def _data_url(img: Any) -> str:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _picture(name: str, views: dict[str, str]) -> str:
+    """The row's thumbnail, with buttons that lay its damage maps over it when it has them."""
+    if not views:
+        return '<div class="noimg">no preview</div>'
+    data = " ".join(f'data-{k}="{v}"' for k, v in views.items())
+    img = f'<img src="{views["image"]}" alt="{name}" {data}>'
+    if len(views) == 1:
+        return img
+    buttons = "".join(f'<button type="button" data-view="{k}">{k[:4]}</button>' for k in views)
+    return f'{img}<div class="views">{buttons}</div>'
 
 
 def _find(image: str, roots: list[Path]) -> Path | None:
@@ -100,8 +128,9 @@ def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
             failed.append(f"<tr><td>{i + 1}</td><td>{name}</td><td>{_text(row['status'])}</td></tr>")
             continue
         values = {d: float(row[d]) for d in DIMENSIONS}
-        thumb = _thumbnail(_find(str(row["image"]), roots))
-        img = f'<img src="{thumb}" alt="{name}">' if thumb else '<div class="noimg">no preview</div>'
+        png = row.get("maps")  # written by `score --maps`; empty (NaN once read back) for rows without
+        maps = _find(str(Path(png).with_suffix(".npz")), roots) if isinstance(png, str) and png else None
+        img = _picture(name, _thumbnail(_find(str(row["image"]), roots), maps))
         words = "".join(
             f"<p><b>{c.removeprefix('explanation_')}</b>: {_text(row[c])}</p>"
             for c in explained
@@ -211,6 +240,7 @@ img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-ra
 .track {{ width: 160px; height: 10px; background: #f3f4f6; border-radius: 5px; overflow: hidden; }}
 .fill {{ display: block; height: 100%; }} td p {{ margin: 0 0 4px; max-width: 420px; }}
 #failed td {{ color: #b91c1c; }}
+.views button {{ font-size: 11px; padding: 1px 4px; margin: 2px 2px 0 0; }}
 </style></head>
 <body>
 <header><h1>{title}</h1>
@@ -250,6 +280,15 @@ higher is better.</p>
   }}
   ["sort", "asc", "filter-dim", "min", "text"].forEach(function (id) {{
     document.getElementById(id).addEventListener("input", update); }});
+  function show(row, view) {{  // the image, or the image under its quality / authenticity damage map
+    var img = row.querySelector("img");
+    if (img && img.dataset[view]) {{ img.src = img.dataset[view]; row.dataset.view = view; }}
+  }}
+  rows.forEach(function (r) {{
+    r.querySelectorAll("button[data-view]").forEach(function (b) {{
+      b.addEventListener("click", function () {{ show(r, b.dataset.view); }}); }}); }});
+  var start = /view=([a-z]+)/.exec(location.hash);  // report.html#view=authenticity opens on that map
+  if (start) rows.forEach(function (r) {{ show(r, start[1]); }});
   update();
   document.body.dataset.ready = "1";
 }})();

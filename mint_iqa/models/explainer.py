@@ -218,8 +218,8 @@ class MintExplainer(nn.Module):
         max_new_tokens: int | None = None,
         constraint: Callable[[ScorerOutput], list[LogitsProcessor]] | None = None,
         prompt_words: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Answer token ids (B, T) — greedy or beam search — and the stage-1 scores (B, 3). `constraint`
+    ) -> tuple[torch.Tensor, ScorerOutput]:
+        """Answer token ids (B, T) — greedy or beam search — and the stage-1 outputs. `constraint`
         builds logits processors from the stage-1 outputs (see `LevelConstraint`, `ReasonConstraint`)."""
         prefix, stage1 = self.prefix(images, prompt_ids, prompt_mask, qformer_ids, qformer_mask, prompt_words)
         bos = torch.full((images.shape[0], 1), bos_id, dtype=torch.long, device=images.device)
@@ -243,4 +243,4 @@ class MintExplainer(nn.Module):
             bos_token_id=bos_id,
             logits_processor=LogitsProcessorList(constraint(stage1)) if constraint else None,
         )
-        return ids, stage1.scores
+        return ids, stage1

@@ -46,6 +46,7 @@ class ScorerConfig:
     match_stem: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # its encoder; []: the tower
     match_apart: bool = False  # it trains none of the scorer's own weights
     train_size: int | None = None  # crop size used in training (tiny tower)
+    input_size: int = 256  # px: images are read at this size (the prepared images'; `prepare.image_size`)
     calibration: dict[str, list[float]] = field(default_factory=dict)  # raw -> label map per dimension
     # correspondence = a * learned + b * word evidence + c, fitted on validation (`words.fit_fusion`)
     word_fusion: list[float] | None = None
@@ -72,6 +73,13 @@ class ScorerOutput(ModelOutput):
     text_embeds: torch.Tensor | None = None  # (B, E) the prompts' unit vectors there
     match_term: torch.Tensor | None = None  # (B,) the space's share of the correspondence score
     word_evidence: torch.Tensor | None = None  # (B,) log support of the best-supported prompt word
+
+
+def damage_grid(where_logits: torch.Tensor) -> torch.Tensor:
+    """The locate head's logits (B, N, 2) as maps (B, g, g, 2) of visible damage in [0, 1]: per cell of the
+    image's patch grid, row-major from the top left; channel 0 quality, 1 authenticity."""
+    g = token_grid(where_logits.shape[1])
+    return where_logits.float().sigmoid().reshape(-1, g, g, 2)
 
 
 def patch_tokens(feats: torch.Tensor) -> torch.Tensor:

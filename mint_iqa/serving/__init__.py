@@ -1,1 +1,3 @@
 """Serving: the MLflow pyfunc model and its helpers."""
+
+PARAMS = {"explain": True, "maps": False}  # the served model's inference parameters and their defaults

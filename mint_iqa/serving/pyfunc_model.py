@@ -4,7 +4,9 @@ Input: a DataFrame with `image` (base64 PNG/JPEG bytes, optionally a `data:` URI
 `MINT_IQA_IMAGE_ROOT` is set, and then only inside it) and `prompt`. Output: one row per input with
 `quality`, `authenticity`, `correspondence`, `status` and `explanation_<dimension>`. The inference
 parameter `explain` (default true; REST: `"params": {"explain": false}`) turns the explanations off: the
-scores alone come back, many times faster, with empty explanation columns.
+scores alone come back, many times faster, with empty explanation columns. `maps` (default false) adds
+`quality_map` and `authenticity_map`: each a JSON list of rows of how visibly damaged each cell of the
+image is, in [0, 1], at most `MAP_CELLS` cells a side (`mint_iqa.maps`), from the same pass as the scores.
 A bad row (bad base64, not an image, a decoder error, too many pixels, an empty or over-long prompt) gets
 NaN scores and its reason in `status`, naming the row; the other rows are scored. A malformed request (not
 a table, a missing column, an unknown parameter) raises an `MlflowException` with INVALID_PARAMETER_VALUE,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 from typing import Any
 
@@ -26,6 +29,20 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 MAX_PIXELS = int(os.environ.get("MINT_IQA_MAX_PIXELS", 16_000_000))
+MAP_CELLS = 32
+
+
+def map_json(grid: Any) -> str:
+    """A damage map as compact JSON, area-pooled to at most `MAP_CELLS` cells a side ('' for none)."""
+    if grid is None:
+        return ""
+    from PIL import Image
+
+    rows, cols = grid.shape
+    scale = min(1.0, MAP_CELLS / max(rows, cols))
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    small = np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize(size, Image.Resampling.BOX))
+    return json.dumps(np.round(small, 3).tolist(), separators=(",", ":"))
 
 
 def _bad(message: str) -> MlflowException:
@@ -81,10 +98,17 @@ class MintIQAModel(PythonModel):
         missing = [c for c in ("image", "prompt") if c not in model_input.columns]
         if missing:
             raise _bad(f"missing column(s) {missing}; expected 'image' (base64) and 'prompt'")
-        unknown = sorted(set(params or {}) - {"explain"})
+        from mint_iqa.inference import MAP_COLUMNS, NO_MAPS
+        from mint_iqa.serving import PARAMS
+
+        params = params or {}
+        unknown = sorted(set(params) - set(PARAMS))
         if unknown:
-            raise _bad(f"unknown params {unknown}; this model accepts: explain")
-        columns = [*DIMENSIONS, "status", *EXPLANATION_COLUMNS]
+            raise _bad(f"unknown params {unknown}; this model accepts: {', '.join(PARAMS)}")
+        maps = bool(params.get("maps", False))
+        if maps and not self.assessor.scorer.has_maps:
+            raise _bad(NO_MAPS)
+        columns = [*DIMENSIONS, "status", *EXPLANATION_COLUMNS, *(MAP_COLUMNS if maps else ())]
         out = pd.DataFrame(
             {**{d: np.nan for d in DIMENSIONS}, "status": OK, **{c: "" for c in EXPLANATION_COLUMNS}},
             index=range(len(model_input)),
@@ -103,10 +127,12 @@ class MintIQAModel(PythonModel):
                 images.append(decoded)
                 prompts.append(prompt)
         if good:
-            if (params or {}).get("explain", True):
-                scored = self.assessor.assess(images, prompts)
+            if params.get("explain", True):
+                scored = self.assessor.assess(images, prompts, maps=maps)
             else:
-                scored = self.assessor.scorer.score(images, prompts, show_progress=False)
+                scored = self.assessor.scorer.score(images, prompts, show_progress=False, maps=maps)
+            for column in MAP_COLUMNS if maps else ():
+                scored[column] = [map_json(m) for m in scored[column]]
             present = [c for c in columns if c in scored.columns]
             out.loc[good, present] = scored[present].to_numpy()
         return out.astype({d: float for d in DIMENSIONS})

@@ -40,7 +40,7 @@ class Split:
 
     @classmethod
     def load(
-        cls, prepared: Path, protocol: str, split: str, size: int = 256, without: list[str] | None = None
+        cls, prepared: Path, protocol: str, split: str, size: int, without: list[str] | None = None
     ) -> Split:
         """Rows of one split with their images decoded, squashed to `size` like inference does; rows showing
         a defect kind in `without` are left out."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mint_iqa.config import DIMENSIONS, Params
+from mint_iqa.config import DIMENSIONS, FLAWLESS, Params
 from mint_iqa.data.answers import QUESTIONS
 from mint_iqa.inference import fit_level_cuts, score_arrays
 from mint_iqa.io import write_text
@@ -35,7 +35,7 @@ def pick_question(pick: int, labels: list[float]) -> str:
     """Which question a training item asks. Most dimensions of most images are flawless, so uniform questions
     would teach the prior ("excellent") and little else: an image with a visible defect is asked about that
     dimension three times out of five, otherwise any of the four questions."""
-    flawed = [d for d, label in zip(DIMENSIONS, labels) if 0 <= label < 0.8]
+    flawed = [d for d, label in zip(DIMENSIONS, labels) if 0 <= label < FLAWLESS]
     if flawed and pick % 5 < 3:
         return flawed[(pick // 5) % len(flawed)]
     return KEYS[(pick // 5) % len(KEYS)]
@@ -50,7 +50,7 @@ class ExplainerTask:
             texts,
             val,
         )
-        self.fixed = Split.load(Path(params.prepare.out_dir), protocol, "train")
+        self.fixed = Split.load(Path(params.prepare.out_dir), protocol, "train", params.prepare.image_size)
         self.synth = training_synthesiser(params, self.fixed, protocol)
 
     def batches(self, epoch: int, start_step: int) -> Iterator[dict[str, Any]]:
@@ -92,7 +92,7 @@ class ExplainerTask:
         for start in range(0, n, 32):
             end = min(n, start + 32)
             prompts = list(self.val.frame["prompt"].iloc[start:end])
-            texts, s = explain_batch(
+            texts, s, _ = explain_batch(
                 model, self.texts, self.val.images[start:end], prompts, [QUESTIONS["all"]] * (end - start)
             )
             answers += texts
@@ -120,7 +120,7 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
     config = explainer_config(scorer.config.preset, params.model.explainer)
     config.feedback, config.evidence = e.feedback, e.evidence
     config.constrain_levels, config.constrain_reasons = e.constrain_levels, e.constrain_reasons
-    val = Split.load(Path(params.prepare.out_dir), protocol, "val")
+    val = Split.load(Path(params.prepare.out_dir), protocol, "val", params.prepare.image_size)
     if e.fit_levels:  # where stage 1's scores turn into level words: cuts that fit its validation outputs
         pred = score_arrays(
             scorer, tokenizer, val.images, list(val.frame["prompt"]), params.evaluate.batch_size

@@ -151,8 +151,9 @@ class ScorerTask:
         self.fusion: list[float] | None = None  # its fit, with the last validation
         prepared = Path(params.prepare.out_dir)
         unseen = held_out(params) if protocol == "lko" else None  # never trained on, nor chosen by
-        self.fixed = Split.load(prepared, protocol, "train", without=unseen)
-        self.val = Split.load(prepared, protocol, "val", without=unseen)
+        size = params.prepare.image_size
+        self.fixed = Split.load(prepared, protocol, "train", size, without=unseen)
+        self.val = Split.load(prepared, protocol, "val", size, without=unseen)
         self.synth = training_synthesiser(params, self.fixed, protocol)
         self.refs = self.synth.refs if self.synth else []
         self.ref_indices = list(range(len(self.refs)))
@@ -246,6 +247,7 @@ def train_scorer(params: Params, protocol: str, resume: bool = False) -> Path:
     config.match = params.train.loss.match > 0
     config.match_apart = params.train.loss.match_apart
     config.train_size = params.train.crop
+    config.input_size = params.prepare.image_size
     seed_everything(params.seed)  # same initial weights on every run and every rank
     task = ScorerTask(params, protocol, segmenter(config.text.get("segmenter", "rules")))
     tokenizer = build_tokenizer(config.text, corpus=task.corpus())

@@ -22,6 +22,41 @@ def test_project_params_load() -> None:
     assert params.model.preset == "lite0"
 
 
+TABLES = {"prepare.quality", "prepare.authenticity", "prepare.labels.damage_scale"}  # only in params.yaml
+
+
+def test_code_defaults_are_the_project_recipe() -> None:
+    """Every value in params.yaml is also the code's default (the defect tables live only in the file), so
+    a step run without a parameter, a test built from defaults and `dvc repro` run the same recipe."""
+    import yaml
+
+    from mint_iqa.config import Params
+
+    defaults = Params().model_dump(mode="json", by_alias=True)
+    differ = []
+
+    def walk(code: object, project: object, path: str) -> None:
+        if path.lstrip(".") in TABLES:
+            assert code == {} and project, path
+        elif isinstance(project, dict):
+            for key, value in project.items():
+                walk(
+                    code.get(key, "<missing>") if isinstance(code, dict) else "<missing>",
+                    value,
+                    f"{path}.{key}",
+                )
+        elif code != project and not (isinstance(code, (int, float)) and code == pytest.approx(project)):
+            differ.append(f"{path.lstrip('.')}: code {code!r}, params.yaml {project!r}")
+
+    walk(defaults, yaml.safe_load((ROOT / "params.yaml").read_text()), "")
+    assert not differ, differ
+
+
+def test_a_missing_parameter_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no parameter file"):
+        load_params(tmp_path / "params.yaml")
+
+
 def test_overrides_apply_and_parse_yaml(tmp_path: Path) -> None:
     params = load_params(ROOT / "params.yaml", ["prepare.images_per_reference=7", "data.source=generic"])
     assert params.prepare.images_per_reference == 7 and params.data.source == "generic"

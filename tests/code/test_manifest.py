@@ -32,13 +32,23 @@ class StandIn:
         self.prompts: list[str] = []
 
     def score(
-        self, images: list[Path], prompt: list[str], batch_size: int = 32, scale: str = "mos"
+        self,
+        images: list[Path],
+        prompt: list[str],
+        batch_size: int = 32,
+        scale: str = "mos",
+        maps: bool = False,
     ) -> pd.DataFrame:
         self.prompts += prompt
         return pd.DataFrame({**{d: [3.0] * len(images) for d in DIMENSIONS}, "status": [OK] * len(images)})
 
     def assess(
-        self, images: list[Path], prompts: list[str], batch_size: int = 32, scale: str = "mos"
+        self,
+        images: list[Path],
+        prompts: list[str],
+        batch_size: int = 32,
+        scale: str = "mos",
+        maps: bool = False,
     ) -> pd.DataFrame:
         from mint_iqa.assess import EXPLANATION_COLUMNS
 

@@ -181,7 +181,7 @@ def test_lko_training_never_draws_a_held_out_kind(raw_dir: Path, prepared_copy: 
     from mint_iqa.train.data import Split, held_out, training_synthesiser
 
     params = small_params(raw_dir, prepared_copy)
-    fixed = Split.load(prepared_copy, "lko", "train", without=held_out(params))
+    fixed = Split.load(prepared_copy, "lko", "train", 256, without=held_out(params))
     assert all(not set(kinds_of(d)) & set(held_out(params)) for d in fixed.frame["defects"])
     synth = training_synthesiser(params, fixed, "lko")
     rng = np.random.default_rng(0)
@@ -197,7 +197,7 @@ def test_a_mismatched_prompt_is_never_a_matching_pair(raw_dir: Path, prepared_co
     assert not describes("noise@3.00;mismatch@2", "quality") and describes("noise@3.00", "quality")
     assert describes("", "pristine") and not describes(None, "correspondence") and describes(None, "quality")
     params = small_params(raw_dir, prepared_copy)
-    fixed = Split.load(prepared_copy, "paper", "train")
+    fixed = Split.load(prepared_copy, "paper", "train", 256)
     stream = TrainStream(training_synthesiser(params, fixed, "paper"), [0, 1, 2], fixed, 0, 0, 64, 0.5, 64)
     items = [stream[i] for i in range(64)]
     top = params.prepare.labels.pristine

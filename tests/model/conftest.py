@@ -59,12 +59,16 @@ def scorer_dir(tiny_scorer, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def assessor_dir(tiny_scorer, tmp_path: Path) -> Path:
-    """A tiny assessor (scorer/ + explainer/) with a made-up 1-5 calibration."""
+    """A tiny assessor (scorer/ + explainer/) with a made-up 1-5 calibration and a damage-map head."""
+    import torch
+
     from mint_iqa.models.registry import build_explainer, explainer_config, save_assessor
     from tests.model.test_explainer import SMALL
 
     scorer, tok = tiny_scorer
     scorer.config.calibration = {"quality": [1.0, 0.0, 0.0, 0.5], "correspondence": [2.0, -0.5]}
+    scorer.config.locate = True  # an untrained damage-map head, as trained models have one
+    scorer.locate = torch.nn.Linear(scorer.vision.dim, 2)
     explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
     return save_assessor(explainer, tok, tmp_path / "assessor")
 

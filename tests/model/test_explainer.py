@@ -118,11 +118,11 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
     model, texts = explainer
     model.eval()
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores = explain_batch(
+    answers, scores, _ = explain_batch(
         model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2
     )
     assert len(answers) == 2 and scores.shape == (2, 3) and all(isinstance(a, str) for a in answers)
-    beams, _ = explain_batch(
+    beams, _, _ = explain_batch(
         model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2, num_beams=3
     )
     assert len(beams) == 2
@@ -318,7 +318,7 @@ def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_be
     model.config.constrain_levels = model.config.constrain_reasons = True
     model.eval()
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores = explain_batch(
+    answers, scores, _ = explain_batch(
         model, texts, images, ["a cat", "a rocket"], [QUESTIONS["all"]] * 2, num_beams=num_beams
     )
     squeeze = ReasonConstraint.squeeze

@@ -216,7 +216,7 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     assert torch.equal(again.feedback.weight, model.feedback.weight)
     model.eval()
     rgb = [np.random.default_rng(i).integers(0, 255, (56, 56, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores = explain_batch(
+    answers, scores, _ = explain_batch(
         again,
         Texts(tokenizer, again_tok, segmenter("rules"), again.config),
         rgb,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import signal
 import subprocess
@@ -113,6 +114,26 @@ def test_scores_only_request(server: str) -> None:
         )
     wrong = post({"explain": [1, 2]})
     assert 400 <= wrong.status_code < 500, wrong.text[:300]
+
+
+def test_maps_on_request(server: str) -> None:
+    """`"params": {"maps": true}` adds each row's damage maps (JSON lists of cells in [0, 1], at most 32 a
+    side, from the same pass: the scores do not change); they are off by default."""
+    rows = [[_png((900, 600)), "a photo of a cat"], ["not base64!", "a red rocket"]]
+    body = {"dataframe_split": {"columns": ["image", "prompt"], "data": rows}}
+    plain = requests.post(f"{server}/invocations", json=body, timeout=120)
+    mapped = requests.post(
+        f"{server}/invocations", json={**body, "params": {"explain": False, "maps": True}}, timeout=120
+    )
+    assert plain.status_code == mapped.status_code == 200, mapped.text[:300]
+    assert "quality_map" not in plain.json()["predictions"][0]
+    good, bad = mapped.json()["predictions"]
+    assert abs(good["quality"] - plain.json()["predictions"][0]["quality"]) < 1e-4
+    for column in ("quality_map", "authenticity_map"):
+        grid = np.array(json.loads(good[column]))
+        assert grid.ndim == 2 and max(grid.shape) <= 32 and 0 <= grid.min() <= grid.max() <= 1
+        assert grid.shape[0] > grid.shape[1]  # a tall image (read in windows) has a tall map
+        assert bad[column] in ("", None) and bad["status"] != "ok"
 
 
 def test_bad_rows_get_a_status_and_the_others_are_scored(server: str) -> None:
