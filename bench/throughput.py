@@ -49,7 +49,7 @@ def png_files(n: int, workdir: Path) -> list[Path]:
 def scorer(model: Path | None, preset: str = "tiny") -> tuple[Scorer, str]:
     if model is not None and model.exists():
         return Scorer.load(model), str(model)
-    from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
+    from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config
 
     config = preset_config(preset)
     tokenizer = build_tokenizer(config.text, corpus=["content: a cat | style: a photo | scene: indoors"] * 20)

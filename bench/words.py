@@ -9,7 +9,11 @@ ways: the `strict` scorer's correspondence (with the word evidence fused in, whe
 `word_fusion`), and the word evidence alone (`mint_iqa.models.words`: the log of the best-supported
 nameable word's ImageNet probability; prompts with no nameable word get the median).
 A pair counts as right when the true caption scores higher; a tie counts half. Also prints each score's
-SRCC against the split's correspondence labels. Writes bench/results/words.{csv,md}.
+SRCC against the split's correspondence labels. Then each true caption with its first nameable word
+swapped for another object (`swap_words`): the pairwise share as above, and the precision, recall and F1
+of flagging exactly the swapped word by its support (the product's rule: support under
+`mint_iqa.models.words.UNSUPPORTED`, 0.1; other thresholds beside it). Writes
+bench/results/words.{csv,md} and words_flagged.csv.
 """
 
 from __future__ import annotations
@@ -33,6 +37,68 @@ def evidence(model, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
     if out is None:
         raise SystemExit("this scorer's tower has no ImageNet head (preset lite0 with vision.classes)")
     return out
+
+
+# fmt: off
+OBJECTS = (  # common things ImageNet has classes for: what a swapped word becomes
+    "dog", "cat", "car", "bicycle", "pizza", "banana", "guitar", "umbrella", "boat", "airliner", "horse",
+    "chair", "laptop", "clock", "teapot", "shoe", "bottle", "tractor", "lion", "elephant", "zebra", "piano",
+    "mushroom", "strawberry", "train", "bus", "tiger", "bear", "pineapple", "castle", "lighthouse", "volcano",
+)
+# fmt: on
+
+
+def swap_words(scorer, images, captions, rng) -> tuple[list, list[dict]]:
+    """Each caption with its first nameable word replaced by an object none of its words can name (None
+    when it has no nameable word); and, per support threshold, the precision, recall and F1 of flagging
+    exactly the swapped word (a word is flagged when its support is under the threshold), with the share
+    of true captions that get any word flagged."""
+    import re
+
+    from mint_iqa.models.words import Lexicon, prompt_words
+
+    lexicon = Lexicon.load()
+    objects = [o for o in OBJECTS if lexicon.lemma(o)]
+    swapped, targets = [], []
+    for caption in captions:
+        words = prompt_words(caption, lexicon)
+        named = {c for _, lemma in words for c in lexicon.classes_of(lemma)}
+        choices = [o for o in objects if not named & set(lexicon.classes_of(lexicon.lemma(o)))]
+        if not words or not choices:
+            swapped.append(None)
+            targets.append(None)
+            continue
+        old, new = words[0][0], choices[int(rng.integers(len(choices)))]
+        at = re.search(rf"\b{re.escape(old)}\b", caption.lower()).start()
+        swapped.append(caption[:at] + new + caption[at + len(old) :])
+        targets.append(new)
+    keep = [i for i, p in enumerate(swapped) if p is not None]
+    probs = scorer.score([images[i] for i in keep], [swapped[i] for i in keep], words=True)["words"]
+    truth = scorer.score([images[i] for i in keep], [captions[i] for i in keep], words=True)["words"]
+    rows = []
+    for threshold in (0.02, 0.05, 0.1, 0.2):
+        tp = fp = fn = 0
+        for pairs, target in zip(probs, [targets[i] for i in keep]):
+            flagged = {w for w, v in pairs if v < threshold}
+            tp, fp, fn = tp + (target in flagged), fp + len(flagged - {target}), fn + (target not in flagged)
+        false_alarm = np.mean([any(v < threshold for _, v in pairs) for pairs in truth])
+        rows.append(
+            {
+                "threshold": threshold,
+                "precision": tp / max(tp + fp, 1),
+                "recall": tp / max(tp + fn, 1),
+                "F1": 2 * tp / max(2 * tp + fp + fn, 1),
+                "true captions with a word flagged": float(false_alarm),
+            }
+        )
+    return swapped, rows
+
+
+def both_subset(scorer, images, prompts, keep) -> tuple[np.ndarray, np.ndarray]:
+    """The scorer's correspondence and the word evidence of the `keep` items."""
+    subset, texts = [images[i] for i in keep], [prompts[i] for i in keep]
+    scored = scorer.score(subset, texts, batch_size=16, show_progress=False, scale="raw")
+    return scored["correspondence"].to_numpy(), evidence(scorer.model, subset, texts)
 
 
 def main() -> None:
@@ -86,6 +152,22 @@ def main() -> None:
                 "nameable share": float(np.mean(~np.isnan(words))),
             }
         )
+    swapped, swap_rows = swap_words(scorer, images, prompts["true caption"], rng)
+    true_scored = scores["true caption"][0]
+    keep = [i for i, p in enumerate(swapped) if p is not None]
+    swap_scored, swap_words_ev = both_subset(scorer, images, swapped, keep)
+    tw = np.nan_to_num(scores["true caption"][1][keep], nan=fill)
+    sw = np.nan_to_num(swap_words_ev, nan=fill)
+    rows.append(
+        {
+            "prompt": "one nameable word swapped for another object",
+            "scorer correspondence": float(
+                np.mean((true_scored[keep] > swap_scored) + 0.5 * (true_scored[keep] == swap_scored))
+            ),
+            "word evidence": float(np.mean((tw > sw) + 0.5 * (tw == sw))),
+            "nameable share": len(keep) / len(swapped),
+        }
+    )
     table = pd.DataFrame(rows)
     all_images = [np.asarray(load_image(root / p).convert("RGB")) for p in test["image"]]
     all_prompts = list(test["prompt"])
@@ -94,6 +176,7 @@ def main() -> None:
     ev = np.nan_to_num(ev, nan=np.nanmedian(ev))
     labels = test["correspondence"].to_numpy()
     text = table.to_markdown(index=False, floatfmt=".3f")
+    flags = pd.DataFrame(swap_rows).to_markdown(index=False, floatfmt=".3f")
     summary = (
         f"SRCC against the `strict` test labels ({len(test)} images): scorer correspondence "
         f"{srcc(scored_all['correspondence'].to_numpy(), labels):.3f}, word evidence {srcc(ev, labels):.3f}."
@@ -104,9 +187,10 @@ def main() -> None:
         args.out / "words.md",
         f"# True caption scored above a mismatched one (share of pairs)\n\n"
         f"{len(chosen)} `strict` test images ({chosen['ref_id'].nunique()} photographs never trained on)."
-        f"\n\n{text}\n\n{summary}\n",
+        f"\n\n{text}\n\n{summary}\n\n# Flagging the swapped word (support under a threshold)\n\n{flags}\n",
     )
-    print(text, summary, sep="\n\n")
+    pd.DataFrame(swap_rows).to_csv(args.out / "words_flagged.csv", index=False)
+    print(text, summary, flags, sep="\n\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
     m.explain("a.png", "a corgi on a beach")          # words
     m.assess(images, prompts)                         # scores + one explanation per dimension
     m.score(images, prompt, maps=True)                # + where each image is damaged (quality_map, ...)
+    m.score(images, prompt, words=True)               # + which prompt words the image shows (words)
 
 Images may be paths, bytes, PIL images or numpy arrays (HxWx3 uint8, or float in [0, 1]). Scores are on
 the calibrated 1-5 scale unless `scale="raw"` (see `mint_iqa.inference`). A bad image or prompt never
@@ -114,15 +115,18 @@ class Model:
         batch_size: int = BATCH_SIZE,
         scale: str = "mos",
         maps: bool = False,
+        words: bool = False,
     ) -> pd.DataFrame:
         """One row per image, in order: quality, authenticity, correspondence, status; with `maps`, also
         `quality_map` and `authenticity_map` (per cell of the image, how visibly it is damaged, in [0, 1];
-        `mint_iqa.maps.overlay` draws them)."""
+        `mint_iqa.maps.overlay` draws them); with `words`, `words`: (word, support in [0, 1]) for each word
+        of the prompt that names something an ImageNet classifier knows."""
         _check_order(images, prompt)
         _check_batch_size(batch_size)
         items = _as_list(images)
+        show = len(items) >= 64
         return self.scorer.score(
-            items, prompt, batch_size=batch_size, show_progress=len(items) >= 64, scale=scale, maps=maps
+            items, prompt, batch_size=batch_size, show_progress=show, scale=scale, maps=maps, words=words
         )
 
     def rank(
@@ -156,12 +160,13 @@ class Model:
         batch_size: int = 16,
         scale: str = "mos",
         maps: bool = False,
+        words: bool = False,
     ) -> pd.DataFrame:
-        """Scores and one explanation per dimension for each image; with `maps`, the damage maps too."""
+        """Scores and one explanation per dimension for each image; `maps` and `words` as in `score`."""
         _check_order(images, prompts)
         _check_batch_size(batch_size)
         return self._explainer().assess(
-            _as_list(images), prompts, batch_size=batch_size, scale=scale, maps=maps
+            _as_list(images), prompts, batch_size=batch_size, scale=scale, maps=maps, words=words
         )
 
     def _explainer(self) -> Any:

@@ -14,11 +14,20 @@ import torch
 from mint_iqa.calibration import to_scale
 from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
 from mint_iqa.data.answers import QUESTIONS, split_answer
-from mint_iqa.inference import MAP_COLUMNS, NO_MAPS, Scorer, check_prompt, map_columns, screen
+from mint_iqa.inference import MAP_COLUMNS, NO_MAPS, NO_WORDS, Scorer, check_prompt, map_columns, screen
 from mint_iqa.io import OK, ImageInput
 from mint_iqa.models.explaining import Texts, explain_batch
-from mint_iqa.models.registry import load_assessor
+from mint_iqa.models.factory import load_assessor
+from mint_iqa.models.scorer import damage_grid
 from mint_iqa.models.text import segmenter
+from mint_iqa.models.words import support, unsupported, unsupported_sentence
+
+FAILED = {  # the cells of a row that could not be scored
+    **dict.fromkeys(DIMENSIONS, np.nan),
+    **dict.fromkeys(EXPLANATION_COLUMNS, ""),
+    **dict.fromkeys(MAP_COLUMNS),
+    "words": None,
+}
 
 
 @dataclass
@@ -57,7 +66,7 @@ class Assessor:
         if problem:
             raise ValueError(problem)
         with torch.no_grad():
-            answers, _, _ = explain_batch(
+            answers, _ = explain_batch(
                 self.explainer,
                 self.texts,
                 [decoded],
@@ -74,50 +83,57 @@ class Assessor:
         batch_size: int = 16,
         scale: str = "mos",
         maps: bool = False,
+        words: bool = False,
     ) -> pd.DataFrame:
         """One row per image: quality, authenticity, correspondence, status and an explanation per
-        dimension; with `maps`, the damage maps of stage 1's pass (`Scorer.score`)."""
+        dimension; with `maps` and `words`, also the damage maps and the prompt words' support of stage 1's
+        pass (as `Scorer.score` gives them). The correspondence explanation ends by naming the prompt's
+        nameable words the image does not show (`words.unsupported`), when the tower can tell."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         if maps and not self.scorer.has_maps:
             raise ValueError(NO_MAPS)
+        if words and not self.scorer.has_words:
+            raise ValueError(NO_WORDS)
         rows: list[dict[str, Any]] = []
         for start in range(0, len(images), batch_size):
-            end = start + batch_size
-            chunk = screen(self.scorer.decode(images[start:end]), prompts[start:end])
+            chunk = screen(
+                self.scorer.decode(images[start : start + batch_size]), prompts[start : start + batch_size]
+            )
             good = [i for i, item in enumerate(chunk) if not isinstance(item, str)]
-            texts: list[str] = []
-            scores, grids = np.zeros((0, 3)), None
-            if good:
-                with torch.no_grad():
-                    texts, raw, grids = explain_batch(
-                        self.explainer,
-                        self.texts,
-                        [chunk[i] for i in good],
-                        [prompts[start + i] for i in good],
-                        [QUESTIONS["all"]] * len(good),
-                        self.num_beams,
-                    )
-                scores = to_scale(raw, self.scorer.calibration, scale)
-            by_index = {i: (t, s, k) for k, (i, t, s) in enumerate(zip(good, texts, scores))}
+            texts = [prompts[start + i] for i in good]
+            answered = iter(self._answer([chunk[i] for i in good], texts, scale) if good else [])
             for i, item in enumerate(chunk):
-                if i in by_index:
-                    text, score, k = by_index[i]
-                    parts = split_answer(text)
-                    row = {
-                        **dict(zip(DIMENSIONS, map(float, score))),
-                        "status": OK,
-                        **{f"explanation_{d}": parts[d] for d in DIMENSIONS},
-                    }
-                else:
-                    row = {
-                        **{d: np.nan for d in DIMENSIONS},
-                        "status": item,
-                        **{c: "" for c in EXPLANATION_COLUMNS},
-                    }
-                if maps:
-                    row.update(map_columns(grids[k] if i in by_index and grids is not None else None))
-                rows.append(row)
-        extra = MAP_COLUMNS if maps else ()
-        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *EXPLANATION_COLUMNS, *extra])
+                rows.append(next(answered) if i in good else {**FAILED, "status": item})
+        columns = [*DIMENSIONS, "status", *EXPLANATION_COLUMNS, *(MAP_COLUMNS if maps else ())]
+        return pd.DataFrame(rows, columns=[*columns, *(["words"] if words else [])])
+
+    def _answer(self, images: list[np.ndarray], prompts: list[str], scale: str) -> list[dict[str, Any]]:
+        """Result rows for decoded images: scores, explanations, and the maps and word support stage 1
+        read on the way."""
+        with torch.no_grad():
+            texts, stage1 = explain_batch(
+                self.explainer, self.texts, images, prompts, [QUESTIONS["all"]] * len(images), self.num_beams
+            )
+        scores = to_scale(stage1.scores.float().cpu().numpy(), self.scorer.calibration, scale)
+        grids = damage_grid(stage1.where_logits).cpu().numpy() if stage1.where_logits is not None else None
+        probs = stage1.class_probs.float().cpu().numpy() if stage1.class_probs is not None else None
+        rows = []
+        for k, (text, score, prompt) in enumerate(zip(texts, scores, prompts)):
+            parts = split_answer(text)
+            found = support(probs[k], prompt) if probs is not None else None
+            if found and unsupported(found):
+                parts["correspondence"] = (
+                    f"{parts['correspondence']} {unsupported_sentence(unsupported(found))}"
+                )
+            rows.append(
+                {
+                    **dict(zip(DIMENSIONS, map(float, score))),
+                    "status": OK,
+                    **{f"explanation_{d}": parts[d].strip() for d in DIMENSIONS},
+                    **map_columns(grids[k] if grids is not None else None),
+                    "words": found,
+                }
+            )
+        return rows

@@ -41,7 +41,7 @@ class LabelConfig(Strict):
     """MOS-like labels in [0, 1]. A distorted image is labelled by the summed severity of its defects:
     `measure: level` takes each defect's drawn level over LEVELS (the same scale for every kind);
     `measure: damage` the damage it measurably did (1 - SSIM against the pristine crop, see
-    `degradations.damage`) over its kind's `damage_scale`. Prompt mismatches by their ladder level."""
+    `damage.damage`) over its kind's `damage_scale`. Prompt mismatches by their ladder level."""
 
     measure: Literal["level", "damage"] = "damage"
     pristine: float = Field(0.9, gt=0, le=1)

@@ -220,7 +220,7 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
         for start in progress(range(0, len(df), 32), desc=f"explaining {protocol} test images", unit="batch"):
             chunk = df.iloc[start : start + 32]
             images = assessor.scorer.decode([root / p for p in chunk["image"]])
-            texts, s, _ = explain_batch(
+            texts, stage1 = explain_batch(
                 assessor.explainer,
                 assessor.texts,
                 images,
@@ -229,7 +229,7 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
                 params.explain.num_beams,
             )
             answers += texts
-            scores.append(s)
+            scores.append(stage1.scores.float().cpu().numpy())
         results[protocol] = explanation_metrics(
             df, answers, np.concatenate(scores), assessor.explainer.config.level_cuts
         )

@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from mint_iqa.calibration import check_scale, to_scale
 from mint_iqa.config import BATCH_SIZE, DIMENSIONS
 from mint_iqa.io import DEFAULT_MAX_PIXELS, OK, ImageError, ImageInput, load_image
-from mint_iqa.models.registry import load_scorer
+from mint_iqa.models.factory import load_scorer
 from mint_iqa.models.scorer import damage_grid
 from mint_iqa.models.tensors import to_batch
 from mint_iqa.models.text import segmenter
-from mint_iqa.models.words import evidence, word_masks
+from mint_iqa.models.words import evidence, support, word_masks
 from mint_iqa.progress import progress
 
 _SHARE_LOCK = threading.Lock()
@@ -40,6 +40,18 @@ _SHARE = {"active": 0, "before": 1}  # concurrent `Scorer.score` calls and torch
 MAX_PROMPT_CHARS = 2000
 MAP_COLUMNS = ("quality_map", "authenticity_map")
 NO_MAPS = "this model has no damage-map head (it was trained with train.loss.locate: 0)"
+NO_WORDS = "this model's tower has no ImageNet classifier to read prompt words with (preset lite0 has one)"
+
+
+@dataclass
+class Reading:
+    """What one pass of the scorer gives for a batch of images: raw scores (B, 3), and the damage maps
+    (per image (rows, cols, 2), `damage_grid`) and ImageNet probabilities (B, 1000) when the model has the
+    heads for them."""
+
+    scores: np.ndarray
+    maps: list[np.ndarray] | None
+    probs: np.ndarray | None
 
 
 def map_columns(grid: np.ndarray | None) -> dict[str, np.ndarray | None]:
@@ -47,57 +59,6 @@ def map_columns(grid: np.ndarray | None) -> dict[str, np.ndarray | None]:
     if grid is None:
         return dict.fromkeys(MAP_COLUMNS)
     return {name: np.ascontiguousarray(grid[..., k], np.float32) for k, name in enumerate(MAP_COLUMNS)}
-
-
-def _accuracy_cuts(x: np.ndarray, g: np.ndarray, grades: int = 5) -> list[float]:
-    """The `grades - 1` increasing thresholds on `x` that grade the most items right (`g`: 1 ... grades),
-    by dynamic programming over the sorted scores; each threshold lies halfway between two neighbours (one
-    below or above all of them where a grade gets no item)."""
-    order = np.argsort(x, kind="stable")
-    xs, n = x[order], len(x)
-    right = np.concatenate(
-        [np.zeros((grades, 1)), np.cumsum([g[order] == k for k in range(1, grades + 1)], 1)], 1
-    )
-    best, split = right[0].copy(), np.zeros((grades, n + 1), dtype=int)
-    for k in range(1, grades):  # best[i]: most right among the first i items with grades 1 ... k + 1
-        gain = best - right[k]  # items before j graded <= k, items j ... i - 1 graded k + 1
-        split[k] = [int(np.argmax(gain[: i + 1])) for i in range(n + 1)]
-        best = gain[split[k]] + right[k]
-    cuts, i = [], n
-    for k in range(grades - 1, 0, -1):
-        i = split[k][i]
-        cuts.append(xs[0] - 1.0 if i == 0 else xs[-1] + 1.0 if i == n else (xs[i - 1] + xs[i]) / 2)
-    return [float(c) for c in cuts[::-1]]
-
-
-def fit_level_cuts(
-    pred: np.ndarray, labels: np.ndarray, min_items: int = 50, seed: int = 0
-) -> dict[str, list[float]]:
-    """Per dimension, the four stage-1 score thresholds between the five levels that state the level of the
-    most validation images right. The label cuts (0.2 ... 0.8) assume the head's outputs sit on the label
-    scale; a head that scores flawless images 0.85 +- 0.04 would call many of them "good". Fitted cuts are
-    kept only where they also win on held-out images (two-fold: fit on one half of the validation images,
-    count on the other, and back); elsewhere, and below `min_items` labels, the label cuts stay."""
-    from mint_iqa.data.answers import grade
-
-    out = {}
-    for i, dim in enumerate(DIMENSIONS):
-        known = ~np.isnan(labels[:, i]) & (labels[:, i] >= 0)
-        if known.sum() < min_items:
-            continue
-        x, g = pred[known, i], np.array([grade(v) for v in labels[known, i]])
-        half = np.random.default_rng(seed).permutation(len(x)) % 2 == 0
-        held_out = sum(
-            int(
-                (
-                    1 + np.searchsorted(_accuracy_cuts(x[~fold], g[~fold]), x[fold], side="right") == g[fold]
-                ).sum()
-            )
-            for fold in (half, ~half)
-        )
-        if held_out > int((np.array([grade(v) for v in x]) == g).sum()):
-            out[dim] = _accuracy_cuts(x, g)
-    return out
 
 
 def screen(decoded: list[np.ndarray | str], prompts: Sequence[str]) -> list[np.ndarray | str]:
@@ -229,15 +190,18 @@ class Scorer:
         """Whether the model has the per-patch damage head that `score(..., maps=True)` reads."""
         return self.model.locate is not None
 
+    @property
+    def has_words(self) -> bool:
+        """Whether the tower has the ImageNet classifier that `score(..., words=True)` reads."""
+        return getattr(self.model.vision, "head", None) is not None
+
     def forward_batch(self, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
-        return self.forward_maps(images, prompts)[0]
+        return self.read(images, prompts).scores
 
     @torch.no_grad()
-    def forward_maps(
-        self, images: list[np.ndarray], prompts: list[str]
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw scores (B, 3) and, from the same pass, damage maps (B, g, g, 2; `damage_grid`) when the model
-        has its locate head."""
+    def read(self, images: list[np.ndarray], prompts: list[str]) -> Reading:
+        """One pass over a batch of decoded images: raw scores, and the damage maps and ImageNet
+        probabilities when the model has the heads for them."""
         enc = self.tokenizer([self.segment(p) for p in prompts])
         x = to_batch(images).to(self.device, self.dtype)
         ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
@@ -249,8 +213,11 @@ class Scorer:
         probs = torch.cat([p for _, p in parts]) if parts[0][1] is not None else None
         words = word_masks(prompts) if probs is not None and self.model.config.word_fusion else None
         out = self.model(x, ids, mask, feats=feats, probs=probs, words=words)
-        maps = damage_grid(out.where_logits).cpu().numpy() if out.where_logits is not None else None
-        return out.scores.float().cpu().numpy(), maps
+        return Reading(
+            out.scores.float().cpu().numpy(),
+            list(damage_grid(out.where_logits).cpu().numpy()) if out.where_logits is not None else None,
+            probs.float().cpu().numpy() if probs is not None else None,
+        )
 
     def decode(self, images: Sequence[ImageInput]) -> list[np.ndarray | str]:
         """Decoded, resized uint8 arrays — or the error message — for each input, in order (whole images:
@@ -258,38 +225,33 @@ class Scorer:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(lambda it: _decode(it, self.input_size, self.max_pixels), images))
 
-    def _score_batch(
-        self, images: Sequence[ImageInput], prompts: Sequence[str]
-    ) -> tuple[list[str], np.ndarray, list[np.ndarray] | None]:
-        """Status ('ok' or the reason) per item, raw scores and damage maps (one per 'ok' item, in order)."""
+    def _score_batch(self, images: Sequence[ImageInput], prompts: Sequence[str]) -> tuple[list[str], Reading]:
+        """Status ('ok' or the reason) per item, and the reading of the 'ok' items, in order."""
         batch = screen(
             [_decode(it, self.input_size, self.max_pixels, self.windows) for it in images], prompts
         )
         good = [i for i, item in enumerate(batch) if not isinstance(item, str)]
         if not good:
-            return list(batch), np.zeros((0, len(DIMENSIONS))), []
-        scores, maps = self.score_views([batch[i] for i in good], [prompts[i] for i in good])
-        return [OK if i in good else item for i, item in enumerate(batch)], scores, maps
+            return list(batch), Reading(np.zeros((0, len(DIMENSIONS))), [], None)
+        reading = self.score_views([batch[i] for i in good], [prompts[i] for i in good])
+        return [OK if i in good else item for i, item in enumerate(batch)], reading
 
-    def score_views(
-        self, items: list[np.ndarray | Views], prompts: list[str]
-    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
-        """Raw scores and damage maps (None without a locate head) of decoded items. Defects are applied,
-        and seen, at the pixel scale they were made at: a large image's quality and authenticity are the
-        mean over its native-resolution windows (resizing it whole would hide its noise, compression and
-        grids), and its map is stitched from theirs (`stitch`); correspondence reads the whole image."""
-        scores, grids = self.forward_maps([v.whole if isinstance(v, Views) else v for v in items], prompts)
-        maps = list(grids) if grids is not None else None
+    def score_views(self, items: list[np.ndarray | Views], prompts: list[str]) -> Reading:
+        """The reading of decoded items. Defects are applied, and seen, at the pixel scale they were made
+        at: a large image's quality and authenticity are the mean over its native-resolution windows
+        (resizing it whole would hide its noise, compression and grids), and its map is stitched from
+        theirs (`stitch`); correspondence and the ImageNet classes read the whole image."""
+        reading = self.read([v.whole if isinstance(v, Views) else v for v in items], prompts)
         owners = [i for i, v in enumerate(items) if isinstance(v, Views) for _ in v.windows]
         if owners:
             crops = [w for v in items if isinstance(v, Views) for w in v.windows]
-            per_window, window_maps = self.forward_maps(crops, [prompts[i] for i in owners])
+            windows = self.read(crops, [prompts[i] for i in owners])
             for i in dict.fromkeys(owners):
-                mine = np.array(owners) == i
-                scores[i, :2] = per_window[mine, :2].mean(axis=0)
-                if maps is not None and window_maps is not None:
-                    maps[i] = stitch(items[i], maps[i], list(window_maps[mine]))
-        return scores, maps
+                mine = np.flatnonzero(np.array(owners) == i)
+                reading.scores[i, :2] = windows.scores[mine, :2].mean(axis=0)
+                if reading.maps is not None and windows.maps is not None:
+                    reading.maps[i] = stitch(items[i], reading.maps[i], [windows.maps[k] for k in mine])
+        return reading
 
     @contextmanager
     def _cpu_share(self) -> Iterator[None]:
@@ -319,16 +281,21 @@ class Scorer:
         show_progress: bool = True,
         scale: str = "mos",
         maps: bool = False,
+        words: bool = False,
     ) -> pd.DataFrame:
         """One row per input, in order: quality, authenticity, correspondence, status ('ok' or the reason);
         with `maps`, also `quality_map` and `authenticity_map`: (rows, cols) float32 arrays of how visibly
-        damaged each cell of the image is, in [0, 1], from the same pass (None for failed rows)."""
+        damaged each cell of the image is, in [0, 1]; with `words`, `words`: (word, support in [0, 1]) for
+        each nameable word of the prompt (`mint_iqa.models.words`). All from the same pass; None for
+        failed rows."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         check_scale(scale)  # before any work
         if maps and not self.has_maps:
             raise ValueError(NO_MAPS)
+        if words and not self.has_words:
+            raise ValueError(NO_WORDS)
         self.model.eval()
         rows: list[dict[str, Any]] = []
         bar = progress(
@@ -339,16 +306,21 @@ class Scorer:
             done = pool.map(
                 lambda i: self._score_batch(images[i : i + batch_size], prompts[i : i + batch_size]), starts
             )
-            for statuses, raw, grids in done:  # in input order
-                scores, cells = iter(to_scale(raw, self.calibration, scale)), iter(grids or [])
-                for status in statuses:
-                    values = map(float, next(scores)) if status == OK else [np.nan] * len(DIMENSIONS)
+            for start, (statuses, reading) in zip(starts, done):  # in input order
+                scores, k = to_scale(reading.scores, self.calibration, scale), 0
+                for j, status in enumerate(statuses):
+                    ok = status == OK
+                    values = map(float, scores[k]) if ok else [np.nan] * len(DIMENSIONS)
                     rows.append({**dict(zip(DIMENSIONS, values)), "status": status})
                     if maps:
-                        rows[-1].update(map_columns(next(cells) if status == OK else None))
+                        rows[-1].update(map_columns(reading.maps[k] if ok else None))
+                    if words:
+                        rows[-1]["words"] = support(reading.probs[k], prompts[start + j]) if ok else None
+                    k += ok
                 bar.update(len(statuses))
         bar.close()
-        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *(MAP_COLUMNS if maps else ())])
+        extra = [*(MAP_COLUMNS if maps else ()), *(["words"] if words else [])]
+        return pd.DataFrame(rows, columns=[*DIMENSIONS, "status", *extra])
 
 
 @torch.no_grad()

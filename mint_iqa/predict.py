@@ -13,8 +13,8 @@ e.g. `m.csv: line 3 has 4 fields, the header has 2`. Columns besides `image` and
 one named like an output column (`quality`, `status`, `path`, `explanation_*`...) is renamed `input_<name>`.
 
 Output columns: `image, prompt, quality, authenticity, correspondence, status` (+ `explanation_<dim>` with
-`--explain`, + `maps`, the PNG of the row's damage maps, with `--maps DIR`), then the manifest's extra
-columns. A row that cannot be scored keeps its place with the
+`--explain`, + `maps`, the PNG of the row's damage maps, with `--maps DIR`, + `words` and `unsupported`
+with `--words`), then the manifest's extra columns. A row that cannot be scored keeps its place with the
 reason in `status` (missing or unreadable file, not an image, too many pixels, empty or over-long prompt,
 path outside the manifest's folder, duplicate row); the others are scored. An existing output is never
 replaced without `force`. In CSV output, control characters (C0 except tab, newline and carriage return;
@@ -262,12 +262,18 @@ def score_table(
     scale: str = "mos",
     batch_size: int = BATCH_SIZE,
     maps: Path | None = None,
+    words: bool = False,
 ) -> pd.DataFrame:
     """Score (and explain) the usable rows of `table` (columns image, prompt, path, status, and any extra
     columns) with a loaded `mint_iqa.Model`; returns the output table, one row per input row, in order, the
     extra columns last. With `maps`, each scored row's damage maps are written there (`mint_iqa.maps`)
-    and column `maps` names the PNG."""
-    extra = [*(EXPLANATION_COLUMNS if explain else []), *(["maps"] if maps is not None else [])]
+    and column `maps` names the PNG; with `words`, columns `words` (`word=support; ...`) and `unsupported`
+    (the words the image does not show)."""
+    extra = [
+        *(EXPLANATION_COLUMNS if explain else []),
+        *(["maps"] if maps is not None else []),
+        *(["words", "unsupported"] if words else []),
+    ]
     carried = [c for c in table.columns if c not in INPUT_COLUMNS]
     result = pd.DataFrame(
         {
@@ -283,7 +289,13 @@ def score_table(
     if len(todo):
         images, prompts = list(table.loc[todo, "path"]), list(table.loc[todo, "prompt"])
         run = model.assess if explain else model.score
-        scores = run(images, prompts, batch_size=batch_size, scale=scale, maps=maps is not None)
+        scores = run(images, prompts, batch_size=batch_size, scale=scale, maps=maps is not None, words=words)
+        if words:
+            from mint_iqa.models.words import unsupported  # torch: loaded by then, never for `report`
+
+            found = [pairs or [] for pairs in scores["words"]]
+            scores["unsupported"] = ["; ".join(unsupported(pairs)) for pairs in found]
+            scores["words"] = ["; ".join(f"{w}={v:.3f}" for w, v in pairs) for pairs in found]
         if maps is not None:
             scores["maps"] = _write_maps(maps, scores, images, map_names(list(table.loc[todo, "image"])))
         columns = [*DIMENSIONS, "status", *extra]
@@ -302,24 +314,3 @@ def _write_maps(folder: Path, scores: pd.DataFrame, images: list[Any], names: li
         png = write_maps(folder, name, image, row["quality_map"], row["authenticity_map"]) if ok else ""
         written.append(str(png))
     return written
-
-
-def score_manifest(
-    manifest: Path,
-    out: Path,
-    model: Any,
-    batch_size: int = BATCH_SIZE,
-    force: bool = False,
-    explain: bool = False,
-    scale: str = "mos",
-) -> pd.DataFrame:
-    """`mint-iqa score --manifest`: score every row of `manifest` into `out`."""
-    from mint_iqa.api import Model, load
-
-    check_output(out, force)
-    table = read_manifest(manifest)
-    result = score_table(
-        model if isinstance(model, Model) else load(model), table, explain, scale, batch_size
-    )
-    write_table(result, out)
-    return result

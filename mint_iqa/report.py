@@ -112,6 +112,30 @@ def _bar(dim: str, value: float, lo: float, hi: float) -> str:
     )
 
 
+def _row(
+    row: pd.Series, name: str, prompt: str, roots: list[Path], explained: list[str], lo: float, hi: float
+) -> str:
+    """One scored row: thumbnail (and map overlays), name and prompt, score bars, explanations."""
+    values = {d: float(row[d]) for d in DIMENSIONS}
+    png = row.get("maps")  # written by `score --maps`; empty (NaN once read back) for rows without
+    maps = _find(str(Path(png).with_suffix(".npz")), roots) if isinstance(png, str) and png else None
+    img = _picture(name, _thumbnail(_find(str(row["image"]), roots), maps))
+    words = "".join(
+        f"<p><b>{c.removeprefix('explanation_')}</b>: {_text(row[c])}</p>"
+        for c in explained
+        if str(row[c]).strip() and str(row[c]) != "nan"
+    )
+    data = " ".join(f'data-{d}="{v:.6f}"' for d, v in values.items())
+    return (
+        f'<tr class="item" {data} data-overall="{np.mean(list(values.values())):.6f}" '
+        f'data-text="{(name + " " + prompt).lower()}"><td>{img}</td><td class="name" title="{name}">'
+        f"{_text(Path(str(row['image'])).name)}"
+        f'<div class="prompt">{prompt}</div></td><td>'
+        + "".join(_bar(d, values[d], lo, hi) for d in DIMENSIONS)
+        + f"</td><td>{words}</td></tr>"
+    )
+
+
 def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
     ok = df["status"] == "ok"
     scores = df.loc[ok, list(DIMENSIONS)].astype(float)
@@ -127,24 +151,7 @@ def render(df: pd.DataFrame, roots: list[Path], title: str) -> str:
         if row["status"] != "ok":
             failed.append(f"<tr><td>{i + 1}</td><td>{name}</td><td>{_text(row['status'])}</td></tr>")
             continue
-        values = {d: float(row[d]) for d in DIMENSIONS}
-        png = row.get("maps")  # written by `score --maps`; empty (NaN once read back) for rows without
-        maps = _find(str(Path(png).with_suffix(".npz")), roots) if isinstance(png, str) and png else None
-        img = _picture(name, _thumbnail(_find(str(row["image"]), roots), maps))
-        words = "".join(
-            f"<p><b>{c.removeprefix('explanation_')}</b>: {_text(row[c])}</p>"
-            for c in explained
-            if str(row[c]).strip() and str(row[c]) != "nan"
-        )
-        data = " ".join(f'data-{d}="{v:.6f}"' for d, v in values.items())
-        rows.append(
-            f'<tr class="item" {data} data-overall="{np.mean(list(values.values())):.6f}" '
-            f'data-text="{(name + " " + prompt).lower()}"><td>{img}</td><td class="name" title="{name}">'
-            f"{_text(Path(str(row['image'])).name)}"
-            f'<div class="prompt">{prompt}</div></td><td>'
-            + "".join(_bar(d, values[d], lo, hi) for d in DIMENSIONS)
-            + f"</td><td>{words}</td></tr>"
-        )
+        rows.append(_row(row, name, prompt, roots, explained, lo, hi))
     means = (
         " · ".join(f"{d} {scores[d].mean():.2f}" for d in DIMENSIONS)
         if not scores.empty

@@ -18,7 +18,13 @@ def _size(path: Path) -> str:
 
 
 def summarise(params: Params) -> str:
-    lines = ["mint-iqa: what was produced"]
+    lines = ["mint-iqa: what was produced", *_data(params), *_models(params), *_release(params)]
+    return "\n".join(lines)
+
+
+def _data(params: Params) -> list[str]:
+    """The raw data, the prepared set and its validation."""
+    lines = []
     raw = Path(params.data.raw_dir)
     if raw.exists():
         lines.append(
@@ -40,6 +46,12 @@ def summarise(params: Params) -> str:
             f"  validation       {state}: {r['expectations']} expectations on {r['rows']} rows "
             f"({report}, {Path(params.validation.out_dir) / 'summary.md'})"
         )
+    return lines
+
+
+def _models(params: Params) -> list[str]:
+    """The trained scorers and explainers, and how they measure."""
+    lines = []
     for protocol in params.train.protocols:
         best = Path(params.train.out_dir) / protocol / "best"
         if (best / "model.safetensors").exists():
@@ -65,6 +77,15 @@ def summarise(params: Params) -> str:
             f"scorer never saw): quality {g['quality']['srcc']:.3f}  authenticity "
             f"{g['authenticity']['srcc']:.3f}"
         )
+    pointing = Path(params.generalise.pointing)
+    if pointing.exists():
+        strict = json.loads(pointing.read_text())["strict"]
+        cells = "  ".join(
+            f"{d} CC {strict[d]['cc']:.2f} AUROC {strict[d]['auroc']:.2f}"
+            for d in ("quality", "authenticity")
+            if strict.get(d, {}).get("cc") is not None
+        )
+        lines.append(f"  damage maps      {pointing} (strict test photographs): {cells or 'no map head'}")
     explained = Path(params.explain.metrics)
     if explained.exists():
         lines.append(
@@ -74,6 +95,12 @@ def summarise(params: Params) -> str:
         for protocol, m in json.loads(explained.read_text()).items():
             levels = "  ".join(f"{d} {v:.2f}" for d, v in m["level_accuracy"].items())
             lines.append(f"    {protocol:8s} level accuracy {levels}  consistency {m['consistency']:.2f}")
+    return lines
+
+
+def _release(params: Params) -> list[str]:
+    """The registered model, and what to run next."""
+    lines = []
     record = Path(params.registry.record)
     if record.exists():
         version = json.loads(record.read_text())["version"]
@@ -95,4 +122,4 @@ def summarise(params: Params) -> str:
         "  try it           mint-iqa rank --prompt P IMAGES...  |  mint-iqa score IMAGES --prompt P -o "
         "scores.csv --explain  |  mint-iqa report scores.csv -o report.html"
     )
-    return "\n".join(lines)
+    return lines

@@ -78,9 +78,9 @@ def gaussian_blur(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np
 def motion_blur(img: np.ndarray, rng: np.random.Generator, length: float) -> np.ndarray:
     """Camera shake: a straight line kernel at a random angle."""
     n = max(3, round(length) | 1)
-    kernel = np.zeros((n, n), np.float32)
-    kernel[n // 2, :] = 1.0
-    kernel = ndimage.rotate(kernel, rng.uniform(0, 180), reshape=False, order=1)
+    line = np.zeros((n, n), np.float32)
+    line[n // 2, :] = 1.0
+    kernel = ndimage.rotate(line, rng.uniform(0, 180), reshape=False, order=1)
     kernel /= kernel.sum()
     pad = n // 2 + 1
     padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -147,9 +147,7 @@ def chromatic_aberration(img: np.ndarray, rng: np.random.Generator, shift: float
         a = rng.uniform(0, 2 * np.pi)
         mats = [np.float32([[1, 0, e * s * np.cos(a)], [0, 1, e * s * np.sin(a)]]) for e in (0.5, -0.5)]
     for c, m in zip((0, 2), mats):
-        out[..., c] = cv2.warpAffine(
-            _f32(img[..., c]), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=_REFLECT
-        )
+        out[..., c] = cv2.warpAffine(_f32(img[..., c]), m, (w, h), flags=1, borderMode=_REFLECT)  # 1: linear
     return out
 
 
@@ -159,9 +157,7 @@ def chromatic_aberration(img: np.ndarray, rng: np.random.Generator, shift: float
 def jpeg(img: np.ndarray, rng: np.random.Generator, quality: float) -> np.ndarray:
     """JPEG blocking and ringing at a low quality factor, random chroma subsampling."""
     q = int(np.clip(round(quality * rng.uniform(0.85, 1.15)), 2, 95))
-    buf = io.BytesIO()
-    Image.fromarray(_to_uint8(img)).save(buf, format="JPEG", quality=q, subsampling=int(rng.integers(0, 3)))
-    return np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+    return _codec(img, "JPEG", quality=q, subsampling=int(rng.integers(0, 3)))
 
 
 def jpeg2000(img: np.ndarray, rng: np.random.Generator, ratio: float) -> np.ndarray:
@@ -183,9 +179,8 @@ def chroma_subsampling(img: np.ndarray, rng: np.random.Generator, factor: float)
     small = cv2.resize(_f32(yiq[..., 1:]), (-(-w // f), -(-h // f)), interpolation=cv2.INTER_AREA)
     step = 0.008 * f * rng.uniform(0.8, 1.2)
     small = np.round(small / step) * step
-    up = cv2.resize(
-        small, (w, h), interpolation=cv2.INTER_NEAREST if rng.random() < 0.6 else cv2.INTER_LINEAR
-    )
+    grow = cv2.INTER_NEAREST if rng.random() < 0.6 else cv2.INTER_LINEAR
+    up = cv2.resize(small, (w, h), interpolation=grow)
     return np.concatenate([yiq[..., :1], up], axis=-1) @ _RGB.T
 
 
@@ -223,9 +218,8 @@ def poisson_noise(img: np.ndarray, rng: np.random.Generator, photons: float) -> 
 def correlated_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Blotchy, spatially correlated noise (white noise low-passed to grains of 1-2 px), std `sigma`."""
     shape = img.shape if rng.random() < 0.5 else img.shape[:2] + (1,)
-    n = cv2.GaussianBlur(
-        rng.standard_normal(shape).astype(np.float32), (0, 0), rng.uniform(0.8, 2.0), borderType=_REFLECT
-    ).reshape(shape)
+    white = rng.standard_normal(shape).astype(np.float32)
+    n = cv2.GaussianBlur(white, (0, 0), rng.uniform(0.8, 2.0), borderType=_REFLECT).reshape(shape)
     return img + sigma * n / (n.std() + 1e-6)
 
 
@@ -246,8 +240,7 @@ def denoise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarr
 
 def exposure(img: np.ndarray, rng: np.random.Generator, stops: float) -> np.ndarray:
     """Over- or under-exposure by `stops` in linear light, clipped like a sensor."""
-    sign = 1.0 if rng.random() < 0.5 else -1.0
-    linear = np.clip(img, 0, 1) ** 2.2 * 2.0 ** (sign * stops)
+    linear = np.clip(img, 0, 1) ** 2.2 * 2.0 ** (_sign(rng) * stops)
     return np.clip(linear, 0, 1) ** (1 / 2.2)
 
 
@@ -305,9 +298,8 @@ def resample(img: np.ndarray, rng: np.random.Generator, factor: float) -> np.nda
     f = factor * rng.uniform(0.9, 1.1)
     down = cv2.INTER_AREA if rng.random() < 0.5 else cv2.INTER_LINEAR
     small = cv2.resize(_f32(img), (max(4, round(w / f)), max(4, round(h / f))), interpolation=down)
-    return cv2.resize(
-        small, (w, h), interpolation=cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
-    )
+    grow = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
+    return cv2.resize(small, (w, h), interpolation=grow)
 
 
 def jitter(img: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -328,10 +320,8 @@ def patch_swap(img: np.ndarray, rng: np.random.Generator, coverage: float) -> np
         ay, ax = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
         by = int(np.clip(ay + rng.integers(-s, s + 1), 0, h - s))
         bx = int(np.clip(ax + rng.integers(-s, s + 1), 0, w - s))
-        out[ay : ay + s, ax : ax + s], out[by : by + s, bx : bx + s] = (
-            img[by : by + s, bx : bx + s],
-            img[ay : ay + s, ax : ax + s],
-        )
+        a, b = (slice(ay, ay + s), slice(ax, ax + s)), (slice(by, by + s), slice(bx, bx + s))
+        out[a], out[b] = img[b], img[a]
     return out
 
 
@@ -388,37 +378,6 @@ def posterise(img: np.ndarray, rng: np.random.Generator, levels: float) -> np.nd
 QUALITY: dict[str, Degradation] = {name: globals()[name] for name in kinds.QUALITY}
 AUTHENTICITY: dict[str, Degradation] = {name: getattr(artefacts, name) for name in kinds.AUTHENTICITY}
 REGISTRY: dict[str, dict[str, Degradation]] = {"quality": QUALITY, "authenticity": AUTHENTICITY}
-
-
-def damage_map(pristine: np.ndarray, degraded: np.ndarray) -> np.ndarray:
-    """Per-pixel structural dissimilarity (1 - SSIM, 7x7 windows) averaged over Y, I and Q channels.
-
-    Computing it in a luma/chroma space makes colour defects count as well as structural ones.
-    """
-    a = np.ascontiguousarray(pristine @ _YIQ.T, dtype=np.float32)
-    b = np.ascontiguousarray(degraded @ _YIQ.T, dtype=np.float32)
-    c1, c2 = 0.01**2, 0.03**2
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.blur(x, (7, 7), borderType=cv2.BORDER_REFLECT)
-
-    mu_a, mu_b = box(a), box(b)
-    var_a = box(a * a) - mu_a**2
-    var_b = box(b * b) - mu_b**2
-    cov = box(a * b) - mu_a * mu_b
-    ssim = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return np.clip(1.0 - ssim, 0.0, 2.0).mean(axis=-1)
-
-
-def damage(pristine: np.ndarray, degraded: np.ndarray, local: bool, dmap: np.ndarray | None = None) -> float:
-    """How much a distortion actually changed this image: mean dissimilarity over the whole image
-    (global defects) or over its most damaged 5% (local defects, which people notice wherever they are)."""
-    dmap = damage_map(pristine, degraded) if dmap is None else dmap
-    if not local:
-        return float(dmap.mean())
-    flat = dmap.ravel()
-    k = max(1, flat.size // 20)
-    return float(np.partition(flat, flat.size - k)[-k:].mean())
 
 
 def apply(

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from mint_iqa.config import LEVELS, MixConfig, PrepareConfig
+from mint_iqa.data import damage as measure
 from mint_iqa.data import degradations
 from mint_iqa.data.answers import answers
 from mint_iqa.data.prompts import make_prompt
@@ -167,8 +168,8 @@ class Synthesiser:
         for fam, name, lvl in sorted(recipe.defects, key=lambda d: d[0] != "quality"):
             before = img
             img = degradations.apply(img, fam, name, lvl, getattr(self.cfg, fam), rng)
-            dmap = degradations.damage_map(before, img)
-            hurt = degradations.damage(before, img, local=fam == "authenticity", dmap=dmap)
+            dmap = measure.damage_map(before, img)
+            hurt = measure.damage(before, img, local=fam == "authenticity", dmap=dmap)
             scale = self.cfg.labels.scale(name)
             visible = np.clip(dmap / scale, 0.0, 1.0)
             cell = cv2.resize(visible, (WHERE_GRID, WHERE_GRID), interpolation=cv2.INTER_AREA)
@@ -211,7 +212,7 @@ class Synthesiser:
                 for _ in range(samples):
                     base = self.crop(int(rng.integers(len(self.refs))), rng)
                     out = degradations.apply(base, family, name, LEVELS, getattr(self.cfg, family), rng)
-                    hits.append(degradations.damage(base, out, local=family == "authenticity"))
+                    hits.append(measure.damage(base, out, local=family == "authenticity"))
                 scales[name] = round(float(np.percentile(hits, 90)), 3)
         return scales
 

@@ -14,7 +14,7 @@ distortion-class probabilities (which defect to name). Without them a small LM t
 the language prior ("excellent") and ignores the visual prefix. Decoding can be constrained to state the
 stage-1 level and give the reason that fits it (`models.decoding`). The loss covers answer tokens only.
 The same class runs the `tiny` preset (a LLaMA-style LM trained from scratch) and the `paper` preset
-(InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.registry`).
+(InstructBLIP's Q-Former, projection and Vicuna, loaded by `models.factory`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from mint_iqa.config import DIMENSIONS
 from mint_iqa.data.answers import GRADE_WORDS, INTRO, QUESTIONS, reasons, sentence
 from mint_iqa.data.kinds import AUTHENTICITY, DEFECT_NAMES, QUALITY
 from mint_iqa.models.decoding import CompleteAnswer, LevelConstraint, ReasonConstraint, score_grades
-from mint_iqa.models.scorer import damage_grid
+from mint_iqa.models.scorer import ScorerOutput
 from mint_iqa.models.tensors import to_batch, to_device
 from mint_iqa.models.words import word_masks
 
@@ -224,9 +224,9 @@ def explain_batch(
     prompts: list[str],
     questions: list[str],
     num_beams: int = 1,
-) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """Generated answers, the stage-1 scores and, when stage 1 has its locate head, its damage maps
-    (B, g, g, 2; `damage_grid`) for a batch of uint8 images."""
+) -> tuple[list[str], ScorerOutput]:
+    """Generated answers for a batch of uint8 images, and the stage-1 outputs they were read from (scores,
+    and the damage maps and ImageNet probabilities when stage 1 has those heads)."""
     weight = next(model.parameters())
     enc = to_device(texts.encode(prompts, questions), weight.device)
     x = to_batch(images).to(weight.device, weight.dtype)
@@ -241,6 +241,4 @@ def explain_batch(
         num_beams=num_beams,
         constraint=constraint,
     )
-    where = stage1.where_logits
-    maps = damage_grid(where).cpu().numpy() if where is not None else None
-    return texts.decode(ids), stage1.scores.float().cpu().numpy(), maps
+    return texts.decode(ids), stage1

@@ -73,6 +73,9 @@ class ScorerOutput(ModelOutput):
     text_embeds: torch.Tensor | None = None  # (B, E) the prompts' unit vectors there
     match_term: torch.Tensor | None = None  # (B,) the space's share of the correspondence score
     word_evidence: torch.Tensor | None = None  # (B,) log support of the best-supported prompt word
+    class_probs: torch.Tensor | None = (
+        None  # (B, 1000) the tower's ImageNet probabilities, if it has the head
+    )
 
 
 def damage_grid(where_logits: torch.Tensor) -> torch.Tensor:
@@ -217,4 +220,5 @@ class MintScorer(nn.Module):
             text_embeds=txt,
             match_term=term,
             word_evidence=ev,
+            class_probs=probs,
         )

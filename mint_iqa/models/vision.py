@@ -30,14 +30,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class MSCN(nn.Module):
-    """Mean-subtracted contrast-normalised luminance (a fixed, non-learned filter).
+    """Mean-subtracted contrast-normalised luminance (a fixed, non-learned filter): the statistic BRISQUE
+    builds on, whose distribution blur, noise and compression reshape in characteristic ways."""
 
-    With `products=True` it also returns the products of neighbouring MSCN coefficients (horizontal,
-    vertical, both diagonals) and the local contrast map: the statistics BRISQUE builds on, whose
-    distributions blur, noise and compression reshape in characteristic ways.
-    """
-
-    def __init__(self, sigma: float = 7 / 6, size: int = 7, c: float = 1 / 255, products: bool = False):
+    def __init__(self, sigma: float = 7 / 6, size: int = 7, c: float = 1 / 255):
         super().__init__()
         ax = torch.arange(size, dtype=torch.float32) - size // 2
         g = torch.exp(-(ax**2) / (2 * sigma**2))
@@ -45,8 +41,7 @@ class MSCN(nn.Module):
         self.register_buffer("kernel", kernel[None, None], persistent=False)
         self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
         self.c = c
-        self.products = products
-        self.channels = 6 if products else 1
+        self.channels = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = (x * self.luma).sum(1, keepdim=True)
@@ -60,12 +55,7 @@ class MSCN(nn.Module):
         blurred = F.conv2d(stacked, self.kernel.expand(2 * b, 1, -1, -1), groups=2 * b).reshape(b, 2, h, w)
         mu, mean_sq = blurred[:, :1], blurred[:, 1:]
         sigma = (mean_sq - mu * mu).clamp_min(0).sqrt()
-        m = (y - mu) / (sigma + self.c)
-        if not self.products:
-            return m
-        p = F.pad(m, (1, 1, 1, 1), mode="replicate")
-        pairs = [m * p[..., 1:-1, 2:], m * p[..., 2:, 1:-1], m * p[..., 2:, 2:], m * p[..., 2:, :-2]]
-        return torch.cat([m, *pairs, sigma * 8.0], dim=1)
+        return (y - mu) / (sigma + self.c)
 
 
 def _freeze(modules: list[nn.Module], fix_rate: float, stem: list[nn.Module]) -> None:
@@ -75,19 +65,18 @@ def _freeze(modules: list[nn.Module], fix_rate: float, stem: list[nn.Module]) ->
             p.requires_grad_(False)
 
 
-def conv_stem(c_in: int, channels: list[int], depth: int = 1) -> nn.Sequential:
-    """Stages of a strided 3x3 conv (then `depth` - 1 more), GroupNorm and GELU: halves the size per stage.
-    GroupNorm, not BatchNorm: no running statistics that would differ between training crops and full
-    images, or between data-parallel ranks."""
+def conv_stem(c_in: int, channels: list[int]) -> nn.Sequential:
+    """Stages of a strided 3x3 conv, GroupNorm and GELU: halves the size per stage. GroupNorm, not
+    BatchNorm: no running statistics that would differ between training crops and full images, or between
+    data-parallel ranks."""
     convs: list[nn.Module] = []
     for c_out in channels:
-        for k in range(depth):
-            convs += [
-                nn.Conv2d(c_in, c_out, 3, stride=2 if k == 0 else 1, padding=1),
-                nn.GroupNorm(min(8, c_out), c_out),
-                nn.GELU(),
-            ]
-            c_in = c_out
+        convs += [
+            nn.Conv2d(c_in, c_out, 3, stride=2, padding=1),
+            nn.GroupNorm(min(8, c_out), c_out),
+            nn.GELU(),
+        ]
+        c_in = c_out
     return nn.Sequential(*convs)
 
 
@@ -101,15 +90,13 @@ class TinyTower(nn.Module):
         mlp_ratio: float = 2.0,
         mscn: bool = True,
         grid: int = 16,
-        mscn_products: bool = False,
-        stem_depth: int = 1,
         **_: Any,
     ):
         super().__init__()
         from open_clip.transformer import Transformer
 
-        self.mscn = MSCN(products=mscn_products) if mscn else None
-        self.stem = conv_stem(3 + (self.mscn.channels if self.mscn else 0), stem, stem_depth)
+        self.mscn = MSCN() if mscn else None
+        self.stem = conv_stem(3 + (self.mscn.channels if self.mscn else 0), stem)
         self.proj = nn.Conv2d(stem[-1], width, 2, stride=2)  # total stride 2**(len(stem)+1)
         # grid 0: no absolute positions (quality evidence is translation-invariant; crops and full
         # images then look alike to the transformer)
@@ -260,7 +247,7 @@ class OpenClipTower(nn.Module):
 
 
 class InstructBlipTower(nn.Module):
-    """EVA ViT-g of InstructBLIP; built from a config, weights loaded by `models.registry`."""
+    """EVA ViT-g of InstructBLIP; built from a config, weights loaded by `models.factory`."""
 
     def __init__(self, vision_config: Any, **_: Any):
         super().__init__()

@@ -23,6 +23,7 @@ from mint_iqa.models.text import _ATMOS_RE, rule_segments
 
 LEXICON = Path(__file__).resolve().parent / "imagenet_lexicon.json"
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)?")
+UNSUPPORTED = 0.1  # a word whose classes get less ImageNet probability than this is not shown by the image
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,19 @@ def support(probs: np.ndarray, prompt: str, lexicon: Lexicon | None = None) -> l
     return [
         (word, float(probs[lexicon.classes_of(lemma)].sum())) for word, lemma in prompt_words(prompt, lexicon)
     ]
+
+
+def unsupported(pairs: list[tuple[str, float]], below: float = UNSUPPORTED) -> list[str]:
+    """The words of `support`'s pairs that the image does not show (support under `below`)."""
+    return [word for word, value in pairs if value < below]
+
+
+def unsupported_sentence(words: list[str]) -> str:
+    """The sentence an explanation adds for prompt words the image does not show ('' for none)."""
+    if not words:
+        return ""
+    named = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"The prompt names {named}, which the image does not show."
 
 
 def word_masks(prompts: list[str], max_words: int = 8, lexicon: Lexicon | None = None) -> torch.Tensor:

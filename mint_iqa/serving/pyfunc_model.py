@@ -7,6 +7,8 @@ parameter `explain` (default true; REST: `"params": {"explain": false}`) turns t
 scores alone come back, many times faster, with empty explanation columns. `maps` (default false) adds
 `quality_map` and `authenticity_map`: each a JSON list of rows of how visibly damaged each cell of the
 image is, in [0, 1], at most `MAP_CELLS` cells a side (`mint_iqa.maps`), from the same pass as the scores.
+`words` (default false) adds `words`: a JSON list of [word, support in [0, 1]] for the prompt's words an
+ImageNet classifier can look for (`mint_iqa.models.words`).
 A bad row (bad base64, not an image, a decoder error, too many pixels, an empty or over-long prompt) gets
 NaN scores and its reason in `status`, naming the row; the other rows are scored. A malformed request (not
 a table, a missing column, an unknown parameter) raises an `MlflowException` with INVALID_PARAMETER_VALUE,
@@ -98,19 +100,22 @@ class MintIQAModel(PythonModel):
         missing = [c for c in ("image", "prompt") if c not in model_input.columns]
         if missing:
             raise _bad(f"missing column(s) {missing}; expected 'image' (base64) and 'prompt'")
-        from mint_iqa.inference import MAP_COLUMNS, NO_MAPS
+        from mint_iqa.inference import MAP_COLUMNS, NO_MAPS, NO_WORDS
         from mint_iqa.serving import PARAMS
 
         params = params or {}
         unknown = sorted(set(params) - set(PARAMS))
         if unknown:
             raise _bad(f"unknown params {unknown}; this model accepts: {', '.join(PARAMS)}")
-        maps = bool(params.get("maps", False))
+        maps, words = bool(params.get("maps", False)), bool(params.get("words", False))
         if maps and not self.assessor.scorer.has_maps:
             raise _bad(NO_MAPS)
+        if words and not self.assessor.scorer.has_words:
+            raise _bad(NO_WORDS)
         columns = [*DIMENSIONS, "status", *EXPLANATION_COLUMNS, *(MAP_COLUMNS if maps else ())]
+        columns += ["words"] if words else []
         out = pd.DataFrame(
-            {**{d: np.nan for d in DIMENSIONS}, "status": OK, **{c: "" for c in EXPLANATION_COLUMNS}},
+            {**dict.fromkeys(columns, ""), **dict.fromkeys(DIMENSIONS, np.nan), "status": OK},
             index=range(len(model_input)),
         )[columns]
         good, images, prompts = [], [], []
@@ -128,11 +133,16 @@ class MintIQAModel(PythonModel):
                 prompts.append(prompt)
         if good:
             if params.get("explain", True):
-                scored = self.assessor.assess(images, prompts, maps=maps)
+                scored = self.assessor.assess(images, prompts, maps=maps, words=words)
             else:
-                scored = self.assessor.scorer.score(images, prompts, show_progress=False, maps=maps)
+                scorer = self.assessor.scorer
+                scored = scorer.score(images, prompts, show_progress=False, maps=maps, words=words)
             for column in MAP_COLUMNS if maps else ():
                 scored[column] = [map_json(m) for m in scored[column]]
+            if words:
+                scored["words"] = [
+                    json.dumps([[w, round(v, 4)] for w, v in p or []]) for p in scored["words"]
+                ]
             present = [c for c in columns if c in scored.columns]
             out.loc[good, present] = scored[present].to_numpy()
         return out.astype({d: float for d in DIMENSIONS})

@@ -221,18 +221,71 @@ def fit(
     on_best: Any = None,
 ) -> FitResult:
     """Train `model` on `task`; DeepSpeed checkpoints in `ckpt_dir`, history in `out_dir/history.json`.
-
-    `on_best(model, epoch)` is called whenever validation improves (export the weights there);
-    `on_epoch_end(record)` sees each epoch's record (log it to MLflow there).
-    """
-    import deepspeed
-
+    `on_best(model, epoch)` runs when validation improves (export there), `on_epoch_end(record)` per epoch."""
     setup_distributed_env()
     torch.set_num_threads(cfg.threads)
     seed_everything(seed)
     out_dir, ckpt_dir = Path(out_dir), Path(ckpt_dir)
     rank = int(os.environ.get("RANK", "0"))
     params = [p for p in model.parameters() if p.requires_grad]
+    engine, scheduler, clip_groups = _initialise(model, task, cfg, params)
+    average = WeightAverage(params, cfg.ema) if cfg.ema else None
+    averaged = average.applied if average is not None else nullcontext
+    start_epoch, start_step, history, best = 0, 0, [], (-1, -math.inf)
+
+    def save(epoch: int, step: int, tag: str) -> None:
+        state = {"epoch": epoch, "step": step, "history": history, "best": list(best), "rng": _rng_state()}
+        state |= {"ema": average.state_dict()} if average is not None else {}
+        engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=state, exclude_frozen_parameters=True)
+        if rank == 0:
+            _prune(ckpt_dir, tag)
+
+    if resume and (ckpt_dir / "latest").exists():
+        start_epoch, start_step, history, best = _resume(engine, ckpt_dir, average)
+    for epoch in range(start_epoch, cfg.epochs):
+        started = time.time()
+        logs = _train_epoch(engine, task, cfg, epoch, start_step, clip_groups, average, save)
+        start_step = 0
+        engine.eval()
+        with averaged(), torch.no_grad():  # the weights validated are the weights exported
+            val = task.validate(engine.module)
+            if val["score"] > best[1]:
+                best = (epoch + 1, val["score"])
+                if on_best is not None and rank == 0:
+                    on_best(engine.module, epoch + 1)
+        train = {f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})}
+        timing = {"seconds": round(time.time() - started, 1), "lr": scheduler.get_last_lr()[0]}
+        record = {"epoch": epoch + 1, **timing, **train, **{f"val_{k}": v for k, v in val.items()}}
+        history.append(record)
+        if on_epoch_end is not None and rank == 0:
+            on_epoch_end(record)
+        save(epoch + 1, 0, f"epoch{epoch + 1}")
+        if rank == 0:
+            write_text(out_dir / "history.json", json.dumps(history, indent=2) + "\n")
+            numbers = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
+            print(f"epoch {epoch + 1}: {numbers}", flush=True)
+    _write_param_digest(engine.module, out_dir, rank)
+    return FitResult(best_epoch=best[0], best_score=best[1], history=history, checkpoint_dir=ckpt_dir)
+
+
+def _resume(engine: Any, ckpt_dir: Path, average: WeightAverage | None) -> tuple[int, int, list, tuple]:
+    """Epoch, step, history and best (epoch, score) of the latest checkpoint, with its weights, optimizer,
+    weight average and random states restored (frozen weights stay as built)."""
+    _, client = engine.load_checkpoint(str(ckpt_dir), load_module_strict=False)
+    _set_rng_state(client["rng"])
+    if average is not None:
+        average.load_state_dict(client["ema"])
+    return client["epoch"], client["step"], client["history"], tuple(client["best"])
+
+
+def _initialise(
+    model: nn.Module, task: Task, cfg: TrainConfig, params: list[nn.Parameter]
+) -> tuple[Any, Any, list[list[nn.Parameter]]]:
+    """The DeepSpeed engine over AdamW (no weight decay on biases and norms) and the cosine schedule, and
+    the parameter groups whose gradients the loop clips apart (`task.clip_groups`; [] when DeepSpeed
+    clips, or must: under ZeRO > 0 or bf16 the gradients live in flat buffers)."""
+    import deepspeed
+
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -240,16 +293,14 @@ def fit(
         lr=cfg.lr,
         betas=(0.9, 0.98),
     )
-    total_steps = cfg.epochs * cfg.steps_per_epoch
-    scheduler = cosine_schedule(optimizer, cfg, total_steps)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    scheduler = cosine_schedule(optimizer, cfg, cfg.epochs * cfg.steps_per_epoch)
     clip_groups = getattr(task, "clip_groups", lambda m: [])(model) if cfg.grad_clip > 0 else []
-    ds_config = deepspeed_config(cfg, world)
+    ds_config = deepspeed_config(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     if clip_groups and (ds_config["zero_optimization"]["stage"] > 0 or ds_config["bf16"].get("enabled")):
         warnings.warn(
             "gradients are clipped by part only under ZeRO stage 0 without bf16 (elsewhere DeepSpeed "
             "holds them in flat buffers): clipping them under one global norm",
-            stacklevel=2,
+            stacklevel=3,
         )
         clip_groups = []
     if clip_groups:
@@ -261,101 +312,51 @@ def fit(
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
     )
-    if ds_config["bf16"].get(
-        "enabled"
-    ):  # DeepSpeed casts the parameters; buffers follow, as `model.to(bf16)` does
+    if ds_config["bf16"].get("enabled"):  # DeepSpeed casts the parameters; buffers follow, as `.to` does
         for buffer in engine.module.buffers():
             if buffer.is_floating_point():
                 buffer.data = buffer.data.to(torch.bfloat16)
-    average = WeightAverage(params, cfg.ema) if cfg.ema else None
-    averaged = average.applied if average is not None else nullcontext
-    start_epoch, start_step, history, best = 0, 0, [], (-1, -math.inf)
+    return engine, scheduler, clip_groups
 
-    def client_state(epoch: int, step: int) -> dict[str, Any]:
-        state = {"epoch": epoch, "step": step, "history": history, "best": list(best), "rng": _rng_state()}
-        return state if average is None else {**state, "ema": average.state_dict()}
 
-    if resume and (ckpt_dir / "latest").exists():
-        _, client = engine.load_checkpoint(
-            str(ckpt_dir), load_module_strict=False
-        )  # frozen weights: as built
-        start_epoch, start_step = client["epoch"], client["step"]
-        history, best = client["history"], tuple(client["best"])
-        _set_rng_state(client["rng"])
-        if average is not None:
-            average.load_state_dict(client["ema"])
-    for epoch in range(start_epoch, cfg.epochs):
-        engine.train()
-        started, logs = time.time(), []
-        bar = progress(
-            total=cfg.steps_per_epoch,
-            initial=start_step,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="step",
-            disable=rank != 0,
-        )
-        for step, batch in enumerate(task.batches(epoch, start_step), start=start_step):
-            loss, scalars = task.loss(engine, to_device(batch, engine.device))
-            engine.backward(loss)
-            if clip_groups and engine.is_gradient_accumulation_boundary():  # gradients averaged over ranks
-                for group in clip_groups:
-                    torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
-            engine.step()
-            if average is not None and (step + 1) % cfg.grad_accum == 0:
-                average.update()
-            logs.append(scalars)
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}", refresh=False)
-            if (
-                cfg.checkpoint_every
-                and (step + 1) % cfg.checkpoint_every == 0
-                and step + 1 < cfg.steps_per_epoch
-            ):
-                tag = f"epoch{epoch}-step{step + 1}"
-                engine.save_checkpoint(
-                    str(ckpt_dir),
-                    tag=tag,
-                    client_state=client_state(epoch, step + 1),
-                    exclude_frozen_parameters=True,
-                )
-                if rank == 0:
-                    _prune(ckpt_dir, tag)
-        bar.close()
-        start_step = 0
-        engine.eval()
-        with averaged():  # the weights validated are the weights exported
-            with torch.no_grad():
-                val = task.validate(engine.module)
-            if val["score"] > best[1]:
-                best = (epoch + 1, val["score"])
-                if on_best is not None and rank == 0:
-                    on_best(engine.module, epoch + 1)
-        record = {
-            "epoch": epoch + 1,
-            "seconds": round(time.time() - started, 1),
-            "lr": scheduler.get_last_lr()[0],
-            **{f"train_{k}": float(np.mean([s[k] for s in logs])) for k in (logs[0] if logs else {})},
-            **{f"val_{k}": v for k, v in val.items()},
-        }
-        history.append(record)
-        if on_epoch_end is not None and rank == 0:
-            on_epoch_end(record)
-        engine.save_checkpoint(
-            str(ckpt_dir),
-            tag=f"epoch{epoch + 1}",
-            client_state=client_state(epoch + 1, 0),
-            exclude_frozen_parameters=True,
-        )
-        if rank == 0:
-            _prune(ckpt_dir, f"epoch{epoch + 1}")
-            write_text(out_dir / "history.json", json.dumps(history, indent=2) + "\n")
-            print(
-                f"epoch {epoch + 1}: "
-                + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float)),
-                flush=True,
-            )
-    _write_param_digest(engine.module, out_dir, rank)
-    return FitResult(best_epoch=best[0], best_score=best[1], history=history, checkpoint_dir=ckpt_dir)
+def _train_epoch(
+    engine: Any,
+    task: Task,
+    cfg: TrainConfig,
+    epoch: int,
+    start_step: int,
+    clip_groups: list[list[nn.Parameter]],
+    average: WeightAverage | None,
+    save: Any,
+) -> list[dict[str, float]]:
+    """One epoch of steps from `start_step` (a resumed epoch starts mid-way); each step's loss parts.
+    With `cfg.checkpoint_every`, `save(epoch, step, tag)` also runs between epoch ends."""
+    engine.train()
+    logs: list[dict[str, float]] = []
+    bar = progress(
+        total=cfg.steps_per_epoch,
+        initial=start_step,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        unit="step",
+        disable=int(os.environ.get("RANK", "0")) != 0,
+    )
+    for step, batch in enumerate(task.batches(epoch, start_step), start=start_step):
+        loss, scalars = task.loss(engine, to_device(batch, engine.device))
+        engine.backward(loss)
+        if clip_groups and engine.is_gradient_accumulation_boundary():  # gradients averaged over ranks
+            for group in clip_groups:
+                torch.nn.utils.clip_grad_norm_(group, cfg.grad_clip)
+        engine.step()
+        if average is not None and (step + 1) % cfg.grad_accum == 0:
+            average.update()
+        logs.append(scalars)
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean([s['loss'] for s in logs[-20:]]):.4f}", refresh=False)
+        every = cfg.checkpoint_every
+        if every and (step + 1) % every == 0 and step + 1 < cfg.steps_per_epoch:
+            save(epoch, step + 1, f"epoch{epoch}-step{step + 1}")
+    bar.close()
+    return logs
 
 
 @contextmanager

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from mint_iqa.config import DIMENSIONS, FLAWLESS, Params
-from mint_iqa.data.answers import QUESTIONS
-from mint_iqa.inference import fit_level_cuts, score_arrays
+from mint_iqa.data.answers import QUESTIONS, grade
+from mint_iqa.inference import score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.models.explaining import Texts, explain_batch
-from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
+from mint_iqa.models.factory import build_explainer, explainer_config, load_scorer, save_assessor
 from mint_iqa.models.text import segmenter
 from mint_iqa.train.data import Split, TrainStream, loader, training_synthesiser
 from mint_iqa.train.engine import fit, local_device, seed_everything, tracked_run
@@ -39,6 +39,55 @@ def pick_question(pick: int, labels: list[float]) -> str:
     if flawed and pick % 5 < 3:
         return flawed[(pick // 5) % len(flawed)]
     return KEYS[(pick // 5) % len(KEYS)]
+
+
+def _accuracy_cuts(x: np.ndarray, g: np.ndarray, grades: int = 5) -> list[float]:
+    """The `grades - 1` increasing thresholds on `x` that grade the most items right (`g`: 1 ... grades),
+    by dynamic programming over the sorted scores; each threshold lies halfway between two neighbours (one
+    below or above all of them where a grade gets no item)."""
+    order = np.argsort(x, kind="stable")
+    xs, n = x[order], len(x)
+    right = np.concatenate(
+        [np.zeros((grades, 1)), np.cumsum([g[order] == k for k in range(1, grades + 1)], 1)], 1
+    )
+    best, split = right[0].copy(), np.zeros((grades, n + 1), dtype=int)
+    for k in range(1, grades):  # best[i]: most right among the first i items with grades 1 ... k + 1
+        gain = best - right[k]  # items before j graded <= k, items j ... i - 1 graded k + 1
+        split[k] = [int(np.argmax(gain[: i + 1])) for i in range(n + 1)]
+        best = gain[split[k]] + right[k]
+    cuts, i = [], n
+    for k in range(grades - 1, 0, -1):
+        i = split[k][i]
+        cuts.append(xs[0] - 1.0 if i == 0 else xs[-1] + 1.0 if i == n else (xs[i - 1] + xs[i]) / 2)
+    return [float(c) for c in cuts[::-1]]
+
+
+def fit_level_cuts(
+    pred: np.ndarray, labels: np.ndarray, min_items: int = 50, seed: int = 0
+) -> dict[str, list[float]]:
+    """Per dimension, the four stage-1 score thresholds between the five levels that state the level of the
+    most validation images right. The label cuts (0.2 ... 0.8) assume the head's outputs sit on the label
+    scale; a head that scores flawless images 0.85 +- 0.04 would call many of them "good". Fitted cuts are
+    kept only where they also win on held-out images (two-fold: fit on one half of the validation images,
+    count on the other, and back); elsewhere, and below `min_items` labels, the label cuts stay."""
+    out = {}
+    for i, dim in enumerate(DIMENSIONS):
+        known = ~np.isnan(labels[:, i]) & (labels[:, i] >= 0)
+        if known.sum() < min_items:
+            continue
+        x, g = pred[known, i], np.array([grade(v) for v in labels[known, i]])
+        half = np.random.default_rng(seed).permutation(len(x)) % 2 == 0
+        held_out = sum(
+            int(
+                (
+                    1 + np.searchsorted(_accuracy_cuts(x[~fold], g[~fold]), x[fold], side="right") == g[fold]
+                ).sum()
+            )
+            for fold in (half, ~half)
+        )
+        if held_out > int((np.array([grade(v) for v in x]) == g).sum()):
+            out[dim] = _accuracy_cuts(x, g)
+    return out
 
 
 class ExplainerTask:
@@ -92,11 +141,11 @@ class ExplainerTask:
         for start in range(0, n, 32):
             end = min(n, start + 32)
             prompts = list(self.val.frame["prompt"].iloc[start:end])
-            texts, s, _ = explain_batch(
+            texts, stage1 = explain_batch(
                 model, self.texts, self.val.images[start:end], prompts, [QUESTIONS["all"]] * (end - start)
             )
             answers += texts
-            scores.append(s)
+            scores.append(stage1.scores.float().cpu().numpy())
         m = explanation_metrics(
             self.val.frame.iloc[:n], answers, np.concatenate(scores), model.config.level_cuts
         )
@@ -151,15 +200,8 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
             "warmup_steps": e.warmup_steps,
         }
     )
-    tags = {
-        "protocol": protocol,
-        "stage": "explainer",
-        "feedback": str(e.feedback),
-        "evidence": str(e.evidence),
-        "constrain_levels": str(e.constrain_levels),
-        "constrain_reasons": str(e.constrain_reasons),
-        "fit_levels": str(e.fit_levels),
-    }
+    switches = ("feedback", "evidence", "constrain_levels", "constrain_reasons", "fit_levels")
+    tags = {"protocol": protocol, "stage": "explainer", **{k: str(getattr(e, k)) for k in switches}}
     with tracked_run(params, f"explainer-{protocol}", out_dir, resume, tags) as log:
         result = fit(
             model,
@@ -172,12 +214,6 @@ def train_explainer(params: Params, protocol: str, resume: bool = False) -> Path
             on_best=on_best,
             on_epoch_end=log,
         )
-    write_text(
-        out_dir / "result.json",
-        json.dumps(
-            {"protocol": protocol, "best_epoch": result.best_epoch, "best_val_score": result.best_score},
-            indent=2,
-        )
-        + "\n",
-    )
+    summary = {"protocol": protocol, "best_epoch": result.best_epoch, "best_val_score": result.best_score}
+    write_text(out_dir / "result.json", json.dumps(summary, indent=2) + "\n")
     return best_dir

@@ -25,7 +25,7 @@ from mint_iqa.data import manifest
 from mint_iqa.inference import evidence_arrays, score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
-from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config, save_scorer
+from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config, save_scorer
 from mint_iqa.models.scorer import ScorerOutput
 from mint_iqa.models.text import segmenter
 from mint_iqa.models.words import fit_fusion, fuse
@@ -62,11 +62,13 @@ def rank_loss(
 
 
 def label_losses(
-    pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor, count: torch.Tensor
+    pred: torch.Tensor, target: torch.Tensor, known: torch.Tensor, count: torch.Tensor, rank: bool = False
 ) -> dict[str, torch.Tensor]:
-    """L1 (summed over the `known` entries, over `count`), 1 - PLCC and the pairwise ranking term."""
+    """L1 (summed over the `known` entries, over `count`), 1 - PLCC and, with `rank`, the pairwise ranking
+    term (B^2 pairs: computed only when it is weighted)."""
     l1 = ((pred - target).abs() * known).sum() / count.clamp_min(1)
-    return {"l1": l1, "plcc": plcc_loss(pred, target, known), "rank": rank_loss(pred, target, known)}
+    parts = {"l1": l1, "plcc": plcc_loss(pred, target, known)}
+    return parts | ({"rank": rank_loss(pred, target, known)} if rank else {})
 
 
 def where_loss(logits: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
@@ -124,10 +126,10 @@ def scorer_loss(
     term = F.pad(out.match_term.float()[:, None], (2, 0)) if out.match_term is not None and apart else None
     if term is not None:
         pred = pred - term
-    parts = label_losses(pred, target, known, known.sum())
+    parts = label_losses(pred, target, known, known.sum(), rank=w.rank > 0)
     if term is not None:
         corr = torch.arange(len(DIMENSIONS), device=known.device) == DIMENSIONS.index("correspondence")
-        on_top = label_losses(pred.detach() + term, target, known & corr, known.sum())
+        on_top = label_losses(pred.detach() + term, target, known & corr, known.sum(), rank=w.rank > 0)
         parts = {k: v + on_top[k] for k, v in parts.items()}
     if out.aux_logits is not None:
         parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])

@@ -9,6 +9,7 @@ import pytest
 
 from mint_iqa.config import load_params
 from mint_iqa.data import degradations
+from mint_iqa.data.damage import damage, damage_map
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = load_params(ROOT / "params.yaml").prepare
@@ -117,7 +118,7 @@ def test_level_one_is_visible_and_damage_grows(image: np.ndarray, family: str, n
             for s in range(3)
         ]
         assert all(not np.array_equal(o, image) for o in outs)
-        return float(np.mean([degradations.damage(image, o, local) for o in outs]))
+        return float(np.mean([damage(image, o, local) for o in outs]))
 
     mild, severe = hurt(1), hurt(5)
     assert mild > 0.0
@@ -134,7 +135,7 @@ def test_new_local_defects_leave_most_of_the_image_alone(name: str) -> None:
         out = degradations.apply(
             img, "authenticity", name, 1, PARAMS.authenticity, np.random.default_rng(seed)
         )
-        untouched = float((degradations.damage_map(img, out) < 0.02).mean())
+        untouched = float((damage_map(img, out) < 0.02).mean())
         assert untouched >= 0.5, f"{name} (seed {seed}): only {untouched:.0%} of the pixels untouched"
 
 

@@ -33,7 +33,7 @@ STEPS = {
 }
 # Files a module reads from beside itself, and (register) the whole package logged with the MLflow model.
 RESOURCES = {
-    "mint_iqa.models.registry": ["mint_iqa/models/presets"],
+    "mint_iqa.models.factory": ["mint_iqa/models/presets"],
     "mint_iqa.data.references": ["mint_iqa/data/catalogue.csv"],
     "mint_iqa.models.words": ["mint_iqa/models/imagenet_lexicon.json"],
 }

@@ -37,7 +37,7 @@ class StandIn:
         prompt: list[str],
         batch_size: int = 32,
         scale: str = "mos",
-        maps: bool = False,
+        **_: bool,  # maps, words: not asked for here
     ) -> pd.DataFrame:
         self.prompts += prompt
         return pd.DataFrame({**{d: [3.0] * len(images) for d in DIMENSIONS}, "status": [OK] * len(images)})
@@ -48,7 +48,7 @@ class StandIn:
         prompts: list[str],
         batch_size: int = 32,
         scale: str = "mos",
-        maps: bool = False,
+        **_: bool,  # maps, words: not asked for here
     ) -> pd.DataFrame:
         from mint_iqa.assess import EXPLANATION_COLUMNS
 

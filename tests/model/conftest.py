@@ -41,7 +41,7 @@ def tiny_scorer():
     """A randomly initialised tiny scorer, the same whichever tests ran before (seeded)."""
     import torch
 
-    from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
+    from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config
 
     torch.manual_seed(0)
     config = preset_config("tiny", TINY)
@@ -51,7 +51,7 @@ def tiny_scorer():
 
 @pytest.fixture
 def scorer_dir(tiny_scorer, tmp_path: Path) -> Path:
-    from mint_iqa.models.registry import save_scorer
+    from mint_iqa.models.factory import save_scorer
 
     model, tok = tiny_scorer
     return save_scorer(model, tok, tmp_path / "model")
@@ -62,7 +62,7 @@ def assessor_dir(tiny_scorer, tmp_path: Path) -> Path:
     """A tiny assessor (scorer/ + explainer/) with a made-up 1-5 calibration and a damage-map head."""
     import torch
 
-    from mint_iqa.models.registry import build_explainer, explainer_config, save_assessor
+    from mint_iqa.models.factory import build_explainer, explainer_config, save_assessor
     from tests.model.test_explainer import SMALL
 
     scorer, tok = tiny_scorer

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from mint_iqa.models.explaining import Texts, explain_batch
-from mint_iqa.models.registry import build_explainer, explainer_config, load_assessor, save_assessor
+from mint_iqa.models.factory import build_explainer, explainer_config, load_assessor, save_assessor
 from mint_iqa.models.text import segmenter
 
 SMALL = {
@@ -118,11 +118,11 @@ def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path)
     model, texts = explainer
     model.eval()
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores, _ = explain_batch(
+    answers, stage1 = explain_batch(
         model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2
     )
-    assert len(answers) == 2 and scores.shape == (2, 3) and all(isinstance(a, str) for a in answers)
-    beams, _, _ = explain_batch(
+    assert len(answers) == 2 and stage1.scores.shape == (2, 3) and all(isinstance(a, str) for a in answers)
+    beams, _ = explain_batch(
         model, texts, images, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2, num_beams=3
     )
     assert len(beams) == 2
@@ -217,8 +217,8 @@ def test_fitted_level_cuts_state_more_validation_levels_right() -> None:
     import numpy as np
 
     from mint_iqa.data.answers import grade
-    from mint_iqa.inference import fit_level_cuts
     from mint_iqa.models.decoding import score_grades
+    from mint_iqa.train.explainer import fit_level_cuts
 
     def head(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(seed)
@@ -318,7 +318,7 @@ def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_be
     model.config.constrain_levels = model.config.constrain_reasons = True
     model.eval()
     images = [np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores, _ = explain_batch(
+    answers, stage1 = explain_batch(
         model, texts, images, ["a cat", "a rocket"], [QUESTIONS["all"]] * 2, num_beams=num_beams
     )
     squeeze = ReasonConstraint.squeeze
@@ -326,7 +326,7 @@ def test_constrained_answers_give_each_stage1_sentence_in_turn(explainer, num_be
         "quality": [DEFECT_NAMES[d] for d in QUALITY],
         "authenticity": [DEFECT_NAMES[d] for d in AUTHENTICITY],
     }
-    for answer, grades in zip(answers, score_grades(torch.as_tensor(scores)).tolist()):
+    for answer, grades in zip(answers, score_grades(stage1.scores).tolist()):
         said = squeeze(answer)
         starts = [said.find(squeeze(sentence(dim, g))) for dim, g in zip(DIMENSIONS, grades)]
         assert starts[0] == 0 and -1 not in starts and starts == sorted(starts), answer

@@ -158,7 +158,7 @@ def test_cli_score_rejects_bad_manifest(scorer_dir: Path, tmp_path: Path) -> Non
 
 
 def test_cli_score_explain_adds_columns(tiny_scorer, folder: Path, tmp_path: Path) -> None:
-    from mint_iqa.models.registry import build_explainer, explainer_config, save_assessor
+    from mint_iqa.models.factory import build_explainer, explainer_config, save_assessor
     from tests.model.test_explainer import SMALL
 
     scorer, tok = tiny_scorer

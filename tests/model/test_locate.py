@@ -11,7 +11,7 @@ import torch
 from mint_iqa.config import load_params
 from mint_iqa.data.references import load_references
 from mint_iqa.data.synth import WHERE_GRID, Recipe, Synthesiser
-from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
+from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config
 from mint_iqa.models.scorer import patch_tokens
 from mint_iqa.train.data import NO_MAP, _view, collate
 from mint_iqa.train.scorer import where_loss

@@ -23,7 +23,7 @@ PROMPT = "content: a cat"
 @pytest.fixture
 def located():
     """A tiny scorer with its per-patch damage head."""
-    from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
+    from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config
 
     torch.manual_seed(0)
     config = preset_config("tiny", TINY)
@@ -34,7 +34,7 @@ def located():
 
 @pytest.fixture
 def located_dir(located, tmp_path: Path) -> Path:
-    from mint_iqa.models.registry import save_scorer
+    from mint_iqa.models.factory import save_scorer
 
     return save_scorer(*located, tmp_path / "located")
 
@@ -61,7 +61,7 @@ def test_maps_come_from_the_scoring_pass(located_dir: Path) -> None:
     g = expected.shape[0]
     cell = 256 / g
     assert got["quality_map"][1].shape == (round(700 / cell), round(520 / cell))
-    _, window_maps = scorer.forward_maps([np.ascontiguousarray(big[:256, :256])], [PROMPT])
+    window_maps = scorer.read([np.ascontiguousarray(big[:256, :256])], [PROMPT]).maps
     assert np.allclose(got["authenticity_map"][1][:g, :g], window_maps[0][..., 1], atol=1e-5)
     assert got["quality_map"][2] is None and got["status"][2] != "ok"
 
@@ -82,7 +82,7 @@ def test_a_model_without_the_damage_head_refuses_maps_before_any_work(scorer_dir
 
 
 def test_api_score_and_assess_return_maps(located, tmp_path: Path) -> None:
-    from mint_iqa.models.registry import build_explainer, explainer_config, save_assessor
+    from mint_iqa.models.factory import build_explainer, explainer_config, save_assessor
     from tests.model.test_explainer import SMALL
 
     scorer, tok = located

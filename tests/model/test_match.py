@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mint_iqa.config import LossConfig
-from mint_iqa.models.registry import build_scorer, build_tokenizer, load_scorer, preset_config, save_scorer
+from mint_iqa.models.factory import build_scorer, build_tokenizer, load_scorer, preset_config, save_scorer
 from mint_iqa.train.scorer import match_loss, scorer_loss
 from tests.model.conftest import CORPUS, TINY
 

@@ -89,7 +89,7 @@ def test_paper_preset_loads_stage1_parts_offline(
     from safetensors import safe_open
 
     from mint_iqa.inference import Scorer
-    from mint_iqa.models.registry import build_scorer, preset_config, save_scorer
+    from mint_iqa.models.factory import build_scorer, preset_config, save_scorer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = preset_config("paper", {"vision": {"pretrained": str(instructblip_dir)}})
@@ -168,7 +168,7 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     instructblip_with_lm_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mint_iqa.models.explaining import Texts, explain_batch
-    from mint_iqa.models.registry import (
+    from mint_iqa.models.factory import (
         build_explainer,
         build_scorer,
         explainer_config,
@@ -216,14 +216,14 @@ def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     assert torch.equal(again.feedback.weight, model.feedback.weight)
     model.eval()
     rgb = [np.random.default_rng(i).integers(0, 255, (56, 56, 3), dtype=np.uint8) for i in range(2)]
-    answers, scores, _ = explain_batch(
+    answers, stage1 = explain_batch(
         again,
         Texts(tokenizer, again_tok, segmenter("rules"), again.config),
         rgb,
         ["a cat", "a rocket"],
         ["What is the quality of the image?"] * 2,
     )
-    assert len(answers) == 2 and all(isinstance(a, str) for a in answers) and scores.shape == (2, 3)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers) and stage1.scores.shape == (2, 3)
     assert (
         answers
         == explain_batch(model, texts, rgb, ["a cat", "a rocket"], ["What is the quality of the image?"] * 2)[

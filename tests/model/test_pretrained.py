@@ -65,7 +65,7 @@ def test_mismatched_weights_are_refused(cache: Path, tmp_path: Path) -> None:
 def test_lite0_scorer_keeps_the_pretrained_network_frozen(cache: Path, tmp_path: Path) -> None:
     """Training steps change the stem, projection and heads, never the ImageNet network nor its batch-norm
     statistics; a saved scorer reloads without the weights package (everything is in its safetensors)."""
-    from mint_iqa.models.registry import (
+    from mint_iqa.models.factory import (
         build_scorer,
         build_tokenizer,
         load_scorer,
@@ -118,7 +118,7 @@ def test_word_support_reads_what_the_photograph_shows(cache: Path) -> None:
     photograph and not "motorcycle" or "pizza", words no training caption needs to contain."""
     from skimage import data
 
-    from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
+    from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config
     from mint_iqa.models.tensors import to_batch
     from mint_iqa.models.words import support
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mint_iqa.models.registry import list_presets, load_scorer, preset_config, save_scorer
+from mint_iqa.models.factory import list_presets, load_scorer, preset_config, save_scorer
 from tests.model.conftest import CORPUS
 
 
@@ -74,7 +74,7 @@ def test_clip_preset_with_local_safetensors(tmp_path: Path) -> None:
     import open_clip
     from safetensors.torch import save_file
 
-    from mint_iqa.models.registry import build_scorer, build_tokenizer
+    from mint_iqa.models.factory import build_scorer, build_tokenizer
 
     cfg = {
         "embed_dim": 32,
@@ -124,7 +124,7 @@ def test_word_fusion_moves_only_correspondence_and_survives_saving(tmp_path: Pat
     import numpy as np
 
     from mint_iqa.inference import Scorer
-    from mint_iqa.models.registry import build_scorer, build_tokenizer
+    from mint_iqa.models.factory import build_scorer, build_tokenizer
     from mint_iqa.models.words import evidence, word_masks
 
     config = preset_config("lite0")

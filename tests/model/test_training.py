@@ -248,7 +248,7 @@ def test_a_matching_space_apart_is_clipped_apart(tmp_path: Path) -> None:
     space apart its gradients are clipped on their own, and the scorer trains exactly as it does without the
     space."""
     from mint_iqa.config import LossConfig, TrainConfig
-    from mint_iqa.models.registry import build_scorer, build_tokenizer, preset_config
+    from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config
     from mint_iqa.train.engine import fit
     from mint_iqa.train.scorer import ScorerTask, scorer_loss
 

@@ -101,7 +101,7 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
     """Three assessors of known order on the held-out images (the paper test split), each in its own
     `<explain.out_dir>/paper/best` folder: C (trained briefly, each head's sign oriented so that its SRCC on
     the held-out images is >= 0), A (constant scores: SRCC 0) and B (1 - C's head outputs: SRCC -C)."""
-    from mint_iqa.models.registry import build_explainer, explainer_config, load_scorer, save_assessor
+    from mint_iqa.models.factory import build_explainer, explainer_config, load_scorer, save_assessor
     from mint_iqa.train.scorer import train_scorer
     from tests.conftest import _project_prepare
 

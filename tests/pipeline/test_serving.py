@@ -134,6 +134,9 @@ def test_maps_on_request(server: str) -> None:
         assert grid.ndim == 2 and max(grid.shape) <= 32 and 0 <= grid.min() <= grid.max() <= 1
         assert grid.shape[0] > grid.shape[1]  # a tall image (read in windows) has a tall map
         assert bad[column] in ("", None) and bad["status"] != "ok"
+    # per-word support needs an ImageNet head, which this (tiny-tower) model has not: a short 400
+    words = requests.post(f"{server}/invocations", json={**body, "params": {"words": True}}, timeout=120)
+    assert words.status_code == 400 and "ImageNet classifier" in words.json()["message"], words.text[:300]
 
 
 def test_bad_rows_get_a_status_and_the_others_are_scored(server: str) -> None:
