@@ -5,7 +5,8 @@
 Uses the 256 px PNGs of the prepared proxy set (or generates random ones), the trained scorer (the default
 preset, `lite0`), and a freshly built `tiny` preset beside it (random weights: same architecture, same cost).
 Each worker thread decodes a batch and runs it through the model on its share of the cores, so decoding
-overlaps the model. Prints a table for batch sizes 1/8/32 and 1/2 workers, next to BRISQUE on the same files,
+overlaps the model. Prints a table for batch sizes 1/8/32 and 1/2 workers (and, at batch 32, with the damage
+maps and the word support read out), next to BRISQUE on the same files,
 and writes it to bench/results/throughput.{csv,md}. The machine's speed may drift between timings, so the
 ratio to BRISQUE comes from `--rounds` back-to-back pairs of timings (batch 32, 2 workers), their median
 (bench/results/throughput_rounds.csv).
@@ -99,6 +100,12 @@ def main() -> None:
                 r = ours(batch, workers, len(files) if batch > 1 else min(len(files), 128))
                 rows.append({"method": name, "batch": batch, "workers": workers, "images/s": round(r, 1)})
                 print(rows[-1], flush=True)
+        model.workers = 2  # damage maps and word support: the same pass, read out (batch 32, 2 workers)
+        for extra in [k for k, has in (("maps", model.has_maps), ("words", model.has_words)) if has]:
+            options = {extra: True}
+            r = rate(lambda o=options: model.score(files, prompts, 32, False, **o), len(files))
+            rows.append({"method": f"{name} + {extra}", "batch": 32, "workers": 2, "images/s": round(r, 1)})
+            print(rows[-1], flush=True)
         tiny, _ = scorer(None, "tiny")
         tiny.workers = 2
         tiny.score(files[:64], prompts[:64], batch_size=32, show_progress=False)  # warm-up

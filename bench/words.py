@@ -49,13 +49,14 @@ OBJECTS = (  # common things ImageNet has classes for: what a swapped word becom
 
 
 def swap_words(scorer, images, captions, rng) -> tuple[list, list[dict]]:
-    """Each caption with its first nameable word replaced by an object none of its words can name (None
-    when it has no nameable word); and, per support threshold, the precision, recall and F1 of flagging
-    exactly the swapped word (a word is flagged when its support is under the threshold), with the share
-    of true captions that get any word flagged."""
+    """Each caption with one of its nameable words, drawn at random, replaced by an object none of its
+    words can name (None when it has no nameable word); and, per rule and support threshold, the
+    precision, recall and F1 of flagging exactly the swapped word, with the share of true captions that
+    get a word flagged. Rules: `every word` flags each word under the threshold; `subject` only the
+    prompt's subject (`words.unsupported`, the product's rule)."""
     import re
 
-    from mint_iqa.models.words import Lexicon, prompt_words
+    from mint_iqa.models.words import Lexicon, prompt_words, unsupported
 
     lexicon = Lexicon.load()
     objects = [o for o in OBJECTS if lexicon.lemma(o)]
@@ -68,27 +69,35 @@ def swap_words(scorer, images, captions, rng) -> tuple[list, list[dict]]:
             swapped.append(None)
             targets.append(None)
             continue
-        old, new = words[0][0], choices[int(rng.integers(len(choices)))]
+        old, new = words[int(rng.integers(len(words)))][0], choices[int(rng.integers(len(choices)))]
         at = re.search(rf"\b{re.escape(old)}\b", caption.lower()).start()
         swapped.append(caption[:at] + new + caption[at + len(old) :])
         targets.append(new)
     keep = [i for i, p in enumerate(swapped) if p is not None]
     probs = scorer.score([images[i] for i in keep], [swapped[i] for i in keep], words=True)["words"]
     truth = scorer.score([images[i] for i in keep], [captions[i] for i in keep], words=True)["words"]
+    rules = {
+        "every word": lambda pairs, prompt, t: {w for w, v in pairs if v < t},
+        "subject": lambda pairs, prompt, t: set(unsupported(pairs, prompt, below=t)),
+    }
     rows = []
-    for threshold in (0.02, 0.05, 0.1, 0.2):
+    for (rule, flag), threshold in ((r, t) for r in rules.items() for t in (0.02, 0.05, 0.1, 0.2)):
         tp = fp = fn = 0
-        for pairs, target in zip(probs, [targets[i] for i in keep]):
-            flagged = {w for w, v in pairs if v < threshold}
-            tp, fp, fn = tp + (target in flagged), fp + len(flagged - {target}), fn + (target not in flagged)
-        false_alarm = np.mean([any(v < threshold for _, v in pairs) for pairs in truth])
+        for pairs, i in zip(probs, keep):
+            flagged = flag(pairs, swapped[i], threshold)
+            hit = targets[i] in flagged
+            tp, fp, fn = tp + hit, fp + len(flagged - {targets[i]}), fn + (not hit)
+        alarms = [bool(flag(pairs, captions[i], threshold)) for pairs, i in zip(truth, keep)]
+        false_alarm = float(np.mean(alarms))
         rows.append(
             {
+                "rule": rule,
                 "threshold": threshold,
                 "precision": tp / max(tp + fp, 1),
                 "recall": tp / max(tp + fn, 1),
                 "F1": 2 * tp / max(2 * tp + fp + fn, 1),
-                "true captions with a word flagged": float(false_alarm),
+                "true captions with a word flagged": false_alarm,
+                "F1 counting true captions": 2 * tp / max(2 * tp + fp + fn + sum(alarms), 1),
             }
         )
     return swapped, rows

@@ -88,7 +88,7 @@ class Assessor:
         """One row per image: quality, authenticity, correspondence, status and an explanation per
         dimension; with `maps` and `words`, also the damage maps and the prompt words' support of stage 1's
         pass (as `Scorer.score` gives them). The correspondence explanation ends by naming the prompt's
-        nameable words the image does not show (`words.unsupported`), when the tower can tell."""
+        subject when it is not recognised in the image (`words.unsupported`), if the tower can tell."""
         prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
         if len(prompts) != len(images):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
@@ -123,9 +123,9 @@ class Assessor:
         for k, (text, score, prompt) in enumerate(zip(texts, scores, prompts)):
             parts = split_answer(text)
             found = support(probs[k], prompt) if probs is not None else None
-            if found and unsupported(found):
+            if found and unsupported(found, prompt):
                 parts["correspondence"] = (
-                    f"{parts['correspondence']} {unsupported_sentence(unsupported(found))}"
+                    f"{parts['correspondence']} {unsupported_sentence(unsupported(found, prompt))}"
                 )
             rows.append(
                 {

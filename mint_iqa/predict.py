@@ -268,7 +268,7 @@ def score_table(
     columns) with a loaded `mint_iqa.Model`; returns the output table, one row per input row, in order, the
     extra columns last. With `maps`, each scored row's damage maps are written there (`mint_iqa.maps`)
     and column `maps` names the PNG; with `words`, columns `words` (`word=support; ...`) and `unsupported`
-    (the words the image does not show)."""
+    (the prompt's subject, when it is not recognised in the image)."""
     extra = [
         *(EXPLANATION_COLUMNS if explain else []),
         *(["maps"] if maps is not None else []),
@@ -294,7 +294,7 @@ def score_table(
             from mint_iqa.models.words import unsupported  # torch: loaded by then, never for `report`
 
             found = [pairs or [] for pairs in scores["words"]]
-            scores["unsupported"] = ["; ".join(unsupported(pairs)) for pairs in found]
+            scores["unsupported"] = ["; ".join(unsupported(p, t)) for p, t in zip(found, prompts)]
             scores["words"] = ["; ".join(f"{w}={v:.3f}" for w, v in pairs) for pairs in found]
         if maps is not None:
             scores["maps"] = _write_maps(maps, scores, images, map_names(list(table.loc[todo, "image"])))

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from mint_iqa.inference import Scorer
-from mint_iqa.models.words import unsupported, unsupported_sentence
+from mint_iqa.models.words import subject, unsupported, unsupported_sentence
 from tests.model.conftest import CORPUS
 from tests.model.test_report import _cli
 
@@ -38,10 +38,16 @@ def cat(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_unsupported_words_and_their_sentence() -> None:
+def test_only_the_subject_is_judged_absent_and_said_so() -> None:
+    """A single-label classifier vouches for an image's main subject only: a secondary word's low support
+    is no evidence, so only the subject (the first nameable content word) is ever called absent."""
     pairs = [("cat", 0.93), ("motorcycle", 0.002), ("pizza", 0.0)]
-    assert unsupported(pairs) == ["motorcycle", "pizza"] and unsupported(pairs, below=0.001) == ["pizza"]
-    assert unsupported_sentence(["pizza"]) == "The prompt names pizza, which the image does not show."
+    assert unsupported(pairs, PROMPT) == []  # the cat is there; the others may or may not be
+    swapped = [("pizza", 0.001), ("cat", 0.9)]
+    assert unsupported(swapped, "a photo of a pizza next to a cat") == ["pizza"]
+    assert unsupported(swapped, "a photo of a pizza next to a cat", below=0.0005) == []
+    assert subject("a watercolour of a tabby cat, on a sofa") == "tabby cat" and subject("calm mood") is None
+    assert unsupported_sentence(["pizza"]) == "The prompt names pizza, which was not recognised in the image."
     assert unsupported_sentence(["a", "b", "c"]).startswith("The prompt names a, b and c,")
     assert unsupported_sentence([]) == ""
 
@@ -73,12 +79,12 @@ def test_assess_names_the_words_the_image_does_not_show(lite0_dir: Path, cat: Pa
     scorer, tok = load_scorer(lite0_dir)
     explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
     m = mint_iqa.load(save_assessor(explainer, tok, lite0_dir.parent / "assessor"))
-    table = m.assess([cat, b"junk"], PROMPT, words=True)
+    table = m.assess([cat, b"junk"], "a photo of a pizza next to a cat", words=True)
     said = table["explanation_correspondence"][0]
-    assert said.endswith("The prompt names motorcycle and pizza, which the image does not show."), said
+    assert said.endswith("The prompt names pizza, which was not recognised in the image."), said
     assert dict(table["words"][0])["cat"] > 0.5 and table["words"][1] is None
-    plain = m.assess([cat], "a photo of a cat")
-    assert "does not show" not in plain["explanation_correspondence"][0] and "words" not in plain
+    plain = m.assess([cat], PROMPT)  # the subject is there: the motorcycle and pizza are not judged
+    assert "not recognised" not in plain["explanation_correspondence"][0] and "words" not in plain
 
 
 def test_cli_words_columns(lite0_dir: Path, cat: Path, scorer_dir: Path, tmp_path: Path) -> None:
@@ -89,7 +95,7 @@ def test_cli_words_columns(lite0_dir: Path, cat: Path, scorer_dir: Path, tmp_pat
 
     row = pd.read_csv(out).iloc[0]
     assert row["words"].startswith("cat=0.") and "; motorcycle=0.00" in row["words"], row["words"]
-    assert row["unsupported"] == "motorcycle; pizza"
+    assert pd.isna(row["unsupported"])  # empty: the subject, a cat, is there
     bad = tmp_path / "t.csv"
     proc = _cli("score", str(cat), "-p", PROMPT, "--words", "--model", str(scorer_dir), "-o", str(bad))
     assert proc.returncode == 2 and "no ImageNet classifier" in proc.stderr and not bad.exists()
