@@ -125,12 +125,17 @@ def _row(
         for c in explained
         if str(row[c]).strip() and str(row[c]) != "nan"
     )
+    found, said = row.get("words"), ""  # `score --words`: "word=support; ...", the subject not recognised
+    if isinstance(found, str) and found:
+        missing = row.get("unsupported")
+        gone = f" · not recognised: <b>{_text(missing)}</b>" if isinstance(missing, str) and missing else ""
+        said = f'<div class="words">words: {_text(found)}{gone}</div>'
     data = " ".join(f'data-{d}="{v:.6f}"' for d, v in values.items())
     return (
         f'<tr class="item" {data} data-overall="{np.mean(list(values.values())):.6f}" '
         f'data-text="{(name + " " + prompt).lower()}"><td>{img}</td><td class="name" title="{name}">'
         f"{_text(Path(str(row['image'])).name)}"
-        f'<div class="prompt">{prompt}</div></td><td>'
+        f'<div class="prompt">{prompt}{said}</div></td><td>'
         + "".join(_bar(d, values[d], lo, hi) for d in DIMENSIONS)
         + f"</td><td>{words}</td></tr>"
     )
@@ -248,6 +253,7 @@ img, .noimg {{ width: {thumb}px; height: {thumb}px; object-fit: cover; border-ra
 .fill {{ display: block; height: 100%; }} td p {{ margin: 0 0 4px; max-width: 420px; }}
 #failed td {{ color: #b91c1c; }}
 .views button {{ font-size: 11px; padding: 1px 4px; margin: 2px 2px 0 0; }}
+.words {{ color: #374151; font-size: 12px; font-style: normal; }}
 </style></head>
 <body>
 <header><h1>{title}</h1>

@@ -96,6 +96,9 @@ def test_cli_words_columns(lite0_dir: Path, cat: Path, scorer_dir: Path, tmp_pat
     row = pd.read_csv(out).iloc[0]
     assert row["words"].startswith("cat=0.") and "; motorcycle=0.00" in row["words"], row["words"]
     assert pd.isna(row["unsupported"])  # empty: the subject, a cat, is there
+    report = tmp_path / "r.html"
+    assert _cli("report", str(out), "--out", str(report)).returncode == 0
+    assert "words: cat=0." in report.read_text() and "not recognised" not in report.read_text()
     bad = tmp_path / "t.csv"
     proc = _cli("score", str(cat), "-p", PROMPT, "--words", "--model", str(scorer_dir), "-o", str(bad))
     assert proc.returncode == 2 and "no ImageNet classifier" in proc.stderr and not bad.exists()
