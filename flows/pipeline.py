@@ -97,11 +97,7 @@ def register_task(project: Path, params_file: str) -> str:
     from mint_iqa.registry import register
 
     os.chdir(project)
-    version = register(load_params(project / params_file))
-    record = project / load_params(project / params_file).registry.record
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"version": version.version, "run_id": version.run_id}) + "\n")
-    return str(version.version)
+    return str(register(load_params(project / params_file)).version)
 
 
 @task(name="promote", retries=2, retry_delay_seconds=15)

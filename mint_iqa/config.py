@@ -187,7 +187,7 @@ class TrainConfig(Strict):
     autocast: bool = False  # bf16 autocast for the forward pass (CPU AVX512-BF16, GPUs)
     workers: int = Field(1, ge=0)  # data-loader processes synthesising samples
     threads: int = Field(2, ge=1)  # torch intra-op threads
-    num_procs: int = Field(1, ge=1)  # >1: launched through the deepspeed launcher
+    num_procs: int = Field(1, ge=1)  # >1: one process per rank, launched by torchrun (`train/launch.py`)
     checkpoint_every: int = Field(0, ge=0)  # extra checkpoints every N steps (0: once per epoch)
     ema: float = Field(0.99, ge=0, lt=1)  # decay of the weight average validated and exported (0: off)
     deepspeed_extra: Path | None = None  # JSON merged over the built DeepSpeed config (infra/deepspeed/)

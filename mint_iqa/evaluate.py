@@ -16,7 +16,7 @@ import pandas as pd
 
 from mint_iqa.config import DIMENSIONS, FLAWLESS, Params
 from mint_iqa.data import manifest
-from mint_iqa.data.splits import split_column
+from mint_iqa.data.splits import split_rows
 from mint_iqa.data.synth import kinds_of
 from mint_iqa.inference import Scorer, resolve_device
 from mint_iqa.io import atomic_write, write_text
@@ -28,7 +28,7 @@ def predict_split(params: Params, protocol: str, split: str = "test") -> pd.Data
     prepared = Path(params.prepare.out_dir)
     df, meta = manifest.read(prepared)
     root = manifest.image_root(prepared, meta)
-    df = df[df[split_column(protocol)] == split].reset_index(drop=True)
+    df = split_rows(df, protocol, split)
     scorer = Scorer.load(
         Path(params.train.out_dir) / protocol / "best", device=resolve_device(params.evaluate.device)
     )
@@ -124,8 +124,7 @@ def evaluate(params: Params) -> dict[str, Any]:
 def _log(params: Params, protocol: str, metrics: dict[str, Any], details: dict[str, Any], plot: Path) -> None:
     from mint_iqa import tracking
 
-    run_file = Path(params.train.out_dir) / protocol / "mlflow_run.json"
-    run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
+    run_id = tracking.run_id_of(Path(params.train.out_dir) / protocol)
     import mlflow
 
     with tracking.run(f"scorer-{protocol}", run_id=run_id):
@@ -206,7 +205,7 @@ def evaluate_explainer(params: Params) -> dict[str, Any]:
         prepared = Path(params.prepare.out_dir)
         df, meta = manifest.read(prepared)
         root = manifest.image_root(prepared, meta)
-        df = df[df[split_column(protocol)] == "test"].reset_index(drop=True)
+        df = split_rows(df, protocol, "test")
         if params.explain.test_images:
             df = df.sample(n=min(len(df), params.explain.test_images), random_state=params.seed).reset_index(
                 drop=True
@@ -256,8 +255,7 @@ def _log_explainer(params: Params, protocol: str, metrics: dict[str, Any]) -> No
 
     from mint_iqa import tracking
 
-    run_file = Path(params.explain.out_dir) / protocol / "mlflow_run.json"
-    run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
+    run_id = tracking.run_id_of(Path(params.explain.out_dir) / protocol)
     flat = {
         **{f"test_level_acc_{d}": v for d, v in metrics["level_accuracy"].items()},
         **{f"test_{k}": v for k, v in metrics.items() if k != "level_accuracy" and v is not None},

@@ -31,7 +31,7 @@ import yaml
 
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import manifest
-from mint_iqa.data.splits import split_column
+from mint_iqa.data.splits import split_rows
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
 from mint_iqa.serving import PARAMS
@@ -82,7 +82,7 @@ def request_example(params: Params) -> pd.DataFrame:
 
 def register(params: Params) -> Any:
     """Log and register the assessor of `register.protocol`; returns the new model version (alias
-    challenger)."""
+    challenger), also recorded in `register.record`."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -130,7 +130,10 @@ def register(params: Params) -> Any:
     for key, value in {**tags, **flat, "model_uri": info.model_uri}.items():
         client.set_model_version_tag(cfg.model_name, str(version), key, value)
     client.set_registered_model_alias(cfg.model_name, CHALLENGER, str(version))
-    return client.get_model_version(cfg.model_name, str(version))
+    current = client.get_model_version(cfg.model_name, str(version))
+    record = {"model": cfg.model_name, "version": current.version, "run_id": current.run_id}
+    write_text(cfg.record, json.dumps(record, indent=2) + "\n")  # the DVC stage's output, written whole
+    return current
 
 
 def _requirements() -> list[str]:
@@ -182,7 +185,7 @@ def holdout_scores(params: Params, model_uri: str) -> Holdout:
     prepared = Path(params.prepare.out_dir)
     df, meta = manifest.read(prepared)
     root = manifest.image_root(prepared, meta)
-    df = df[df[split_column(params.registry.protocol)] == "test"]
+    df = split_rows(df, params.registry.protocol, "test")
     df = df.sample(n=min(len(df), params.registry.holdout_images), random_state=params.seed)
     batch = pd.DataFrame(
         {

@@ -11,7 +11,20 @@ from pathlib import Path
 from typing import Any
 
 EXPERIMENT = "mint-iqa"
+RUN_FILE = "mlflow_run.json"  # beside a trained model: the MLflow run its training and evaluation log into
 DEFAULT_DB, DEFAULT_ARTIFACTS = Path("mlflow.db"), Path("mlruns")
+
+
+def run_id_of(folder: str | Path) -> str | None:
+    """The MLflow run recorded in `folder` (None: none yet)."""
+    path = Path(folder) / RUN_FILE
+    return json.loads(path.read_text())["run_id"] if path.exists() else None
+
+
+def record_run(folder: str | Path, run_id: str) -> None:
+    from mint_iqa.io import write_text
+
+    write_text(Path(folder) / RUN_FILE, json.dumps({"run_id": run_id}) + "\n")
 
 
 def tracking_uri() -> str:

@@ -217,15 +217,6 @@ def register(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
         _fail(str(exc))
     except Exception as exc:
         _tracking_failed("register", exc)
-    from mint_iqa.io import write_text
-
-    write_text(
-        p.registry.record,
-        json.dumps(
-            {"model": p.registry.model_name, "version": version.version, "run_id": version.run_id}, indent=2
-        )
-        + "\n",
-    )
     console.print(f"register: {p.registry.model_name} version {version.version} -> alias challenger")
 
 

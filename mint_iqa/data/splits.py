@@ -51,6 +51,11 @@ def assign(df: pd.DataFrame, cfg: SplitConfig, seed: int) -> pd.DataFrame:
     return df
 
 
+def split_rows(frame: pd.DataFrame, protocol: str, split: str) -> pd.DataFrame:
+    """The manifest rows of `split` (train / val / test) under `protocol`, renumbered from 0."""
+    return frame[frame[split_column(protocol)] == split].reset_index(drop=True)
+
+
 def split_column(protocol: str) -> str:
     """The manifest column of a protocol's splits (`lko` uses the `strict` references)."""
     if protocol not in ("paper", "strict", "lko"):

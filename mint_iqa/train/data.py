@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from mint_iqa.config import DIMENSIONS
 from mint_iqa.data import degradations, manifest
-from mint_iqa.data.splits import split_column
+from mint_iqa.data.splits import split_rows
 from mint_iqa.data.synth import WHERE_GRID, Synthesiser, kinds_of, parse_defects
 from mint_iqa.io import load_image
 from mint_iqa.models.tensors import to_batch
@@ -46,7 +46,7 @@ class Split:
         a defect kind in `without` are left out."""
         df, meta = manifest.read(prepared)
         root = manifest.image_root(prepared, meta)
-        df = df[df[split_column(protocol)] == split]
+        df = split_rows(df, protocol, split)
         if without and "defects" in df:
             df = df[[not set(kinds_of(d)) & set(without) for d in df["defects"]]]
         df = df.reset_index(drop=True)

@@ -370,11 +370,9 @@ def tracked_run(params: Any, name: str, out_dir: Path, resume: bool, tags: dict[
 
     from mint_iqa import tracking
 
-    run_file = out_dir / "mlflow_run.json"
-    run_id = json.loads(run_file.read_text())["run_id"] if resume and run_file.exists() else None
+    run_id = tracking.run_id_of(out_dir) if resume else None
     with tracking.run(name, run_id=run_id, tags=tags) as active:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_file, json.dumps({"run_id": active.info.run_id}) + "\n")
+        tracking.record_run(out_dir, active.info.run_id)
         if run_id is None:
             mlflow.log_params(tracking.flatten(params.model_dump(mode="json", by_alias=True)))
 
