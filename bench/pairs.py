@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
-    from mint_iqa.inference import Scorer
+    from mint_iqa.inference.scoring import Scorer
     from mint_iqa.io import write_text
 
     photos = photographs(args.photos or DEFAULT_PHOTOS, args.limit, args.long_side)

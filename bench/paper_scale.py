@@ -247,7 +247,7 @@ def reset_peak(device: str) -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
-    from mint_iqa.inference import Scorer
+    from mint_iqa.inference.scoring import Scorer
     from mint_iqa.models.explaining import explain_batch
     from mint_iqa.models.factory import build_explainer, build_scorer, explainer_config, preset_config
     from mint_iqa.models.tensors import to_device

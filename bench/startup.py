@@ -114,7 +114,7 @@ def main() -> None:
         for name, argv in rows:
             print(f"| {name:<26} | {_median_seconds(argv, env, args.repeats, tmp):7.2f} |", flush=True)
     probe = (
-        "import sys, mint_iqa.api, mint_iqa.assess, mint_iqa.cli; "
+        "import sys, mint_iqa.inference.api, mint_iqa.inference.assess, mint_iqa.cli; "
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules) or 'none')"
     )
     heavy = subprocess.run(

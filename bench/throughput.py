@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mint_iqa.inference import Scorer  # noqa: E402
+from mint_iqa.inference.scoring import Scorer  # noqa: E402
 from mint_iqa.io import load_image  # noqa: E402
 
 

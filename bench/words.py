@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 def evidence(model, images: list[np.ndarray], prompts: list[str]) -> np.ndarray:
     """Word evidence of each prompt over its image (NaN: no nameable word), from the scorer's own head."""
-    from mint_iqa.inference import evidence_arrays
+    from mint_iqa.inference.scoring import evidence_arrays
 
     out = evidence_arrays(model, images, prompts)
     if out is None:
@@ -122,7 +122,7 @@ def main() -> None:
     from mint_iqa.data import manifest
     from mint_iqa.data.prompts import MISMATCHES, make_prompt
     from mint_iqa.data.references import load_references
-    from mint_iqa.inference import Scorer
+    from mint_iqa.inference.scoring import Scorer
     from mint_iqa.io import load_image, write_text
     from mint_iqa.metrics import srcc
 

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from mint_iqa import batch
+from mint_iqa.inference import batch
 
 
 class ScoreResult(BaseModel):

@@ -4,7 +4,7 @@
     m = mint_iqa.load("models:/mint-iqa@champion")   # or a model folder
     m.score(["a.png", "b.png"], "a corgi on a beach")   # images first, then the prompt
 
-See `mint_iqa.api` for the whole API. Heavy modules are imported on first use.
+See `mint_iqa.inference.api` for the whole API. Heavy modules are imported on first use.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 __all__ = ["load", "Model", "Scorer", "Assessor"]
 
 _LAZY = {
-    "load": "mint_iqa.api",
-    "Model": "mint_iqa.api",
-    "Scorer": "mint_iqa.inference",
-    "Assessor": "mint_iqa.assess",
+    "load": "mint_iqa.inference.api",
+    "Model": "mint_iqa.inference.api",
+    "Scorer": "mint_iqa.inference.scoring",
+    "Assessor": "mint_iqa.inference.assess",
 }
 
 

@@ -18,7 +18,7 @@ from mint_iqa.config import DIMENSIONS, FLAWLESS, Params
 from mint_iqa.data import manifest
 from mint_iqa.data.splits import split_rows
 from mint_iqa.data.synth import kinds_of
-from mint_iqa.inference import Scorer, resolve_device
+from mint_iqa.inference.scoring import Scorer, resolve_device
 from mint_iqa.io import atomic_write, write_text
 from mint_iqa.metrics import agreement, srcc, srcc_ceiling
 
@@ -195,8 +195,8 @@ def explanation_metrics(
 
 def evaluate_explainer(params: Params) -> dict[str, Any]:
     """Explain each protocol's test images ('all three' question) and write `explain.metrics`."""
-    from mint_iqa.assess import Assessor
     from mint_iqa.data.answers import QUESTIONS
+    from mint_iqa.inference.assess import Assessor
     from mint_iqa.models.explaining import explain_batch
     from mint_iqa.progress import progress
 

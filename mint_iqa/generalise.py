@@ -32,7 +32,7 @@ from mint_iqa.data import degradations, manifest
 from mint_iqa.data.references import load_references
 from mint_iqa.data.synth import Synthesiser
 from mint_iqa.evaluate import per_kind
-from mint_iqa.inference import MAP_COLUMNS, Scorer, resolve_device
+from mint_iqa.inference.scoring import MAP_COLUMNS, Scorer, resolve_device
 from mint_iqa.io import atomic_dir, atomic_write, write_text
 from mint_iqa.metrics import map_agreement, srcc, tie_share
 from mint_iqa.train.data import held_out

@@ -32,12 +32,12 @@ import yaml
 from mint_iqa.config import DIMENSIONS, Params
 from mint_iqa.data import manifest
 from mint_iqa.data.splits import split_rows
+from mint_iqa.inference.serving import PARAMS
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
-from mint_iqa.serving import PARAMS
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
-PYFUNC_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
+PYFUNC_CODE = Path(__file__).parent / "inference" / "serving" / "pyfunc_model.py"
 
 
 def _client() -> Any:

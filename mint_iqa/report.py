@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
+from mint_iqa.inference.predict import escape_controls, read_table
 from mint_iqa.io import DEFAULT_MAX_PIXELS, ImageError, load_image, write_text
 from mint_iqa.maps import overlay
-from mint_iqa.predict import escape_controls, read_table
 
 THUMB = 112
 COLOURS = {"quality": "#3b82f6", "authenticity": "#10b981", "correspondence": "#f59e0b"}

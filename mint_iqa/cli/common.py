@@ -118,7 +118,7 @@ BeamsOpt = Annotated[
 
 
 def _load(model: str | None, device: str = "cpu", num_beams: int = 1):
-    from mint_iqa.api import load
+    from mint_iqa.inference.api import load
 
     try:
         return load(model, device=device, num_beams=num_beams)
@@ -131,7 +131,7 @@ def _load(model: str | None, device: str = "cpu", num_beams: int = 1):
 def _list_failures(images: Any, statuses: Any, out: Path | None, shown: int = 10) -> None:
     """The first `shown` failed rows on stderr, each once (a status that names its item is not prefixed
     again), then how many more there are and where to find them."""
-    from mint_iqa.predict import escape_controls
+    from mint_iqa.inference.predict import escape_controls
 
     rows = list(zip(images, statuses))
     for image, status in rows[:shown]:

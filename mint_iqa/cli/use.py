@@ -53,8 +53,8 @@ def score(
     outside it). A bad item gets the reason in `status` and the others are still scored.
     Exit codes: 0 all scored, 1 some rows failed (output written), 2 bad usage or input (nothing written).
     """
+    from mint_iqa.inference.predict import check_output, images_table, read_manifest, score_table, write_table
     from mint_iqa.maps import check_maps_dir, map_names
-    from mint_iqa.predict import check_output, images_table, read_manifest, score_table, write_table
 
     quick_exit()
     if bool(images) == bool(manifest):
@@ -83,7 +83,7 @@ def score(
 
 def _can(loaded: Any, maps: bool, words: bool) -> Any:
     """The loaded model, when it has the heads `--maps` and `--words` read (else exit 2, nothing done)."""
-    from mint_iqa.inference import NO_MAPS, NO_WORDS
+    from mint_iqa.inference.scoring import NO_MAPS, NO_WORDS
 
     if maps and not loaded.scorer.has_maps:
         _fail(f"--maps: {NO_MAPS}")
@@ -107,8 +107,8 @@ def rank(
     """Best-of-N: rank candidate images for one prompt, best first (exit 1 if some could not be scored)."""
     from rich.table import Table
 
-    from mint_iqa.api import RANK_KEYS
-    from mint_iqa.predict import check_output, images_table, write_table
+    from mint_iqa.inference.api import RANK_KEYS
+    from mint_iqa.inference.predict import check_output, images_table, write_table
 
     quick_exit()
     if by not in RANK_KEYS:
@@ -196,7 +196,7 @@ def serve(
     """REST endpoint: MLflow's scoring server for MODEL (POST /invocations), with short error answers."""
     import uvicorn
 
-    from mint_iqa.serving.server import build_app
+    from mint_iqa.inference.serving.server import build_app
 
     try:
         app_ = build_app(model)
@@ -216,7 +216,7 @@ def use_model(
     ] = None,
 ) -> None:
     """Record this user's default model, used by score, rank and explain from any folder without --model."""
-    from mint_iqa.api import default_model, set_default_model, user_default_file
+    from mint_iqa.inference.api import default_model, set_default_model, user_default_file
 
     try:
         if source is None:

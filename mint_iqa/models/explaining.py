@@ -1,6 +1,7 @@
 """The explainer's words in and out: the instruction it reads, tokenising a batch, and generating answers
 under the stage-1 constraints (the level each score states, the defect it names). Shared by training,
-evaluation and inference (`mint_iqa.assess`), so none of them needs the others to explain an image."""
+evaluation and inference (`mint_iqa.inference.assess`), so none of them needs the others to explain an
+image."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import torch
 
 from mint_iqa.config import DIMENSIONS, FLAWLESS, Params
 from mint_iqa.data.answers import QUESTIONS, grade
-from mint_iqa.inference import score_arrays
+from mint_iqa.inference.scoring import score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.models.explaining import Texts, explain_batch
 from mint_iqa.models.factory import build_explainer, explainer_config, load_scorer, save_assessor

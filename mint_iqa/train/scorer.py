@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mint_iqa.calibration import fit_calibration
 from mint_iqa.config import DIMENSIONS, LossConfig, Params
 from mint_iqa.data import manifest
-from mint_iqa.inference import evidence_arrays, score_arrays
+from mint_iqa.inference.scoring import evidence_arrays, score_arrays
 from mint_iqa.io import write_text
 from mint_iqa.metrics import srcc
 from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config, save_scorer

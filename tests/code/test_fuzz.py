@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
+from mint_iqa.inference.predict import read_manifest
 from mint_iqa.io import DEFAULT_MAX_PIXELS, OK, ImageError, load_image
-from mint_iqa.predict import read_manifest
 
 FUZZ_CASES = 10_000  # generated cases the slow test runs at least, over all properties
 SHARES = {"image": 0.6, "manifest": 0.3, "path": 0.1}  # of FUZZ_CASES; the quick test runs QUICK_SHARE of it
@@ -125,7 +125,7 @@ def load_outcome(item: bytes | Path | str, name: str) -> str:
 
 def check_image(data: bytes, path: Path) -> str:
     """The image properties for one mutated file (written to `path`); returns its outcome."""
-    from mint_iqa.inference import Views, _decode
+    from mint_iqa.inference.scoring import Views, _decode
 
     path.write_bytes(data)
     outcome = load_outcome(data, f"<{len(data)} bytes>")
@@ -202,7 +202,7 @@ def render_csv(rows: list[list[str]], style: str, newline: str) -> str:
 
 def check_manifest(data: bytes, path: Path) -> str:
     """The manifest properties for one generated file (written to `path`); returns 'error' or 'table'."""
-    from mint_iqa.inference import _decode
+    from mint_iqa.inference.scoring import _decode
 
     path.write_bytes(data)
     try:

@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 
 from mint_iqa.config import DIMENSIONS
-from mint_iqa.io import OK
-from mint_iqa.predict import (
+from mint_iqa.inference.predict import (
     OUTPUT_COLUMNS,
     escape_controls,
     images_table,
@@ -22,6 +21,7 @@ from mint_iqa.predict import (
     score_table,
     write_table,
 )
+from mint_iqa.io import OK
 from mint_iqa.report import write_report
 
 
@@ -50,7 +50,7 @@ class StandIn:
         scale: str = "mos",
         **_: bool,  # maps, words: not asked for here
     ) -> pd.DataFrame:
-        from mint_iqa.assess import EXPLANATION_COLUMNS
+        from mint_iqa.inference.assess import EXPLANATION_COLUMNS
 
         table = self.score(images, prompts, batch_size, scale)
         return table.assign(**{c: "fine" for c in EXPLANATION_COLUMNS})

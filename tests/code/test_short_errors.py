@@ -1,12 +1,12 @@
-"""The REST guard's error answers (`mint_iqa.serving.server`): the reason MLflow gives, on one short line,
-without the request it would quote back. (The guard in front of a real server:
+"""The REST guard's error answers (`mint_iqa.inference.serving.server`): the reason MLflow gives, on one
+short line, without the request it would quote back. (The guard in front of a real server:
 tests/pipeline/test_serving.)"""
 
 from __future__ import annotations
 
 import json
 
-from mint_iqa.serving.server import MAX_MESSAGE, short_message, unknown_params
+from mint_iqa.inference.serving.server import MAX_MESSAGE, short_message, unknown_params
 
 
 def _mlflow(message: str) -> bytes:

@@ -264,7 +264,7 @@ def test_bad_manifests_and_outputs_fail_whole_with_one_line(
 def test_images_and_folders_in_every_output_format(
     corpus: Path, scorer_dir: Path, tmp_path: Path, suffix: str
 ) -> None:
-    from mint_iqa.predict import read_table
+    from mint_iqa.inference.predict import read_table
 
     empty = tmp_path / "empty-folder"
     empty.mkdir()

@@ -113,7 +113,7 @@ def test_feedback_changes_nothing_at_initialisation(explainer) -> None:
 
 
 def test_generate_and_assessor_roundtrip(explainer, tiny_scorer, tmp_path: Path) -> None:
-    from mint_iqa.assess import EXPLANATION_COLUMNS, Assessor
+    from mint_iqa.inference.assess import EXPLANATION_COLUMNS, Assessor
 
     model, texts = explainer
     model.eval()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mint_iqa.inference import Scorer
+from mint_iqa.inference.scoring import Scorer
 from tests.conftest import tool
 
 
@@ -204,7 +204,7 @@ def test_large_images_are_judged_in_native_resolution_windows(scorer_dir: Path) 
     """An image well above the input size: quality and authenticity are the mean over native-resolution
     windows (a whole-image resize would hide pixel-level defects), correspondence reads the resized whole;
     small images are read whole as before."""
-    from mint_iqa.inference import native_windows
+    from mint_iqa.inference.scoring import native_windows
 
     rng = np.random.default_rng(0)
     big = rng.integers(0, 255, (700, 520, 3), dtype=np.uint8)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import mint_iqa
-from mint_iqa.inference import NO_MAPS, Scorer, Views, stitch
+from mint_iqa.inference.scoring import NO_MAPS, Scorer, Views, stitch
 from mint_iqa.models.scorer import damage_grid
 from tests.model.conftest import CORPUS, TINY
 from tests.model.test_report import _browser, _cli

@@ -88,7 +88,7 @@ def test_paper_preset_loads_stage1_parts_offline(
 ) -> None:
     from safetensors import safe_open
 
-    from mint_iqa.inference import Scorer
+    from mint_iqa.inference.scoring import Scorer
     from mint_iqa.models.factory import build_scorer, preset_config, save_scorer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -123,7 +123,7 @@ def test_word_fusion_moves_only_correspondence_and_survives_saving(tmp_path: Pat
     prompt's word evidence to correspondence, in the model and through `Scorer`, and keeps it on disk."""
     import numpy as np
 
-    from mint_iqa.inference import Scorer
+    from mint_iqa.inference.scoring import Scorer
     from mint_iqa.models.factory import build_scorer, build_tokenizer
     from mint_iqa.models.words import evidence, word_masks
 

@@ -14,7 +14,7 @@ PROBE = """
 import json, sys
 from types import SimpleNamespace
 import pandas as pd
-from mint_iqa.serving.pyfunc_model import MintIQAModel
+from mint_iqa.inference.serving.pyfunc_model import MintIQAModel
 model = MintIQAModel()
 model.load_context(SimpleNamespace(artifacts={"assessor": sys.argv[1]}))
 out = model.predict(None, pd.read_json(sys.argv[2], orient="records"), params={"explain": True})
@@ -40,7 +40,7 @@ def test_the_served_model_loads_and_predicts_without_the_training_layer(
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["status"] == ["ok"]
-    assert "mint_iqa.assess" in result["modules"]  # the probe really loaded the model
+    assert "mint_iqa.inference.assess" in result["modules"]  # the probe really loaded the model
     assert not [
         m
         for m in result["modules"]

@@ -68,7 +68,7 @@ def test_bf16_engine_steps_on_float32_batches_and_validates_in_bf16(tiny_scorer,
     validation scores through the bf16 weights (the configuration `infra/deepspeed/*_bf16.json` trains
     with)."""
     from mint_iqa.config import TrainConfig
-    from mint_iqa.inference import score_arrays
+    from mint_iqa.inference.scoring import score_arrays
     from mint_iqa.train.engine import fit
 
     model, tok = tiny_scorer

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mint_iqa.inference import Scorer
+from mint_iqa.inference.scoring import Scorer
 from mint_iqa.models.words import subject, unsupported, unsupported_sentence
 from tests.model.conftest import CORPUS
 from tests.model.test_report import _cli

@@ -158,7 +158,7 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
 def _orientation(model: Path, prepared: Path) -> dict[str, float]:
     """Per dimension, the sign of the trained scorer's SRCC on the paper test split."""
     from mint_iqa.data import manifest
-    from mint_iqa.inference import Scorer
+    from mint_iqa.inference.scoring import Scorer
     from mint_iqa.metrics import srcc
 
     df, meta = manifest.read(prepared)

@@ -74,7 +74,7 @@ def decode_image(value: Any, row: int) -> Any:
 
 
 def prompt_problem(prompt: Any, row: int) -> str | None:
-    from mint_iqa.inference import MAX_PROMPT_CHARS
+    from mint_iqa.inference.scoring import MAX_PROMPT_CHARS
 
     if not isinstance(prompt, str) or not prompt.strip():
         return f"row {row}: 'prompt' must be a non-empty string"
@@ -85,7 +85,7 @@ def prompt_problem(prompt: Any, row: int) -> str | None:
 
 class MintIQAModel(PythonModel):
     def load_context(self, context: Any) -> None:
-        from mint_iqa.assess import Assessor
+        from mint_iqa.inference.assess import Assessor
 
         self.assessor = Assessor.load(context.artifacts["assessor"])
 
@@ -100,8 +100,8 @@ class MintIQAModel(PythonModel):
         missing = [c for c in ("image", "prompt") if c not in model_input.columns]
         if missing:
             raise _bad(f"missing column(s) {missing}; expected 'image' (base64) and 'prompt'")
-        from mint_iqa.inference import MAP_COLUMNS, NO_MAPS, NO_WORDS
-        from mint_iqa.serving import PARAMS
+        from mint_iqa.inference.scoring import MAP_COLUMNS, NO_MAPS, NO_WORDS
+        from mint_iqa.inference.serving import PARAMS
 
         params = params or {}
         unknown = sorted(set(params) - set(PARAMS))

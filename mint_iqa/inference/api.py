@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from mint_iqa.config import BATCH_SIZE, DIMENSIONS
-from mint_iqa.inference import Scorer, resolve_device
+from mint_iqa.inference.scoring import Scorer, resolve_device
 from mint_iqa.io import IMAGE_SUFFIXES, OK, ImageInput, write_text
 
 DEFAULT_MODELS = ("artifacts/explainer/paper/best", "artifacts/scorer/paper/best")
@@ -176,7 +176,7 @@ class Model:
                     f"{self.source}: this model has a scorer only; load an assessor folder "
                     "(scorer/ + explainer/) or a registered model to get explanations"
                 )
-            from mint_iqa.assess import Assessor
+            from mint_iqa.inference.assess import Assessor
 
             self._assessor = Assessor.load(
                 self._explainer_folder, num_beams=self.num_beams, scorer=self.scorer
@@ -276,7 +276,7 @@ def load(
             scorer = Scorer.load(folder / "scorer", device=device, dtype=torch_dtype)
             return Model(scorer, source, explainer_folder=folder, num_beams=num_beams)
         return Model(Scorer.load(folder, device=device, dtype=torch_dtype), source)
-    from mint_iqa.assess import Assessor
+    from mint_iqa.inference.assess import Assessor
 
     with tempfile.TemporaryDirectory(prefix="mint-iqa-model-") as workdir:
         folder = _local_folder(source, workdir)

@@ -14,7 +14,15 @@ import torch
 from mint_iqa.calibration import to_scale
 from mint_iqa.config import DIMENSIONS, EXPLANATION_COLUMNS
 from mint_iqa.data.answers import QUESTIONS, split_answer
-from mint_iqa.inference import MAP_COLUMNS, NO_MAPS, NO_WORDS, Scorer, check_prompt, map_columns, screen
+from mint_iqa.inference.scoring import (
+    MAP_COLUMNS,
+    NO_MAPS,
+    NO_WORDS,
+    Scorer,
+    check_prompt,
+    map_columns,
+    screen,
+)
 from mint_iqa.io import OK, ImageInput
 from mint_iqa.models.explaining import Texts, explain_batch
 from mint_iqa.models.factory import load_assessor

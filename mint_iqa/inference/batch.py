@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 
 from mint_iqa.config import DIMENSIONS
+from mint_iqa.inference.predict import read_manifest, score_table
 from mint_iqa.io import IMAGE_SUFFIXES, OK, atomic_write
-from mint_iqa.predict import read_manifest, score_table
 
 _MODELS: dict[str, Any] = {}
 
@@ -64,7 +64,7 @@ def _s3() -> Any:
 def _model(model: str) -> Any:
     """The worker's copy of the model (`mint_iqa.load`: a folder or an MLflow URI), loaded once."""
     if model not in _MODELS:
-        from mint_iqa.api import load
+        from mint_iqa.inference.api import load
 
         _MODELS[model] = load(model)
     return _MODELS[model]
