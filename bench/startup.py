@@ -57,6 +57,7 @@ def _median_seconds(argv: list[str], env: dict[str, str], repeats: int, cwd: str
     return statistics.median(times)
 
 
+# long: the whole measurement as a script, top to bottom, ending in its table
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder (default: the default model)")

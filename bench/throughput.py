@@ -64,6 +64,7 @@ def rate(fn, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+# long: the whole measurement as a script, top to bottom, ending in its table
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)

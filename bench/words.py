@@ -110,6 +110,7 @@ def both_subset(scorer, images, prompts, keep) -> tuple[np.ndarray, np.ndarray]:
     return scored["correspondence"].to_numpy(), evidence(scorer.model, subset, texts)
 
 
+# long: the whole measurement as a script, top to bottom, ending in its tables
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "scorer" / "strict" / "best")

@@ -214,6 +214,7 @@ def _digest(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+# long: one end-to-end run against the real service stack, which starts once
 def test_pipeline_on_postgres_s3_mlflow_and_prefect(stack: dict, tmp_path: Path) -> None:
     project = build_repo(tmp_path / "project")
     env = _client_env(stack, project)

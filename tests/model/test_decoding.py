@@ -180,6 +180,7 @@ def test_constraint_caches_shared_across_batches_give_each_batch_its_own_answer(
     assert len(shared) == 2  # same text, other phrases owed: two states (the third batch has stated nothing)
 
 
+# long: the vocabulary and every sentence the constraint must allow or refuse
 def test_reason_constraint_lets_the_answer_give_only_the_sentence_that_fits_stage1() -> None:
     from mint_iqa.models.decoding import ReasonConstraint
     from mint_iqa.models.explaining import allowed_sentences

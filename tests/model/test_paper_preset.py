@@ -13,6 +13,7 @@ import torch
 pytestmark = pytest.mark.slow
 
 
+# long: a tiny InstructBLIP folder laid out as a hub download is
 @pytest.fixture(scope="module")
 def instructblip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import (
@@ -164,6 +165,7 @@ def instructblip_with_lm_tokenizer(instructblip_dir: Path, tmp_path_factory: pyt
     return folder
 
 
+# long: one explainer's life (train, save, reload, generate) on the paper classes
 def test_paper_explainer_trains_with_feedback_saves_reloads_and_generates(
     instructblip_with_lm_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

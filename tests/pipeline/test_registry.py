@@ -63,6 +63,7 @@ def test_gate_judges_the_explanations_too() -> None:
     assert not passed and reasons == ["authenticity level accuracy drops by 0.1000 > epsilon 0.02"]
 
 
+# long: one registry history (register, gate, aliases, rollback), each step building on the last
 def test_register_gate_aliases_rollback(
     assessors: dict[str, Path], prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
