@@ -148,7 +148,8 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
         if name == "B":  # C's calibration would map the reversed outputs onto one end of the scale
             scorer.config.calibration = {}
         scorer.config.locate = True  # an untrained damage-map head: serving's maps are checked for form
-        scorer.locate = torch.nn.Linear(scorer.vision.dim, 2)
+        with torch.random.fork_rng():  # the explainer below starts from the same random weights as before
+            scorer.locate = torch.nn.Linear(scorer.vision.dim, 2)
         explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
         folders[name] = root / name
         save_assessor(explainer, tok, folders[name] / "paper" / "best")

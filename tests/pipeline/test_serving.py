@@ -121,7 +121,7 @@ def test_maps_on_request(server: str) -> None:
     side, from the same pass: the scores do not change); they are off by default."""
     rows = [[_png((900, 600)), "a photo of a cat"], ["not base64!", "a red rocket"]]
     body = {"dataframe_split": {"columns": ["image", "prompt"], "data": rows}}
-    plain = requests.post(f"{server}/invocations", json=body, timeout=120)
+    plain = requests.post(f"{server}/invocations", json={**body, "params": {"explain": False}}, timeout=120)
     mapped = requests.post(
         f"{server}/invocations", json={**body, "params": {"explain": False, "maps": True}}, timeout=120
     )

@@ -15,9 +15,11 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mint_iqa.inference.serving import PARAMS
+
 MAX_MESSAGE = 300
 MAX_REQUEST_BYTES = int(os.environ.get("MINT_IQA_MAX_REQUEST_BYTES", str(64 * 1024 * 1024)))
-KNOWN_PARAMS = frozenset({"explain"})
+KNOWN_PARAMS = frozenset(PARAMS)  # MLflow drops unknown params silently: the guard refuses them
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
