@@ -89,6 +89,17 @@ def _step(run: Any, p: Params) -> Any:
         _fail(str(exc))
 
 
+def _tracked_step(step: str, run: Any, p: Params) -> Any:
+    """A registry step's result: bad input is a one-line error (exit 2), anything the tracking server did
+    not complete is `_tracking_failed` (exit 1)."""
+    try:
+        return run(p)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _tracking_failed(step, exc)
+
+
 def _tracking_failed(step: str, exc: BaseException) -> None:
     """One line for a registry step that the MLflow tracking server did not complete (exit 1)."""
     from mint_iqa.tracking import tracking_uri

@@ -17,7 +17,7 @@ from mint_iqa.cli.common import (
     _fail,
     _params,
     _step,
-    _tracking_failed,
+    _tracked_step,
     app,
     console,
     data_app,
@@ -211,12 +211,7 @@ def register(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) 
     from mint_iqa.registry import register as run
 
     p = _params(params, overrides)
-    try:
-        version = run(p)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    except Exception as exc:
-        _tracking_failed("register", exc)
+    version = _tracked_step("register", run, p)
     console.print(f"register: {p.registry.model_name} version {version.version} -> alias challenger")
 
 
@@ -226,12 +221,7 @@ def promote(params: ParamsOpt = Path("params.yaml"), overrides: SetOpt = None) -
     from mint_iqa.registry import promote as run
 
     p = _params(params, overrides)
-    try:
-        decision = run(p)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    except Exception as exc:
-        _tracking_failed("promote", exc)
+    decision = _tracked_step("promote", run, p)
     print(decision.markdown())
     console.print(f"promote: decision -> {p.registry.decision}")
 
