@@ -160,18 +160,20 @@ def table(results: dict[str, Any]) -> str:
 def explanation_metrics(
     frame: pd.DataFrame, answers: list[str], scores: Any, level_cuts: dict[str, list[float]] | None = None
 ) -> dict[str, Any]:
-    """Level accuracy per dimension, defect mention, ROUGE-L / BLEU-4 against the reference answers, and
-    consistency: the level stated in words against the level the explainer reads from the stage-1 score
-    (`score_grades` with the explainer's `level_cuts`)."""
+    """Level accuracy per dimension; defect mention (the sentence of the dimension an image's worst defect
+    hurts names that defect's group, `kinds.GROUPS`: blur, noise, compression, geometry, ...) and defect kind
+    (it names that very kind); ROUGE-L / BLEU-4 against the reference answers; and consistency: the level
+    stated in words against the level the explainer reads from the stage-1 score (`score_grades` with the
+    explainer's `level_cuts`)."""
     import torch
 
     from mint_iqa.data.answers import grade, parse_grades, split_answer
-    from mint_iqa.data.kinds import DEFECT_NAMES
+    from mint_iqa.data.kinds import GROUPS, named_defects
     from mint_iqa.metrics import bleu4, rouge_l
     from mint_iqa.models.decoding import score_grades
 
     level: dict[str, list[bool]] = {d: [] for d in DIMENSIONS}
-    consistent, mentions = [], []
+    consistent, mentions, kinds = [], [], []
     implied = score_grades(torch.as_tensor(np.asarray(scores, dtype=np.float32)), level_cuts).tolist()
     for text, levels, (_, row) in zip(answers, implied, frame.iterrows()):
         stated = parse_grades(text)
@@ -180,13 +182,13 @@ def explanation_metrics(
             if stated[dim] is not None:
                 consistent.append(stated[dim] == levels[i])
         if row["family"] in ("quality", "authenticity") and row[row["family"]] < FLAWLESS:  # a visible defect
-            part = split_answer(text)[row["family"]].lower()
-            named = {d for d, phrase in DEFECT_NAMES.items() if phrase in part}
-            true = DEFECT_NAMES[row["distortion"]]
-            mentions.append(true in part and all(DEFECT_NAMES[d] in true for d in named))
+            named = named_defects(split_answer(text)[row["family"]])
+            kinds.append(named == {row["distortion"]})
+            mentions.append(bool(named) and {GROUPS[d] for d in named} == {GROUPS[row["distortion"]]})
     return {
         "level_accuracy": {d: round(float(np.mean(v)), 4) for d, v in level.items()},
         "defect_mention_accuracy": round(float(np.mean(mentions)), 4) if mentions else None,
+        "defect_kind_accuracy": round(float(np.mean(kinds)), 4) if kinds else None,
         "rouge_l": round(rouge_l(answers, list(frame["answer_all"])), 4),
         "bleu4": round(bleu4(answers, list(frame["answer_all"])), 4),
         "consistency": round(float(np.mean(consistent)), 4) if consistent else None,

@@ -9,8 +9,9 @@
   explanations (level accuracy per dimension: the level stated in words against the label's grade). No
   dimension may drop by more than `epsilon` on either, and the mean of one of them must improve by at
   least `delta` (so a better explainer ships even when the scorer is unchanged); the first model only
-  needs the absolute SRCC `minimums`. The replaced champion keeps the alias `previous`; `rollback`
-  restores it. Every decision is a version tag and a markdown summary.
+  needs the absolute SRCC `minimums` (so does a challenger whose champion this code cannot load, e.g. after
+  an architecture change: that champion could not serve either). The replaced champion keeps the alias
+  `previous`; `rollback` restores it. Every decision is a version tag and a markdown summary.
 
 Registry stages are deprecated in MLflow 3; only aliases and tags are used here.
 """
@@ -176,10 +177,9 @@ class Holdout:
         return {"srcc": self.srcc, "level_accuracy": self.levels}
 
 
-def holdout_scores(params: Params, model_uri: str) -> Holdout:
-    """A registered model judged on the held-out images (a sample of the protocol's test split)."""
-    import mlflow
-
+def holdout_scores(params: Params, model: Any) -> Holdout:
+    """A registered model (loaded pyfunc) judged on the held-out images (a sample of the protocol's test
+    split)."""
     from mint_iqa.data.answers import grade, parse_grades
 
     prepared = Path(params.prepare.out_dir)
@@ -193,7 +193,7 @@ def holdout_scores(params: Params, model_uri: str) -> Holdout:
             "prompt": list(df["prompt"]),
         }
     )
-    pred = mlflow.pyfunc.load_model(model_uri).predict(batch)
+    pred = model.predict(batch)
     levels = {
         d: round(
             float(
@@ -282,9 +282,23 @@ def promote(params: Params) -> Decision:
         raise ValueError(
             f"version {challenger.version} is already the champion; register a new challenger first"
         )
-    new = holdout_scores(params, f"models:/{cfg.model_name}/{challenger.version}")
-    old = holdout_scores(params, f"models:/{cfg.model_name}/{champion.version}") if champion else None
+    import mlflow
+
+    new = holdout_scores(params, mlflow.pyfunc.load_model(f"models:/{cfg.model_name}/{challenger.version}"))
+    old, unloadable = None, []
+    if champion is not None:
+        try:
+            model = mlflow.pyfunc.load_model(f"models:/{cfg.model_name}/{champion.version}")
+        except Exception as exc:  # e.g. weights of an architecture this code no longer builds
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            unloadable = [
+                f"champion version {champion.version} cannot be loaded by this code ({why}): it could not "
+                "serve either, so the challenger is judged as a first model"
+            ]
+        else:
+            old = holdout_scores(params, model)
     passed, reasons = gate(new, old, params)
+    reasons = unloadable + reasons
     decision = Decision(
         passed, str(challenger.version), str(champion.version) if champion else None, new, old, reasons
     )

@@ -154,3 +154,11 @@ GROUPS: dict[str, str] = {
     **dict.fromkeys(("grid", "upsample_blocks", "ripple"), "pattern"),
 }
 GROUPS = {k: g for k, g in GROUPS.items() if k in QUALITY or k in AUTHENTICITY}
+
+
+def named_defects(text: str) -> set[str]:
+    """The defect kinds a sentence names by their `DEFECT_NAMES` phrase; a phrase inside a longer one that is
+    also there ("blur" in "motion blur") counts once, as the longer one."""
+    text = text.lower()
+    found = {k: p for k, p in DEFECT_NAMES.items() if k in GROUPS and p in text}
+    return {k for k, p in found.items() if not any(p != q and p in q for q in found.values())}

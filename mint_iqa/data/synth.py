@@ -35,6 +35,7 @@ class Sample:
         None  # (G, G, 2) visible damage per cell, quality / authenticity family, in [0, 1]
     )
     defects: str = ""  # every defect as kind@level, ';'-separated (`Recipe.describe`)
+    worst: dict[str, str] = field(default_factory=dict)  # per damaged dimension, the kind that hurt it most
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Synthesiser:
         severity = {fam: 0.0 for fam in degradations.REGISTRY}
         names: dict[str, list[str]] = {fam: [] for fam in degradations.REGISTRY}
         worst = ("pristine", "none", 0, 0.0, 0.0)  # family, kind, level, severity, damage
+        worst_of: dict[str, tuple[float, str]] = {}  # per dimension: (severity, kind) of its worst defect
         where = np.zeros((WHERE_GRID, WHERE_GRID, 2), np.float32)
         for fam, name, lvl in sorted(recipe.defects, key=lambda d: d[0] != "quality"):
             before = img
@@ -177,6 +179,8 @@ class Synthesiser:
             done = lvl / LEVELS if self.cfg.labels.measure == "level" else hurt / scale
             severity[fam] += done
             names[fam].append(degradations.DEFECT_NAMES[name])
+            if done >= worst_of.get(fam, (-1.0, ""))[0]:
+                worst_of[fam] = (done, name)
             if done > worst[3]:
                 worst = (fam, name, int(round(lvl)), done, hurt)
         labels = {fam: self.cfg.labels.for_severity(s) for fam, s in severity.items()}
@@ -200,6 +204,7 @@ class Synthesiser:
             answers(labels, defects),
             where,
             recipe.describe(),
+            {fam: kind for fam, (_, kind) in worst_of.items()},
         )
 
     def calibrate(self, rng: np.random.Generator, samples: int = 100) -> dict[str, float]:

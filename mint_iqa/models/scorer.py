@@ -123,6 +123,19 @@ class Matcher(nn.Module):
         return img, txt
 
 
+class Locator(nn.Module):
+    """Per-patch damage logits (B, N, 2) from patch features (B, N, D): each patch read beside its difference
+    from the image's mean patch, because a local defect is what sets a region apart from the rest of the
+    image (a linear read-out of the patch alone: authenticity CC 0.33, docs/results.md)."""
+
+    def __init__(self, dim: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, 2))
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([patches, patches - patches.mean(dim=1, keepdim=True)], dim=-1))
+
+
 class MintScorer(nn.Module):
     def __init__(
         self, config: ScorerConfig, vision: nn.Module, qformer: nn.Module, query_tokens: torch.Tensor
@@ -141,8 +154,9 @@ class MintScorer(nn.Module):
                 for dim in DIMENSIONS
             }
         )
-        self.aux = nn.Linear(hidden, len(config.aux_classes)) if config.aux_classes else None
-        self.locate = nn.Linear(vision.dim, 2) if config.locate else None
+        # the defect head reads the queries and each feature's strongest patch (a local defect shows there)
+        self.aux = nn.Linear(hidden + vision.dim, len(config.aux_classes)) if config.aux_classes else None
+        self.locate = Locator(vision.dim) if config.locate else None
         self.matcher = Matcher(vision.dim, hidden, config.match_stem) if config.match else None
 
     def _queries(
@@ -197,7 +211,9 @@ class MintScorer(nn.Module):
             ],
             dim=-1,
         )
-        aux = self.aux(seen.mean(dim=1)) if self.aux is not None else None
+        aux = None
+        if self.aux is not None:
+            aux = self.aux(torch.cat([seen.mean(dim=1), patch_tokens(feats).amax(dim=1)], dim=-1))
         where = self.locate(patch_tokens(feats)) if self.locate is not None else None
         img = txt = term = None
         if self.matcher is not None:

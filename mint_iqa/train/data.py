@@ -19,16 +19,30 @@ from mint_iqa.data.synth import WHERE_GRID, Synthesiser, kinds_of, parse_defects
 from mint_iqa.io import load_image
 from mint_iqa.models.tensors import to_batch
 
-AUX_CLASSES = ["none", *degradations.QUALITY, *degradations.AUTHENTICITY, "mismatch"]
+AUX_CLASSES = [*degradations.QUALITY, *degradations.AUTHENTICITY]
+AUX_FAMILIES = ("quality", "authenticity")  # the defect head names one kind per family, each its own choice
 NO_MAP = torch.full(
     (WHERE_GRID, WHERE_GRID, 2), -1.0
 )  # a prepared image's damage map: unknown, masked in the loss
 
 
-def aux_class(family: str, distortion: str) -> int:
-    if family == "correspondence":
-        return AUX_CLASSES.index("mismatch")
-    return AUX_CLASSES.index(distortion) if distortion in AUX_CLASSES else 0
+def aux_targets(worst: dict[str, str]) -> list[int]:
+    """The defect head's targets: per family of `AUX_FAMILIES`, the `AUX_CLASSES` index of the kind that hurt
+    that dimension most, or -100 (no such defect, or a kind the head does not know: ignored in the loss)."""
+    return [AUX_CLASSES.index(worst[f]) if worst.get(f) in AUX_CLASSES else -100 for f in AUX_FAMILIES]
+
+
+def row_worst(row: pd.Series) -> dict[str, str]:
+    """A prepared row's worst kind per dimension: its recorded worst defect for its own family, and for the
+    other the kind of that family at the highest level in its `defects` cell."""
+    worst: dict[str, str] = {}
+    for kind, _ in sorted(parse_defects(row.get("defects") or ""), key=lambda d: d[1]):
+        for family in AUX_FAMILIES:
+            if kind in getattr(degradations, family.upper()):
+                worst[family] = kind
+    if row["family"] in AUX_FAMILIES:
+        worst[row["family"]] = row["distortion"]
+    return worst
 
 
 @dataclass
@@ -105,7 +119,7 @@ class TrainStream(Dataset):
                 s.image,
                 s.prompt,
                 [s.labels[d] for d in DIMENSIONS],
-                aux_class(s.family, s.distortion),
+                aux_targets(s.worst),
             )
             answers, where, group, matching = s.answers, s.where, s.ref_id, describes(s.defects, s.family)
         else:
@@ -115,7 +129,7 @@ class TrainStream(Dataset):
             labels = [
                 row[d] if row[d] == row[d] else -1.0 for d in DIMENSIONS
             ]  # NaN (no label) -> -1, masked
-            cls = aux_class(row["family"], row["distortion"])
+            cls = aux_targets(row_worst(row))
             answers = {k: row[col] for k, col in manifest.ANSWER_COLUMNS.items()}
             where = None  # prepared images carry no damage map
             ref = row.get("ref_id")
@@ -166,7 +180,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "images": torch.stack([i["image"] for i in items]),
         "prompts": [i["prompt"] for i in items],
         "labels": torch.stack([i["labels"] for i in items]),
-        "aux": torch.tensor([i["aux"] for i in items]),
+        "aux": torch.tensor([i["aux"] for i in items]),  # (B, 2): quality, authenticity kind
         "answers": [i["answers"] for i in items],
         "picks": [i["pick"] for i in items],
         "where": torch.stack([i["where"] for i in items]),

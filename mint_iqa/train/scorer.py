@@ -29,7 +29,15 @@ from mint_iqa.models.factory import build_scorer, build_tokenizer, preset_config
 from mint_iqa.models.scorer import ScorerOutput
 from mint_iqa.models.text import segmenter
 from mint_iqa.models.words import fit_fusion, fuse
-from mint_iqa.train.data import AUX_CLASSES, Split, TrainStream, held_out, loader, training_synthesiser
+from mint_iqa.train.data import (
+    AUX_CLASSES,
+    AUX_FAMILIES,
+    Split,
+    TrainStream,
+    held_out,
+    loader,
+    training_synthesiser,
+)
 from mint_iqa.train.engine import fit, seed_everything, tracked_run
 
 
@@ -69,6 +77,23 @@ def label_losses(
     l1 = ((pred - target).abs() * known).sum() / count.clamp_min(1)
     parts = {"l1": l1, "plcc": plcc_loss(pred, target, known)}
     return parts | ({"rank": rank_loss(pred, target, known)} if rank else {})
+
+
+def aux_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the defect head (B, C) per family, each over that family's kinds only: targets (B, 2)
+    hold the worst quality and the worst authenticity kind (-100: none)."""
+    from mint_iqa.data import degradations
+
+    parts = []
+    for i, family in enumerate(AUX_FAMILIES):
+        columns = [j for j, c in enumerate(AUX_CLASSES) if c in getattr(degradations, family.upper())]
+        where = torch.full((len(AUX_CLASSES),), -100, dtype=torch.long, device=logits.device)
+        where[columns] = torch.arange(len(columns), device=logits.device)
+        target = targets[:, i].to(logits.device)
+        local = torch.where(target >= 0, where[target.clamp_min(0)], target)
+        if (local >= 0).any():
+            parts.append(F.cross_entropy(logits[:, columns], local, ignore_index=-100))
+    return torch.stack(parts).mean() if parts else logits.sum() * 0.0
 
 
 def where_loss(logits: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
@@ -132,7 +157,7 @@ def scorer_loss(
         on_top = label_losses(pred.detach() + term, target, known & corr, known.sum(), rank=w.rank > 0)
         parts = {k: v + on_top[k] for k, v in parts.items()}
     if out.aux_logits is not None:
-        parts["aux"] = F.cross_entropy(out.aux_logits.float(), batch["aux"])
+        parts["aux"] = aux_loss(out.aux_logits.float(), batch["aux"])
     if out.where_logits is not None:
         parts["locate"] = where_loss(out.where_logits.float(), batch["where"])
     if out.image_embeds is not None:

@@ -57,3 +57,40 @@ def test_grades_and_parse_roundtrip() -> None:
 def test_missing_label_gives_no_answer() -> None:
     out = answers({"quality": 0.9, "authenticity": float("nan"), "correspondence": 0.3})
     assert out["authenticity"] == "" and "authenticity" not in out["all"]
+
+
+def test_named_defects_count_a_phrase_inside_a_longer_one_once() -> None:
+    from mint_iqa.data.kinds import named_defects
+
+    assert named_defects("The image quality is poor: motion blur is strong.") == {"motion_blur"}
+    assert named_defects("quality is fair: blur is noticeable") == {"gaussian_blur"}
+    assert named_defects("speckle noise and a smeared region") == {"speckle_noise", "smear"}
+    assert named_defects("it looks natural and free of distortion") == set()
+
+
+def test_defect_mention_is_scored_by_group_and_kind() -> None:
+    """An explanation naming another kind of the true defect's group (defocus blur for gaussian blur)
+    names the defect; naming the exact kind counts apart; a flawless sentence names nothing."""
+    import numpy as np
+    import pandas as pd
+
+    from mint_iqa.evaluate import explanation_metrics
+
+    frame = pd.DataFrame(
+        {
+            "family": ["quality"] * 3,
+            "distortion": ["gaussian_blur"] * 3,
+            "quality": [0.3] * 3,
+            "authenticity": [0.9] * 3,
+            "correspondence": [0.9] * 3,
+            "answer_all": ["The image quality is poor: blur is strong and most details are lost."] * 3,
+        }
+    )
+    said = [
+        "The image quality is poor: blur is strong and most details are lost.",
+        "The image quality is poor: defocus blur is strong and most details are lost.",
+        "The image quality is excellent: the outline and content are clearly distinguishable.",
+    ]
+    m = explanation_metrics(frame, said, np.full((3, 3), 0.3, np.float32))
+    assert m["defect_mention_accuracy"] == round(2 / 3, 4)
+    assert m["defect_kind_accuracy"] == round(1 / 3, 4)

@@ -63,13 +63,14 @@ def assessor_dir(tiny_scorer, tmp_path: Path) -> Path:
     import torch
 
     from mint_iqa.models.factory import build_explainer, explainer_config, save_assessor
+    from mint_iqa.models.scorer import Locator
     from tests.model.test_explainer import SMALL
 
     scorer, tok = tiny_scorer
     scorer.config.calibration = {"quality": [1.0, 0.0, 0.0, 0.5], "correspondence": [2.0, -0.5]}
     scorer.config.locate = True  # an untrained damage-map head, as trained models have one
     with torch.random.fork_rng():  # the explainer below starts from the same random weights as without it
-        scorer.locate = torch.nn.Linear(scorer.vision.dim, 2)
+        scorer.locate = Locator(scorer.vision.dim)
     explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
     return save_assessor(explainer, tok, tmp_path / "assessor")
 

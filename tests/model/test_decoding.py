@@ -267,16 +267,16 @@ def test_defect_targets_take_the_top_class_of_each_family() -> None:
     from mint_iqa.train.data import AUX_CLASSES
 
     logits = torch.zeros(2, len(AUX_CLASSES))
-    logits[0, AUX_CLASSES.index("none")] = 9.0  # "none" ranks first; each family still has its top
-    logits[0, AUX_CLASSES.index("motion_blur")] = 2.0
-    logits[0, AUX_CLASSES.index("smear")] = 1.0
-    logits[1, AUX_CLASSES.index("jpeg")] = 0.5
-    logits[1, AUX_CLASSES.index("grid")] = 3.0
+    logits[0, AUX_CLASSES.index("grid")] = 9.0  # an authenticity kind ranks first; quality still has its top
+    logits[0, AUX_CLASSES.index("motion_blur")] = 4.0
+    logits[0, AUX_CLASSES.index("smear")] = 4.0
+    logits[1, AUX_CLASSES.index("jpeg")] = 4.0
+    logits[1, AUX_CLASSES.index("grid")] = 4.0
     assert defect_targets(logits, AUX_CLASSES) == [
-        {0: "motion blur", 1: "a smeared region"},
+        {0: "motion blur", 1: "a grid pattern"},
         {0: "compression artefacts", 1: "a grid pattern"},
     ]
-    assert defect_targets(logits[:, :1], ["none"]) == [{}, {}]
+    assert defect_targets(torch.zeros(2, 1), ["none"]) == [{}, {}]
 
 
 def test_reason_constraint_spells_a_sentence_with_its_own_tokens() -> None:

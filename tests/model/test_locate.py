@@ -65,7 +65,7 @@ def test_where_loss_masks_images_without_a_map_and_rewards_the_right_map() -> No
                 "image": torch.zeros(3, 8, 8),
                 "prompt": "",
                 "labels": torch.zeros(3),
-                "aux": 0,
+                "aux": [0, -100],
                 "answers": {},
                 "pick": 0,
                 "where": w,

@@ -102,6 +102,7 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
     `<explain.out_dir>/paper/best` folder: C (trained briefly, each head's sign oriented so that its SRCC on
     the held-out images is >= 0), A (constant scores: SRCC 0) and B (1 - C's head outputs: SRCC -C)."""
     from mint_iqa.models.factory import build_explainer, explainer_config, load_scorer, save_assessor
+    from mint_iqa.models.scorer import Locator
     from mint_iqa.train.scorer import train_scorer
     from tests.conftest import _project_prepare
 
@@ -149,7 +150,7 @@ def assessors(raw_dir: Path, prepared: Path, tmp_path_factory: pytest.TempPathFa
             scorer.config.calibration = {}
         scorer.config.locate = True  # an untrained damage-map head: serving's maps are checked for form
         with torch.random.fork_rng():  # the explainer below starts from the same random weights as before
-            scorer.locate = torch.nn.Linear(scorer.vision.dim, 2)
+            scorer.locate = Locator(scorer.vision.dim)
         explainer, _ = build_explainer(scorer, tok, explainer_config("tiny", SMALL))
         folders[name] = root / name
         save_assessor(explainer, tok, folders[name] / "paper" / "best")

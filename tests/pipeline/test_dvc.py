@@ -53,7 +53,14 @@ def test_repro_runs_the_whole_pipeline_then_is_a_noop(reproduced: Reproduced) ->
     explained = yaml.safe_load((repo / "metrics/explainer.json").read_text())
     assert set(explained) == {"paper", "strict"}
     for m in explained.values():
-        assert set(m) == {"level_accuracy", "defect_mention_accuracy", "rouge_l", "bleu4", "consistency"}
+        assert set(m) == {
+            "level_accuracy",
+            "defect_mention_accuracy",
+            "defect_kind_accuracy",
+            "rouge_l",
+            "bleu4",
+            "consistency",
+        }
         assert set(m["level_accuracy"]) == {"quality", "authenticity", "correspondence"}
     assert (repo / "artifacts/explainer/paper/best/explainer/model.safetensors").exists()
     epochs = json.loads((repo / "artifacts/explainer/paper/history.json").read_text())

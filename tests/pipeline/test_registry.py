@@ -201,3 +201,40 @@ def test_register_and_promote_against_a_real_mlflow_server(
     model = mlflow.pyfunc.load_model("models:/mint-iqa@champion")
     assert model.metadata.run_id and version == "1"
     assert not any((tmp_path / "mlruns").glob("*"))  # artifacts went to the server, not to a local folder
+
+
+def test_a_champion_this_code_cannot_load_is_judged_as_absent(
+    assessors: dict[str, Path], prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an architecture change the registered champion's weights no longer fit the code: promotion
+    says so and judges the challenger by the first model's minimums, instead of failing the pipeline."""
+    from mint_iqa.registry import promote, register
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(__file__).parents[2] / "data.dvc", tmp_path / "data.dvc")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = {
+        name: Params.model_validate(
+            {
+                "prepare": {"out_dir": str(prepared)},
+                "explain": {"out_dir": str(assessors[name])},
+                "register": {
+                    "holdout_images": 40,
+                    "decision": str(tmp_path / "d.md"),
+                    "minimums": {"quality": -1, "authenticity": -1, "correspondence": -1},
+                },
+            }
+        )
+        for name in ("A", "C")
+    }
+    register(params["A"])
+    assert promote(params["A"]).promoted
+    weights = sorted(tmp_path.rglob("*.safetensors"))
+    assert weights  # the champion's stored weights, now of a shape this code does not build
+    for path in weights:
+        path.write_bytes(path.read_bytes()[:64])
+    version_c = register(params["C"]).version
+    decision = promote(params["C"])
+    assert decision.promoted and decision.champion_scores is None
+    assert decision.reasons[0].startswith("champion version 1 cannot be loaded by this code (")
+    assert f"version {version_c} PROMOTED" in (tmp_path / "d.md").read_text()
