@@ -19,17 +19,18 @@ from mint_iqa.data.synth import WHERE_GRID, Synthesiser, kinds_of, parse_defects
 from mint_iqa.io import load_image
 from mint_iqa.models.tensors import to_batch
 
-AUX_CLASSES = [*degradations.QUALITY, *degradations.AUTHENTICITY]
-AUX_FAMILIES = ("quality", "authenticity")  # the defect head names one kind per family, each its own choice
+# the defect head names one kind per family, each its own choice; its classes are the families' kinds in turn
+AUX_KINDS = {"quality": degradations.QUALITY, "authenticity": degradations.AUTHENTICITY}
+AUX_CLASSES = [kind for kinds in AUX_KINDS.values() for kind in kinds]
 NO_MAP = torch.full(
     (WHERE_GRID, WHERE_GRID, 2), -1.0
 )  # a prepared image's damage map: unknown, masked in the loss
 
 
 def aux_targets(worst: dict[str, str]) -> list[int]:
-    """The defect head's targets: per family of `AUX_FAMILIES`, the `AUX_CLASSES` index of the kind that hurt
+    """The defect head's targets: per family of `AUX_KINDS`, the `AUX_CLASSES` index of the kind that hurt
     that dimension most, or -100 (no such defect, or a kind the head does not know: ignored in the loss)."""
-    return [AUX_CLASSES.index(worst[f]) if worst.get(f) in AUX_CLASSES else -100 for f in AUX_FAMILIES]
+    return [AUX_CLASSES.index(worst[f]) if worst.get(f) in AUX_CLASSES else -100 for f in AUX_KINDS]
 
 
 def row_worst(row: pd.Series) -> dict[str, str]:
@@ -37,10 +38,10 @@ def row_worst(row: pd.Series) -> dict[str, str]:
     other the kind of that family at the highest level in its `defects` cell."""
     worst: dict[str, str] = {}
     for kind, _ in sorted(parse_defects(row.get("defects") or ""), key=lambda d: d[1]):
-        for family in AUX_FAMILIES:
-            if kind in getattr(degradations, family.upper()):
+        for family, kinds in AUX_KINDS.items():
+            if kind in kinds:
                 worst[family] = kind
-    if row["family"] in AUX_FAMILIES:
+    if row["family"] in AUX_KINDS:
         worst[row["family"]] = row["distortion"]
     return worst
 

@@ -31,7 +31,7 @@ from mint_iqa.models.text import segmenter
 from mint_iqa.models.words import fit_fusion, fuse
 from mint_iqa.train.data import (
     AUX_CLASSES,
-    AUX_FAMILIES,
+    AUX_KINDS,
     Split,
     TrainStream,
     held_out,
@@ -82,17 +82,14 @@ def label_losses(
 def aux_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the defect head (B, C) per family, each over that family's kinds only: targets (B, 2)
     hold the worst quality and the worst authenticity kind (-100: none)."""
-    from mint_iqa.data import degradations
-
-    parts = []
-    for i, family in enumerate(AUX_FAMILIES):
-        columns = [j for j, c in enumerate(AUX_CLASSES) if c in getattr(degradations, family.upper())]
-        where = torch.full((len(AUX_CLASSES),), -100, dtype=torch.long, device=logits.device)
-        where[columns] = torch.arange(len(columns), device=logits.device)
+    parts, start = [], 0
+    for i, kinds in enumerate(AUX_KINDS.values()):  # each family's kinds are one block of the classes
+        end = start + len(kinds)
         target = targets[:, i].to(logits.device)
-        local = torch.where(target >= 0, where[target.clamp_min(0)], target)
+        local = torch.where(target >= 0, target - start, target)
         if (local >= 0).any():
-            parts.append(F.cross_entropy(logits[:, columns], local, ignore_index=-100))
+            parts.append(F.cross_entropy(logits[:, start:end], local, ignore_index=-100))
+        start = end
     return torch.stack(parts).mean() if parts else logits.sum() * 0.0
 
 
