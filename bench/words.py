@@ -13,7 +13,9 @@ SRCC against the split's correspondence labels. Then each true caption with its 
 swapped for another object (`swap_words`): the pairwise share as above, and the precision, recall and F1
 of flagging exactly the swapped word by its support (the product's rule: support under
 `mint_iqa.models.words.UNSUPPORTED`, 0.1; other thresholds beside it). Writes
-bench/results/words.{csv,md} and words_flagged.csv.
+bench/results/words.{csv,md} and words_flagged.csv; with `--clean`, the same for the undamaged photographs
+themselves (each whole, as the scorer reads a user's photograph for correspondence, with as many
+caption draws), words_clean.*.
 """
 
 from __future__ import annotations
@@ -118,6 +120,12 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, default=ROOT / "data")
     parser.add_argument("--per-photo", type=int, default=10, help="test images per photograph")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="score the undamaged photographs themselves (whole, native size) instead of their damaged "
+        "256-px crops; writes words_clean.*",
+    )
     args = parser.parse_args()
 
     from mint_iqa.data import manifest
@@ -130,11 +138,16 @@ def main() -> None:
     df, meta = manifest.read(args.prepared)
     root = manifest.image_root(args.prepared, meta)
     test = df[df["split_strict"] == "test"].reset_index(drop=True)
-    refs = {ref.id: ref for ref, _ in load_references(args.raw)}
+    loaded = load_references(args.raw)
+    refs = {ref.id: ref for ref, _ in loaded}
     rng = np.random.default_rng(0)
     chosen = test.groupby("ref_id", sort=True).head(args.per_photo).reset_index(drop=True)
-    images = [np.asarray(load_image(root / p).convert("RGB")) for p in chosen["image"]]
     scorer = Scorer.load(args.model)
+    if args.clean:  # each photograph as a user would give it, as the scorer reads it whole for correspondence
+        photos = {ref.id: pixels for ref, pixels in loaded}
+        images = scorer.decode([photos[r] for r in chosen["ref_id"]])
+    else:
+        images = [np.asarray(load_image(root / p).convert("RGB")) for p in chosen["image"]]
 
     def both(prompts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         scored = scorer.score(images, prompts, batch_size=16, show_progress=False, scale="raw")
@@ -192,14 +205,16 @@ def main() -> None:
         f"{srcc(scored_all['correspondence'].to_numpy(), labels):.3f}, word evidence {srcc(ev, labels):.3f}."
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "words.csv", index=False)
+    name = "words_clean" if args.clean else "words"
+    table.to_csv(args.out / f"{name}.csv", index=False)
     write_text(
-        args.out / "words.md",
+        args.out / f"{name}.md",
         f"# True caption scored above a mismatched one (share of pairs)\n\n"
-        f"{len(chosen)} `strict` test images ({chosen['ref_id'].nunique()} photographs never trained on)."
+        f"{len(chosen)} {'undamaged whole photographs' if args.clean else '`strict` test images'} "
+        f"({chosen['ref_id'].nunique()} photographs never trained on)."
         f"\n\n{text}\n\n{summary}\n\n# Flagging the swapped word (support under a threshold)\n\n{flags}\n",
     )
-    pd.DataFrame(swap_rows).to_csv(args.out / "words_flagged.csv", index=False)
+    pd.DataFrame(swap_rows).to_csv(args.out / f"{name}_flagged.csv", index=False)
     print(text, summary, flags, sep="\n\n")
 
 
