@@ -154,8 +154,9 @@ class MintScorer(nn.Module):
                 for dim in DIMENSIONS
             }
         )
-        # the defect head reads the queries and each feature's strongest patch (a local defect shows there)
-        self.aux = nn.Linear(hidden + vision.dim, len(config.aux_classes)) if config.aux_classes else None
+        # the defect head reads the queries, each feature's strongest patch (a local defect shows there) and
+        # its mean patch (a defect over the whole image shows there)
+        self.aux = nn.Linear(hidden + 2 * vision.dim, len(config.aux_classes)) if config.aux_classes else None
         self.locate = Locator(vision.dim) if config.locate else None
         self.matcher = Matcher(vision.dim, hidden, config.match_stem) if config.match else None
 
@@ -213,7 +214,8 @@ class MintScorer(nn.Module):
         )
         aux = None
         if self.aux is not None:
-            aux = self.aux(torch.cat([seen.mean(dim=1), patch_tokens(feats).amax(dim=1)], dim=-1))
+            patches = patch_tokens(feats)
+            aux = self.aux(torch.cat([seen.mean(dim=1), patches.amax(dim=1), patches.mean(dim=1)], dim=-1))
         where = self.locate(patch_tokens(feats)) if self.locate is not None else None
         img = txt = term = None
         if self.matcher is not None:
