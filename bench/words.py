@@ -123,8 +123,8 @@ def main() -> None:
     parser.add_argument(
         "--clean",
         action="store_true",
-        help="score the undamaged photographs themselves (whole, native size) instead of their damaged "
-        "256-px crops; writes words_clean.*",
+        help="score the undamaged photographs themselves (whole, resized as the scorer reads them for "
+        "correspondence) instead of their damaged 256-px crops; writes words_clean.*",
     )
     args = parser.parse_args()
 

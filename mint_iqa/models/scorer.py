@@ -212,14 +212,14 @@ class MintScorer(nn.Module):
             ],
             dim=-1,
         )
+        patches = patch_tokens(feats)
         aux = None
         if self.aux is not None:
-            patches = patch_tokens(feats)
             aux = self.aux(torch.cat([seen.mean(dim=1), patches.amax(dim=1), patches.mean(dim=1)], dim=-1))
-        where = self.locate(patch_tokens(feats)) if self.locate is not None else None
+        where = self.locate(patches) if self.locate is not None else None
         img = txt = term = None
         if self.matcher is not None:
-            apart, patches = self.config.match_apart, patch_tokens(feats)
+            apart = self.config.match_apart
             with torch.set_grad_enabled(torch.is_grad_enabled() and not apart):
                 text = self.qformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             img, txt = self.matcher(images, patches.detach() if apart else patches, text, attention_mask)

@@ -143,7 +143,7 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     from timm.layers import BatchNormAct2d
 
     net = copy.deepcopy(net).float().eval()
-    for module in net.modules():
+    for module in list(net.modules()):  # listed first: the loop replaces children
         names = list(module._modules)
         for a, b in zip(names, names[1:]):
             conv, bn = module._modules[a], module._modules[b]
